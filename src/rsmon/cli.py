@@ -1,0 +1,137 @@
+"""The ``rsmon`` command: argument parsing, progress and one-line errors only (no science here).
+
+An :class:`~rsmon.errors.RsmonError` (or a usage error) prints one line on stderr and exits 2;
+any other exception is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import Sequence
+
+from rsmon import __version__
+from rsmon.errors import InputError, RsmonError
+
+log = logging.getLogger("rsmon")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that raises InputError instead of printing usage, so every error is one line."""
+
+    def error(self, message: str):  # noqa: D401 - argparse API
+        raise InputError(f"{self.prog}: {message}")
+
+
+def _cmd_l3(args: argparse.Namespace) -> int:
+    from rsmon.grid import LonLatGrid
+    from rsmon.products.no2 import NO2Params
+    from rsmon.workflow.l3 import run_l3
+
+    grid = LonLatGrid.from_bbox(args.bbox, args.res)
+    units = "1e15 molec cm-2" if args.units == "molec" else "mol m-2"
+    params = NO2Params(qa_min=args.qa, period=args.period, day_boundary=args.day_boundary, units=units,
+                       weighting=args.weighting)
+    say = None if args.quiet else (lambda msg: print(msg, file=sys.stderr))
+    result = run_l3(args.inputs, grid, args.output, params, product=args.product, fmt=args.format,
+                    catalog_dir=args.catalog, workers=args.workers, checksums=not args.no_checksums,
+                    progress=say)
+    for path in result.outputs:
+        print(path)
+    return 0
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    from rsmon.io.info import describe
+
+    for i, path in enumerate(args.files):
+        if i:
+            print()
+        print(describe(path))
+    return 0
+
+
+def _cmd_sim(args: argparse.Namespace) -> int:
+    if args.sensor == "s5p":
+        from rsmon.sim.s5p import main as sim_main
+    else:  # pragma: no cover - argparse restricts choices
+        raise InputError(f"sim: unknown sensor {args.sensor!r}")
+    return sim_main(args.rest)
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from rsmon.workflow.demo import run_demo
+
+    run_demo(args.out, seed=args.seed, say=print)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="rsmon", description="Satellite environmental-monitoring products.")
+    p.add_argument("--version", action="version", version=f"rsmon {__version__}")
+    p.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    l3 = sub.add_parser("l3", help="grid L2 swaths to L3 GeoTIFF/NetCDF (HARP bin_spatial semantics)")
+    l3.add_argument("--product", default="no2", help="product (no2)")
+    l3.add_argument("--bbox", required=True, help="W,S,E,N in degrees; cell edges start exactly at W and S")
+    l3.add_argument("--res", required=True, type=_number("--res"), help="cell size in degrees")
+    l3.add_argument("--qa", type=_number("--qa"), default=0.75, help="keep pixels with qa_value > QA (default 0.75)")
+    l3.add_argument("--period", default="day", help="orbit | day | month (default day)")
+    l3.add_argument("--day-boundary", default="utc", help="utc | solar: which day a pixel belongs to")
+    l3.add_argument("--units", default="mol", choices=["mol", "molec"],
+                    help="mol = mol m-2 (default), molec = 1e15 molecules cm-2")
+    l3.add_argument("--weighting", default="area", help="area (HARP) | inverse_variance")
+    l3.add_argument("--format", default="tif", help="tif (COG) | nc (CF-NetCDF)")
+    l3.add_argument("--catalog", default=None, help="STAC catalog folder to add items to")
+    l3.add_argument("--workers", type=int, default=None, help="parallel files (default: cores, max 2)")
+    l3.add_argument("--no-checksums", action="store_true", help="skip SHA-256 of inputs in provenance")
+    l3.add_argument("-q", "--quiet", action="store_true")
+    l3.add_argument("-o", "--output", required=True, help="output folder")
+    l3.add_argument("inputs", nargs="+", metavar="INPUT", help="L2 files or folders of them")
+    l3.set_defaults(func=_cmd_l3)
+
+    info = sub.add_parser("info", help="say what a file is (product, orbit, time range, footprint, variables)")
+    info.add_argument("files", nargs="+", metavar="FILE")
+    info.set_defaults(func=_cmd_info)
+
+    sim = sub.add_parser("sim", help="write simulated files in the real layouts (rsmon sim s5p --help)")
+    sim.add_argument("sensor", choices=["s5p"])
+    sim.add_argument("rest", nargs=argparse.REMAINDER)
+    sim.set_defaults(func=_cmd_sim)
+
+    demo = sub.add_parser("demo", help="simulate a day over eastern China and run the NO2 product on it")
+    demo.add_argument("--out", default="demo-output", help="output folder (default demo-output)")
+    demo.add_argument("--seed", type=int, default=20190612)
+    demo.set_defaults(func=_cmd_demo)
+    return p
+
+
+def _number(name: str):
+    def convert(text: str) -> float:
+        try:
+            return float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name}: expected a number, got {text!r}") from None
+    return convert
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        level = logging.WARNING - 10 * min(args.verbose, 2)
+        logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+        return int(args.func(args) or 0)
+    except RsmonError as exc:
+        msg = " ".join(str(exc).split())
+        print(f"rsmon: error: {msg}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("rsmon: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,162 @@
+"""The L3 job: L2 files -> per-period gridded products (COG or NetCDF) + STAC items.
+
+This is the glue between readers, products and writers that both the CLI (``rsmon l3``) and the
+workflow runner call. Files are binned in parallel (threads: the numba kernel releases the GIL) and
+their accumulators merged by addition as they complete, so memory holds at most ``workers + 1``
+partial grids whatever the number of inputs.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+from rsmon.errors import InputError, RsmonError
+from rsmon.grid import LonLatGrid
+from rsmon.io.atomic import check_output_dir
+from rsmon.products import no2
+
+log = logging.getLogger(__name__)
+
+FORMATS = {"tif": ".tif", "nc": ".nc"}
+COLLECTION_IDS = {"no2": "rsmon-no2-l3"}
+
+
+@dataclass
+class L3Result:
+    """What an L3 run wrote."""
+
+    outputs: list[Path] = field(default_factory=list)
+    items: list[Path] = field(default_factory=list)
+    periods: list[str] = field(default_factory=list)
+    skipped_inputs: list[str] = field(default_factory=list)
+
+
+def expand_inputs(inputs: Sequence[str | os.PathLike]) -> list[Path]:
+    """Files as given; folders expand to the ``*.nc``/``*.nc4`` files they hold (sorted)."""
+    paths: list[Path] = []
+    for raw in inputs:
+        p = Path(raw)
+        if p.is_dir():
+            found = sorted(q for q in p.iterdir() if q.suffix in (".nc", ".nc4") and q.is_file())
+            if not found:
+                raise InputError(f"INPUT {p}: folder holds no .nc/.nc4 file")
+            paths.extend(found)
+        else:
+            paths.append(p)
+    if not paths:
+        raise InputError("INPUT: no input file given")
+    return paths
+
+
+def output_name(product: str, period: str, label: str, grid: LonLatGrid, fmt: str) -> str:
+    """File name of one period's output, e.g. ``rsmon_no2_l3_day_2019-06-12_0.05deg.tif``."""
+    res = f"{grid.res:g}deg"
+    return f"rsmon_{product}_l3_{period}_{label}_{res}{FORMATS[fmt]}"
+
+
+def run_l3(
+    inputs: Sequence[str | os.PathLike],
+    grid: LonLatGrid,
+    out_dir: str | os.PathLike,
+    params: no2.NO2Params = no2.NO2Params(),
+    *,
+    product: str = "no2",
+    fmt: str = "tif",
+    catalog_dir: str | os.PathLike | None = None,
+    workers: int | None = None,
+    checksums: bool = True,
+    progress: Callable[[str], None] | None = None,
+) -> L3Result:
+    """Grid L2 swaths to one output per period.
+
+    Raises
+    ------
+    InputError
+        Bad parameter (format, product).
+    FormatError, NoDataError
+        An input cannot be read, or no valid pixel reaches the grid.
+    OutputError
+        The output folder cannot be written.
+    """
+    # Imports here keep `rsmon --help` fast.
+    from rsmon.catalog import write_product_item
+    from rsmon.io.cog import write_cog
+    from rsmon.io.netcdf import write_netcdf
+    from rsmon.io.s5p import open_s5p
+    from rsmon.provenance import InputRef, Provenance, sha256_file
+
+    if product not in COLLECTION_IDS:
+        raise InputError(f"--product: expected one of {', '.join(COLLECTION_IDS)}, got {product!r}")
+    if fmt not in FORMATS:
+        raise InputError(f"--format: expected one of {', '.join(FORMATS)}, got {fmt!r}")
+    paths = expand_inputs(inputs)
+    out_dir = check_output_dir(out_dir)
+    workers = workers or min(2, os.cpu_count() or 1)
+
+    # Open every input first: a bad file fails the run before any output is written.
+    datasets = {}
+    for p in paths:
+        ds = open_s5p(p, product="NO2")
+        datasets[str(p)] = ds
+
+    def work(path: str):
+        return no2.grid_swath(datasets[path], grid, params)
+
+    def digest(path: str):
+        return sha256_file(path) if checksums else None
+
+    totals: dict = {}
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        hashes = {p: pool.submit(digest, p) for p in datasets}
+        futures = {pool.submit(work, p): p for p in datasets}
+        for done, fut in enumerate(as_completed(futures), 1):
+            part = fut.result()
+            totals = no2.merge([totals, part])
+            if progress:
+                progress(f"binned {done}/{len(futures)}: {Path(futures[fut]).name}")
+        digests = {p: h.result() for p, h in hashes.items()}
+
+    no2.require_data(totals, list(datasets), grid)
+
+    result = L3Result()
+    for label in sorted(totals):
+        acc = totals[label]
+        ds = no2.to_dataset(acc, label, params)
+        refs = []
+        for src in acc.inputs:
+            src_ds = datasets[src]
+            refs.append(InputRef(
+                path=str(Path(src).resolve()),
+                sha256=digests.get(src),
+                id=Path(src).name.split(".")[0],
+                start=src_ds.attrs.get("time_coverage_start"),
+                end=src_ds.attrs.get("time_coverage_end"),
+            ))
+        prov = Provenance(inputs=refs, parameters={
+            "product": product, **params.to_dict(), "grid": grid.to_dict(), "bbox": list(grid.bounds),
+        })
+        name = output_name(product, params.period, label, grid, fmt)
+        path = out_dir / name
+        if fmt == "tif":
+            write_cog(path, ds, grid, prov)
+        else:
+            write_netcdf(path, ds, grid, prov)
+        result.outputs.append(path)
+        result.periods.append(label)
+        if catalog_dir is not None:
+            item_id = Path(name).stem
+            result.items.append(write_product_item(
+                catalog_dir, COLLECTION_IDS[product], item_id, {"data": path}, grid, ds, prov,
+                title=f"TROPOMI tropospheric NO2 L3, {params.period} {label}",
+            ))
+        if progress:
+            progress(f"wrote {path}")
+    return result
+
+
+__all__ = ["run_l3", "L3Result", "expand_inputs", "output_name", "RsmonError"]
