@@ -1,0 +1,121 @@
+#!/usr/bin/env python
+"""Benchmark: TROPOMI NO2 L2 full orbits -> L3 at 0.05 deg over 100-132E 10-30N, rsmon vs harpconvert.
+
+Both tools run on the same simulated full orbits (4172 x 450 pixels) in the same run, each timed with
+GNU time (wall seconds, peak RSS). Also: one day (14 orbits) on a 0.01 deg China grid (73-136E 18-54N).
+
+Usage::
+
+    .venv/bin/python benchmarks/bench_l3_no2.py [--orbits 3] [--skip-day] [--data benchmarks/data]
+
+Needs Debian packages ``harp`` (harpconvert) and ``time`` (/usr/bin/time). Prints a Markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+import tempfile
+from datetime import date
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+RSMON = str(Path(sys.executable).parent / "rsmon")
+GNU_TIME = shutil.which("time") or "/usr/bin/time"
+BBOX = (100.0, 10.0, 132.0, 30.0)
+RES = 0.05
+DAY = date(2019, 6, 12)
+
+
+def timed(cmd: list[str]) -> tuple[float, float]:
+    """Run ``cmd`` under GNU time; return (wall seconds, peak RSS in MB)."""
+    with tempfile.NamedTemporaryFile("r", suffix=".time") as tf:
+        proc = subprocess.run([GNU_TIME, "-f", "%e %M", "-o", tf.name, *cmd], capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise SystemExit(f"command failed ({proc.returncode}): {' '.join(cmd)}\n{proc.stderr[-2000:]}")
+        wall, kb = tf.read().split()[-2:]
+    return float(wall), float(kb) / 1024.0
+
+
+def harp_cmd(src: Path, dst: Path, bbox, res) -> list[str]:
+    west, south, east, north = bbox
+    nlat = round((north - south) / res) + 1
+    nlon = round((east - west) / res) + 1
+    ops = (f"tropospheric_NO2_column_number_density_validity>75;"
+           f"bin_spatial({nlat},{south},{res},{nlon},{west},{res});"
+           f"keep(tropospheric_NO2_column_number_density,weight,count)")
+    return ["harpconvert", "-a", ops, str(src), str(dst)]
+
+
+def rsmon_cmd(srcs: list[Path], out: Path, bbox, res, period: str) -> list[str]:
+    return [RSMON, "l3", "--product", "no2", "--bbox", ",".join(f"{v:g}" for v in bbox), "--res", f"{res:g}",
+            "--period", period, "-q", "-o", str(out), *map(str, srcs)]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--orbits", type=int, default=3, help="full orbits crossing the bbox to time one by one")
+    ap.add_argument("--data", default=str(HERE / "data"), help="where simulated orbits are kept")
+    ap.add_argument("--skip-day", action="store_true", help="skip the 14-orbit China 0.01 deg day")
+    ap.add_argument("--skip-harp-day", action="store_true", help="time rsmon only on the China day")
+    args = ap.parse_args()
+    if not shutil.which("harpconvert"):
+        raise SystemExit("harpconvert not found: apt-get install harp")
+
+    from rsmon.sim.s5p import simulate_day
+
+    data = Path(args.data) / f"full-{DAY}"
+    files = sorted(data.glob("S5P_*.nc"))
+    if len(files) < 14:
+        print(f"simulating full orbits for {DAY} into {data} ...", file=sys.stderr)
+        files = simulate_day(data, DAY, seed=1, bbox=None, full_orbits=True)
+    crossing = [f for f in files if _crosses(f, BBOX)]
+    rows = []
+    work = Path(tempfile.mkdtemp(prefix="rsmon-bench-"))
+    # warm-up: numba's on-disk cache and the OS page cache, for both tools alike
+    timed(rsmon_cmd(crossing[:1], work / "warm", BBOX, RES, "orbit"))
+    timed(harp_cmd(crossing[0], work / "warm.nc", BBOX, RES))
+    for f in crossing[: args.orbits]:
+        h = timed(harp_cmd(f, work / f"{f.stem}.harp.nc", BBOX, RES))
+        r = timed(rsmon_cmd([f], work / "rsmon-orbit", BBOX, RES, "orbit"))
+        rows.append((f"one orbit {f.name[20:35]} (1 process each)", h, r))
+    n = min(args.orbits, len(crossing))
+    h_sum = tuple(sum(x) if i == 0 else max(x) for i, x in enumerate(zip(*[row[1] for row in rows])))
+    r_batch = timed(rsmon_cmd(crossing[:n], work / "rsmon-batch", BBOX, RES, "orbit"))
+    rows.append((f"{n} orbits -> {n} per-orbit files (HARP: {n} runs summed; rsmon: one run)", h_sum, r_batch))
+
+    if not args.skip_day:
+        china = (73.0, 18.0, 136.0, 54.0)
+        r_day = timed(rsmon_cmd(files, work / "rsmon-day", china, 0.01, "day"))
+        if args.skip_harp_day:
+            h_day = (float("nan"), float("nan"))
+        else:
+            h_day = (0.0, 0.0)
+            for f in files:
+                t, m = timed(harp_cmd(f, work / "day.harp.nc", china, 0.01))
+                h_day = (h_day[0] + t, max(h_day[1], m))
+        rows.append((f"one day, {len(files)} orbits, China 0.01 deg (HARP per orbit, summed; no merge)", h_day, r_day))
+
+    print("| case | harpconvert s | harpconvert peak MB | rsmon s | rsmon peak MB | speed-up | memory ratio |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for name, (ht, hm), (rt, rm) in rows:
+        print(f"| {name} | {ht:.2f} | {hm:.0f} | {rt:.2f} | {rm:.0f} | {ht / rt:.1f}x | {hm / rm:.1f}x |")
+    shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+def _crosses(path: Path, bbox) -> bool:
+    import numpy as np
+    import netCDF4
+
+    with netCDF4.Dataset(path) as nc:
+        lat = nc["PRODUCT/latitude"][0, :, 225]
+        lon = nc["PRODUCT/longitude"][0, :, 225]
+    west, south, east, north = bbox
+    return bool(np.any((lat > south) & (lat < north) & (lon > west - 12) & (lon < east + 12)))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
