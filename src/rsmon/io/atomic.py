@@ -7,6 +7,7 @@ error never leaves a partial file under the final name and never clobbers an exi
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import tempfile
 from pathlib import Path
@@ -35,6 +36,28 @@ def check_output_dir(folder: str | os.PathLike) -> Path:
     return folder
 
 
+@functools.lru_cache(maxsize=1)
+def _process_umask() -> int:
+    """The process umask, read without changing it (``os.umask`` is not thread-safe)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    return 0o022
+
+
+def _apply_default_mode(path: str | os.PathLike) -> None:
+    """Give a finished temporary output the mode a normal ``open()`` would (0666 & ~umask).
+
+    ``tempfile.mkstemp`` (behind :func:`~rsmon.io.atomic.atomic_output`) creates files 0600,
+    which would make published products unreadable to other users (web servers, analysts).
+    """
+    os.chmod(path, 0o666 & ~_process_umask())
+
+
 @contextlib.contextmanager
 def atomic_output(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
     """Yield a temporary path in the target's folder; rename it to ``path`` on success.
@@ -51,6 +74,7 @@ def atomic_output(path: str | os.PathLike, suffix: str | None = None) -> Iterato
     tmp = Path(tmp_name)
     try:
         yield tmp
+        _apply_default_mode(tmp)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
