@@ -125,11 +125,26 @@ def test_bad_parameters_name_themselves(kwargs, param):
 
 def test_dataset_follows_the_writer_contract():
     ds = swath([[1.0, 2.0], [3.0, 4.0]], np.full((2, 2), 100))
-    acc = no2.grid_swath(ds, GRID)["2019-06-12"]
-    out = no2.to_dataset(acc, "2019-06-12", no2.NO2Params())
+    pixels = no2.extract_pixels(ds, GRID)["2019-06-12"]
+    out = no2.to_dataset([pixels], GRID, "2019-06-12", no2.NO2Params())
+    assert out["tropospheric_no2_column"].chunks is not None  # lazy until a writer computes it
+    out = out.compute()
     assert list(out.data_vars) == ["tropospheric_no2_column", "weight", "count"]
     assert out["tropospheric_no2_column"].dtype == np.float32
     assert out.lat.values[0] > out.lat.values[-1]  # north-up
     assert out.attrs["period"] == "day" and out.attrs["period_label"] == "2019-06-12"
     assert out.attrs["time_coverage_start"] == "2019-06-12T05:00:00Z"
     np.testing.assert_allclose(out["weight"].values, 1.0, rtol=1e-5)
+
+
+def test_lazy_blocks_equal_the_eager_accumulator():
+    rng = np.random.default_rng(7)
+    big = LonLatGrid.from_bbox("110,20,113,22", 0.05)  # 60 x 40 cells, several 16-cell blocks
+    vals = rng.normal(1e-4, 3e-5, (20, 30))
+    ds = swath(vals, np.full((20, 30), 100), size=0.1)
+    eager = no2.grid_swath(ds, big)["2019-06-12"]
+    lazy = no2.to_dataset(list(no2.extract_pixels(ds, big).values()), big, "2019-06-12", no2.NO2Params(),
+                          block_size=16).compute()
+    np.testing.assert_allclose(lazy["tropospheric_no2_column"].values, eager.mean(), rtol=1e-6, equal_nan=True)
+    np.testing.assert_allclose(lazy["weight"].values, eager.sum_w, rtol=1e-6)
+    np.testing.assert_array_equal(lazy["count"].values, eager.count)

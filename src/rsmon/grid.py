@@ -80,6 +80,11 @@ class LonLatGrid:
     res: float
     width: int
     height: int
+    #: For a block of a larger grid: the parent's (west, south) and this block's offsets in cells
+    #: from it (columns from the west edge, rows from the south edge), so that cell edges are
+    #: computed exactly as in the parent. ``None`` for a grid of its own.
+    edge_origin: tuple[float, float] | None = None
+    edge_offset: tuple[int, int] = (0, 0)
 
     def __post_init__(self) -> None:
         if not (self.res > 0 and math.isfinite(self.res)):
@@ -171,8 +176,16 @@ class LonLatGrid:
             raise InputError(
                 f"window: ({row_off},{col_off},{height},{width}) lies outside the {self.height}x{self.width} grid"
             )
-        south = self.north - (row_off + height) * self.res
-        return LonLatGrid(self.west + col_off * self.res, south, self.res, width, height)
+        origin = self.edge_origin or (self.west, self.south)
+        off_x = self.edge_offset[0] + col_off
+        off_y = self.edge_offset[1] + (self.height - row_off - height)
+        return LonLatGrid(origin[0] + off_x * self.res, origin[1] + off_y * self.res, self.res, width, height,
+                          edge_origin=origin, edge_offset=(off_x, off_y))
+
+    def edge_reference(self) -> tuple[float, float, int, int]:
+        """``(west0, south0, col_off, row_off)``: cell edges are ``west0 + (col_off + i) * res``."""
+        origin = self.edge_origin or (self.west, self.south)
+        return origin[0], origin[1], self.edge_offset[0], self.edge_offset[1]
 
     def blocks(self, block_size: int = 2048) -> Iterator[tuple[int, int, "LonLatGrid"]]:
         """Tile the grid into blocks of at most ``block_size`` x ``block_size`` cells.

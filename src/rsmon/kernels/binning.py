@@ -94,6 +94,8 @@ def bin_quads(
     west,
     south,
     res,
+    col_off,
+    row_off,
     width,
     height,
     sum_wy,
@@ -112,9 +114,13 @@ def bin_quads(
         Multiplies the area weight (1 for HARP semantics, 1/sigma^2 for inverse-variance weighting).
         Pixels with a non-finite or non-positive extra weight are skipped.
     west, south, res : float
-        Grid origin (outer edges, degrees) and cell size (degrees).
+        Edge origin (degrees) and cell size (degrees): cell edges are ``west + i * res`` and
+        ``south + j * res``. Blocks of a larger grid pass the parent's origin and their offsets, so
+        every block computes bit-identical edges.
+    col_off, row_off : int
+        Offset of this block's first column from ``west`` and of its southernmost row from ``south``.
     width, height : int
-        Grid size in cells.
+        Block size in cells.
     sum_wy, sum_w : float64 array (height, width)
         Accumulators of ``sum(w * y)`` and ``sum(w)``; row 0 is the northernmost row.
     count : int64 array (height, width)
@@ -131,7 +137,10 @@ def bin_quads(
     tried at shifts of -360, 0 and +360 degrees, so pixels straddling the antimeridian land in the
     right cells of any grid (including grids written with east > 180).
     """
-    east = west + width * res
+    east = west + (col_off + width) * res
+    north = south + (row_off + height) * res
+    bwest = west + col_off * res
+    bsouth = south + row_off * res
     cell_area = res * res
     tiny_area = 1e-12 * cell_area
     px = np.empty(_MAX_VERTS)
@@ -168,7 +177,7 @@ def bin_quads(
         xmax = max(max(px[0], px[1]), max(px[2], px[3]))
         ymin = min(min(py[0], py[1]), min(py[2], py[3]))
         ymax = max(max(py[0], py[1]), max(py[2], py[3]))
-        if ymax <= south or ymin >= south + height * res or ymax - ymin <= 0.0 or xmax - xmin <= 0.0:
+        if ymax <= bsouth or ymin >= north or ymax - ymin <= 0.0 or xmax - xmin <= 0.0:
             continue
         # degenerate quads (points, lines) carry no area; rounding in the clipper must not count them
         if _shoelace(px, py, 4) <= tiny_area:
@@ -176,20 +185,20 @@ def bin_quads(
         hit = False
         for shift_i in range(3):
             shift = (shift_i - 1) * 360.0
-            if xmax + shift <= west or xmin + shift >= east:
+            if xmax + shift <= bwest or xmin + shift >= east:
                 continue
             for k in range(4):
                 cx[k] = px[k] + shift
                 cy[k] = py[k]
-            j0 = int(np.floor((ymin - south) / res))
-            j1 = int(np.ceil((ymax - south) / res)) - 1
+            j0 = int(np.floor((ymin - south) / res)) - row_off
+            j1 = int(np.ceil((ymax - south) / res)) - 1 - row_off
             if j0 < 0:
                 j0 = 0
             if j1 > height - 1:
                 j1 = height - 1
             for j in range(j0, j1 + 1):
-                ylo = south + j * res
-                yhi = south + (j + 1) * res
+                ylo = south + (row_off + j) * res
+                yhi = south + (row_off + j + 1) * res
                 m = _clip_band(cx, cy, 4, ylo, yhi, 1, tx, ty, bx, by)
                 if m < 3:
                     continue
@@ -198,16 +207,16 @@ def bin_quads(
                 for q in range(1, m):
                     bxmin = min(bxmin, bx[q])
                     bxmax = max(bxmax, bx[q])
-                k0 = int(np.floor((bxmin - west) / res))
-                k1 = int(np.ceil((bxmax - west) / res)) - 1
+                k0 = int(np.floor((bxmin - west) / res)) - col_off
+                k1 = int(np.ceil((bxmax - west) / res)) - 1 - col_off
                 if k0 < 0:
                     k0 = 0
                 if k1 > width - 1:
                     k1 = width - 1
                 row = height - 1 - j
                 for kk in range(k0, k1 + 1):
-                    xlo = west + kk * res
-                    xhi = west + (kk + 1) * res
+                    xlo = west + (col_off + kk) * res
+                    xhi = west + (col_off + kk + 1) * res
                     mm = _clip_band(bx, by, m, xlo, xhi, 0, tx, ty, ox, oy)
                     if mm < 3:
                         continue

@@ -27,7 +27,7 @@ import xarray as xr
 
 from rsmon.errors import InputError, NoDataError
 from rsmon.grid import LonLatGrid
-from rsmon.products.l3 import BinAccumulator, bin_pixels
+from rsmon.products.l3 import BinAccumulator, PixelSet, lazy_sums
 
 log = logging.getLogger(__name__)
 
@@ -115,8 +115,11 @@ def _period_labels(ds: xr.Dataset, params: NO2Params) -> np.ndarray:
     return t.astype(f"datetime64[{unit}]").astype(str)
 
 
-def grid_swath(ds: xr.Dataset, grid: LonLatGrid, params: NO2Params = NO2Params()) -> dict[str, BinAccumulator]:
-    """Bin one TROPOMI NO2 swath onto ``grid``, split by period.
+def extract_pixels(ds: xr.Dataset, grid: LonLatGrid, params: NO2Params = NO2Params()) -> dict[str, PixelSet]:
+    """Valid pixels of one TROPOMI NO2 swath that may reach ``grid``, split by period.
+
+    Only the pixel centres of the whole swath are read; corner bounds, values and QA are read for
+    the scanlines that come near the grid.
 
     Parameters
     ----------
@@ -128,8 +131,8 @@ def grid_swath(ds: xr.Dataset, grid: LonLatGrid, params: NO2Params = NO2Params()
     Returns
     -------
     dict
-        Period label -> accumulator (values in ``params.units``). Empty when no valid pixel of the
-        swath reaches the grid.
+        Period label -> :class:`PixelSet` (values in ``params.units``); empty when no valid pixel
+        of the swath comes near the grid.
     """
     if MAIN_VARIABLE not in ds:
         raise InputError(
@@ -149,40 +152,51 @@ def grid_swath(ds: xr.Dataset, grid: LonLatGrid, params: NO2Params = NO2Params()
     values = sub[MAIN_VARIABLE].values.astype(np.float64)
     qa_raw = sub["qa_value_raw"].values
     # HARP-style integer comparison: qa_value > qa_min  <=>  raw > qa_min * 100
-    keep = (qa_raw != 255) & (qa_raw.astype(np.float64) > round(params.qa_min * 100.0, 6))
+    keep = (qa_raw != 255) & (qa_raw.astype(np.float64) > round(params.qa_min * 100.0, 6)) & np.isfinite(values)
     if params.min_column_mol_m2 is not None:
         keep &= values >= params.min_column_mol_m2
-    values = np.where(keep, values, np.nan)
+    factor = 1.0
     if params.units == "1e15 molec cm-2":
         factor = float(ds[MAIN_VARIABLE].attrs.get("multiplication_factor_to_convert_to_molecules_percm2",
-                                                   MOLECULES_PER_CM2_PER_MOL_M2))
-        values = values * factor / 1e15
+                                                   MOLECULES_PER_CM2_PER_MOL_M2)) / 1e15
     extra = None
     if params.weighting == "inverse_variance":
-        sigma = sub[f"{MAIN_VARIABLE}_precision"].values.astype(np.float64)
-        if params.units == "1e15 molec cm-2":
-            sigma = sigma * factor / 1e15
+        sigma = sub[f"{MAIN_VARIABLE}_precision"].values.astype(np.float64) * factor
         with np.errstate(divide="ignore", invalid="ignore"):
             extra = 1.0 / (sigma * sigma)
-
+        keep &= np.isfinite(extra) & (extra > 0)
+    if not keep.any():
+        return {}
     labels = _period_labels(sub, params)
     lon_b = sub["longitude_bounds"].values
     lat_b = sub["latitude_bounds"].values
     times = sub["time_utc"].values
-    out: dict[str, BinAccumulator] = {}
-    for label in np.unique(labels[np.isfinite(values)]) if np.isfinite(values).any() else []:
-        sel = (labels == label) & np.isfinite(values)
+    scan_index = np.broadcast_to(np.arange(keep.shape[0])[:, None], keep.shape)
+    out: dict[str, PixelSet] = {}
+    for label in np.unique(labels[keep]):
+        sel = keep & (labels == label)
+        scans = scan_index[sel]
+        meta = {"orbit": int(ds.attrs.get("orbit", -1))} if params.period == "orbit" else {}
+        ps = PixelSet(
+            lon_bounds=lon_b[sel], lat_bounds=lat_b[sel], values=values[sel] * factor,
+            extra_weight=None if extra is None else extra[sel], source=source,
+            time_start=times[scans.min()], time_end=times[scans.max()], meta=meta,
+        )
+        if ps.select(grid).size:
+            out[str(label)] = ps
+    return out
+
+
+def grid_swath(ds: xr.Dataset, grid: LonLatGrid, params: NO2Params = NO2Params()) -> dict[str, BinAccumulator]:
+    """Bin one swath eagerly: period label -> :class:`BinAccumulator` (labels with no hit omitted)."""
+    out = {}
+    for label, ps in extract_pixels(ds, grid, params).items():
         acc = BinAccumulator.empty(grid)
-        used = bin_pixels(acc, lon_b[sel], lat_b[sel], values[sel], None if extra is None else extra[sel])
-        if used == 0:
+        if ps.bin_into(acc) == 0:
             continue
-        rows_used = np.flatnonzero(sel.any(axis=1))
-        acc.inputs = (source,)
-        acc.time_start = times[rows_used[0]]
-        acc.time_end = times[rows_used[-1]]
-        if params.period == "orbit":
-            acc.meta = {"orbit": int(ds.attrs.get("orbit", -1))}
-        out[str(label)] = acc
+        acc.inputs = (ps.source,)
+        acc.time_start, acc.time_end = ps.time_start, ps.time_end
+        out[label] = acc
     return out
 
 
@@ -195,39 +209,52 @@ def merge(parts: Iterable[dict[str, BinAccumulator]]) -> dict[str, BinAccumulato
     return total
 
 
-def to_dataset(acc: BinAccumulator, label: str, params: NO2Params) -> xr.Dataset:
-    """The L3 dataset of one period (band order: mean column, weight, count), per the writers' contract."""
-    g = acc.grid
-    coords = {"lat": ("lat", g.lat_centers()), "lon": ("lon", g.lon_centers())}
+def group_pixels(parts: Iterable[dict[str, PixelSet]]) -> dict[str, list[PixelSet]]:
+    """Collect per-swath pixel sets into per-period lists."""
+    grouped: dict[str, list[PixelSet]] = {}
+    for part in parts:
+        for label, ps in part.items():
+            grouped.setdefault(label, []).append(ps)
+    return grouped
+
+
+def to_dataset(pixelsets: list[PixelSet], grid: LonLatGrid, label: str, params: NO2Params,
+               block_size: int | None = None) -> xr.Dataset:
+    """The lazy L3 dataset of one period (band order: mean column, weight, count), per the writers' contract.
+
+    Values are dask arrays computed block by block when a writer asks for them.
+    """
+    import dask.array as da
+
+    sum_wy, sum_w, count = lazy_sums(pixelsets, grid, block_size)
+    mean = da.where(sum_w > 0, sum_wy / da.where(sum_w > 0, sum_w, 1.0), np.nan).astype(np.float32)
     units = params.units
+    attrs = {"units": units, "long_name": "tropospheric vertical column of nitrogen dioxide, area-weighted mean"}
+    if units == "mol m-2":
+        attrs["standard_name"] = "troposphere_mole_content_of_nitrogen_dioxide"
     ds = xr.Dataset(
         {
-            MAIN_VARIABLE: (("lat", "lon"), acc.mean(), {
-                "units": units,
-                "long_name": "tropospheric vertical column of nitrogen dioxide, area-weighted mean",
-                "standard_name": "troposphere_mole_content_of_nitrogen_dioxide"
-                if units == "mol m-2" else "",
-            }),
-            "weight": (("lat", "lon"), acc.sum_w.astype(np.float32), {
+            MAIN_VARIABLE: (("lat", "lon"), mean, attrs),
+            "weight": (("lat", "lon"), sum_w.astype(np.float32), {
                 "units": "1", "long_name": "sum of overlap fractions (HARP bin_spatial weight)"}),
-            "count": (("lat", "lon"), acc.count.astype(np.int32), {
+            "count": (("lat", "lon"), count.astype(np.int32), {
                 "units": "1", "long_name": "number of L2 pixels overlapping the cell"}),
         },
-        coords=coords,
+        coords={"lat": ("lat", grid.lat_centers()), "lon": ("lon", grid.lon_centers())},
     )
-    if not ds[MAIN_VARIABLE].attrs["standard_name"]:
-        del ds[MAIN_VARIABLE].attrs["standard_name"]
     method = "area: mean (area-weighted, HARP bin_spatial)"
     if params.weighting == "inverse_variance":
         method = "area: mean (area x inverse-variance weighted)"
+    starts = [ps.time_start for ps in pixelsets if ps.time_start is not None]
+    ends = [ps.time_end for ps in pixelsets if ps.time_end is not None]
     ds.attrs.update({
         "product": "no2",
         "period": params.period,
         "period_label": label,
-        "time_coverage_start": _iso(acc.time_start),
-        "time_coverage_end": _iso(acc.time_end),
+        "time_coverage_start": _iso(min(starts)) if starts else "",
+        "time_coverage_end": _iso(max(ends)) if ends else "",
         "cell_methods": f"{method} time: mean",
-        "n_pixels": int(acc.n_pixels),
+        "n_pixels": int(sum(len(ps) for ps in pixelsets)),
     })
     return ds
 
@@ -238,7 +265,7 @@ def _iso(t) -> str:
     return str(np.datetime64(t, "s")) + "Z"
 
 
-def require_data(totals: dict[str, BinAccumulator], inputs: list[str], grid: LonLatGrid) -> None:
+def require_data(totals: dict, inputs: list[str], grid: LonLatGrid) -> None:
     """Raise :class:`NoDataError` when no valid pixel of any input reached the grid."""
     if not totals:
         names = ", ".join(inputs[:3]) + (" ..." if len(inputs) > 3 else "")

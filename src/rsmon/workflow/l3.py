@@ -1,9 +1,10 @@
 """The L3 job: L2 files -> per-period gridded products (COG or NetCDF) + STAC items.
 
 This is the glue between readers, products and writers that both the CLI (``rsmon l3``) and the
-workflow runner call. Files are binned in parallel (threads: the numba kernel releases the GIL) and
-their accumulators merged by addition as they complete, so memory holds at most ``workers + 1``
-partial grids whatever the number of inputs.
+workflow runner call. Files are read in parallel (threads) into compact pixel sets holding only the
+valid pixels near the grid; each period's grid is then a lazy dask array computed block by block by
+the writer (the numba kernel releases the GIL, so blocks run in parallel). Memory is bounded by the
+pixel sets plus the blocks in flight, whatever the grid size.
 """
 
 from __future__ import annotations
@@ -105,30 +106,29 @@ def run_l3(
         datasets[str(p)] = ds
 
     def work(path: str):
-        return no2.grid_swath(datasets[path], grid, params)
+        return no2.extract_pixels(datasets[path], grid, params)
 
     def digest(path: str):
         return sha256_file(path) if checksums else None
 
-    totals: dict = {}
+    parts = []
     with ThreadPoolExecutor(max_workers=workers) as pool:
         hashes = {p: pool.submit(digest, p) for p in datasets}
         futures = {pool.submit(work, p): p for p in datasets}
         for done, fut in enumerate(as_completed(futures), 1):
-            part = fut.result()
-            totals = no2.merge([totals, part])
+            parts.append(fut.result())
             if progress:
-                progress(f"binned {done}/{len(futures)}: {Path(futures[fut]).name}")
+                progress(f"read {done}/{len(futures)}: {Path(futures[fut]).name}")
         digests = {p: h.result() for p, h in hashes.items()}
-
-    no2.require_data(totals, list(datasets), grid)
+    periods = no2.group_pixels(parts)
+    no2.require_data(periods, list(datasets), grid)
 
     result = L3Result()
-    for label in sorted(totals):
-        acc = totals[label]
-        ds = no2.to_dataset(acc, label, params)
+    for label in sorted(periods):
+        pixelsets = periods[label]
+        ds = no2.to_dataset(pixelsets, grid, label, params)
         refs = []
-        for src in acc.inputs:
+        for src in sorted({ps.source for ps in pixelsets}):
             src_ds = datasets[src]
             refs.append(InputRef(
                 path=str(Path(src).resolve()),
