@@ -50,6 +50,7 @@ def run_demo(out: str | Path, seed: int = 20190612, say: Callable[[str], None] =
     outlines = read_outlines(outlines_path) if outlines_path.exists() else None
     for path in nc.outputs:
         with xr.open_dataset(path) as ds:
+            ds = ds.squeeze("time", drop=True) if "time" in ds.dims else ds
             png = path.with_suffix(".png")
             write_map_png(png, ds.load(), grid, MAIN_VARIABLE, outlines=outlines, scale=1e6,
                           units_label="tropospheric NO2 column (umol m-2)",
