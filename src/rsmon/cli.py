@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 import sys
+from pathlib import Path
 from typing import Sequence
 
 from rsmon import __version__
@@ -19,6 +21,12 @@ log = logging.getLogger("rsmon")
 
 class _Parser(argparse.ArgumentParser):
     """argparse that raises InputError instead of printing usage, so every error is one line."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Values such as ``--bbox -60,-50,-50,-40`` start with a minus sign; treat anything that
+        # starts like a negative number as a value, not an option (Python 3.13's rule).
+        self._negative_number_matcher = re.compile(r"^-\.?\d")
 
     def error(self, message: str):  # noqa: D401 - argparse API
         raise InputError(f"{self.prog}: {message}")
@@ -33,9 +41,11 @@ def _cmd_l3(args: argparse.Namespace) -> int:
     units = "1e15 molec cm-2" if args.units == "molec" else "mol m-2"
     params = NO2Params(qa_min=args.qa, period=args.period, day_boundary=args.day_boundary, units=units,
                        weighting=args.weighting)
-    say = None if args.quiet else (lambda msg: print(msg, file=sys.stderr))
+    # progress only on a terminal, so that a failing run's stderr is its one error line
+    say = None if args.quiet or not sys.stderr.isatty() else (lambda msg: print(msg, file=sys.stderr))
+    catalog = None if args.no_catalog else (args.catalog or str(Path(args.output) / "catalogs"))
     result = run_l3(args.inputs, grid, args.output, params, product=args.product, fmt=args.format,
-                    catalog_dir=args.catalog, workers=args.workers, checksums=not args.no_checksums,
+                    catalog_dir=catalog, workers=args.workers, checksums=not args.no_checksums,
                     progress=say)
     for path in result.outputs:
         print(path)
@@ -84,7 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="mol = mol m-2 (default), molec = 1e15 molecules cm-2")
     l3.add_argument("--weighting", default="area", help="area (HARP) | inverse_variance")
     l3.add_argument("--format", default="tif", help="tif (COG) | nc (CF-NetCDF)")
-    l3.add_argument("--catalog", default=None, help="STAC catalog folder to add items to")
+    l3.add_argument("--catalog", default=None,
+                    help="STAC catalog folder to add items to (default: OUTDIR/catalogs)")
+    l3.add_argument("--no-catalog", action="store_true", help="write no STAC items")
     l3.add_argument("--workers", type=int, default=None, help="parallel files (default: cores, max 2)")
     l3.add_argument("--no-checksums", action="store_true", help="skip SHA-256 of inputs in provenance")
     l3.add_argument("-q", "--quiet", action="store_true")
@@ -113,7 +125,7 @@ def _number(name: str):
         try:
             return float(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{name}: expected a number, got {text!r}") from None
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
     return convert
 
 

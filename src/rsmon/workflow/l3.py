@@ -97,13 +97,15 @@ def run_l3(
         raise InputError(f"--format: expected one of {', '.join(FORMATS)}, got {fmt!r}")
     paths = expand_inputs(inputs)
     out_dir = check_output_dir(out_dir)
+    catalog_dir = None if catalog_dir is None else check_output_dir(catalog_dir)  # fail before writing
     workers = workers or min(2, os.cpu_count() or 1)
 
     # Open every input first: a bad file fails the run before any output is written.
     datasets = {}
     for p in paths:
         ds = open_s5p(p, product="NO2")
-        datasets[str(p)] = ds
+        # keyed like the pixel sets' ``source``, so provenance finds its dataset again
+        datasets[str(ds.attrs.get("source_path", p))] = ds
 
     def work(path: str):
         return no2.extract_pixels(datasets[path], grid, params)
