@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import logging
 import re
-import threading
-import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -28,6 +26,18 @@ import numpy as np
 import xarray as xr
 
 from rsmon.errors import FormatError, InputError, NoDataError, UnsupportedFormatError
+from rsmon.io.footprint import attribute_footprint, footprint_bbox, swath_footprint, to_geojson
+from rsmon.io.ncfile import (
+    NC_LOCK,
+    data_variables,
+    existing_file,
+    get_group,
+    nc_attrs,
+    netcdf_signature,
+    open_group_dataset,
+    open_netcdf,
+    read_values,
+)
 
 log = logging.getLogger(__name__)
 
@@ -53,10 +63,8 @@ PRODUCT_GROUP = "PRODUCT"
 GEOLOCATIONS_GROUP = "PRODUCT/SUPPORT_DATA/GEOLOCATIONS"
 GRANULE_GROUP = "METADATA/GRANULE_DESCRIPTION"
 
-_HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
-_CDF_MAGICS = (b"CDF\x01", b"CDF\x02", b"CDF\x05")
-# HDF5 looks for its superblock at 0, 512, 1024, 2048, ... (a user block may precede it).
-_HDF5_OFFSETS = (0, 512, 1024, 2048)
+# The shared netCDF4 lock (see rsmon.io.ncfile.NCLock) under the name this module used before.
+_NC_LOCK = NC_LOCK
 
 _MODE_NAMES = {
     "offline": "OFFL",
@@ -258,167 +266,19 @@ def _normalise_product(text: str) -> str:
 
 
 # --------------------------------------------------------------------------------------------------
-# Opening and inspecting files
+# Inspecting files (the netCDF4 plumbing is in rsmon.io.ncfile)
 # --------------------------------------------------------------------------------------------------
 
-def _existing_file(path: str | Path) -> Path:
-    p = Path(path).expanduser()
-    if not p.exists():
-        raise FormatError(f"{p}: file does not exist")
-    if not p.is_file():
-        raise FormatError(f"{p}: not a regular file")
-    return p.resolve()
-
-
-def _magic(path: Path) -> str | None:
-    """``"hdf5"``, ``"cdf"`` or None from the file's first bytes (no NetCDF library involved)."""
-    with open(path, "rb") as fh:
-        head = fh.read(_HDF5_OFFSETS[-1] + len(_HDF5_MAGIC))
-    if head[:4] in _CDF_MAGICS:
-        return "cdf"
-    if any(head[o:o + 8] == _HDF5_MAGIC for o in _HDF5_OFFSETS):
-        return "hdf5"
-    return None
-
-
-try:  # the lock xarray holds around its netCDF4/HDF5 reads; the libraries are not thread-safe
-    from xarray.backends.netCDF4_ import NETCDF4_PYTHON_LOCK as _BASE_LOCK
-except ImportError:  # pragma: no cover - private xarray name moved
-    from dask.utils import SerializableLock
-
-    _BASE_LOCK = SerializableLock()
-
-
-class _NCLock:
-    """xarray's netCDF4/HDF5 lock, re-entrant for the thread that holds it.
-
-    ``xr.open_dataset`` reads variable metadata without a lock (only chunk reads are locked), so
-    two threads opening files, or one opening while another computes, can crash HDF5. We hold this
-    lock for the whole open and hand the same lock to xarray for later chunk reads; re-entry keeps
-    xarray's own acquire inside the open from deadlocking. It pickles to the process's instance
-    (dask.distributed ships it with the dataset).
-    """
-
-    _local = threading.local()
-
-    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
-        depth = getattr(self._local, "depth", 0)
-        if depth:
-            if not blocking:
-                # xarray's only non-blocking acquire is CachingFileManager.__del__, which then closes
-                # a file: never let garbage collection do that in the middle of our own HDF5 calls
-                return False
-            self._local.depth = depth + 1
-            return True
-        if not _BASE_LOCK.acquire(blocking):
-            return False
-        self._local.depth = 1
-        return True
-
-    def release(self) -> None:
-        self._local.depth -= 1
-        if self._local.depth == 0:
-            _BASE_LOCK.release()
-
-    def __enter__(self) -> "_NCLock":
-        self.acquire()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.release()
-
-    def locked(self) -> bool:
-        return getattr(self._local, "depth", 0) > 0 or bool(_BASE_LOCK.locked())
-
-    def __reduce__(self):
-        return (_nc_lock, ())
-
-
-_NC_LOCK = _NCLock()
-
-
-def _nc_lock() -> _NCLock:
-    return _NC_LOCK
-
-
-def _file_manager(path: Path):
-    """xarray's cached file manager for ``path``: one shared netCDF4 handle per file version.
-
-    Every open of the same file in this process (our metadata reads, the PRODUCT and GEOLOCATIONS
-    stores, unpickled copies on a dask worker) shares one handle in xarray's LRU file cache. With
-    several simultaneous handles on one S5P file (which holds variable-length strings, e.g.
-    PRODUCT/time_utc), threads computing different datasets corrupted HDF5's global-heap cache
-    ("bad global heap collection signature", then segfaults; netCDF4 1.7.5 / HDF5 2.2, reproduced
-    with plain ``xr.open_dataset(..., drop_variables=["time_utc"])``). The id includes mtime and
-    size so a rewritten file gets a fresh handle.
-    """
-    import netCDF4
-    from xarray.backends import CachingFileManager
-
-    st = path.stat()
-    return CachingFileManager(netCDF4.Dataset, str(path), mode="r", lock=_NC_LOCK,
-                              manager_id=f"rsmon.s5p:{path}:{st.st_mtime_ns}:{st.st_size}")
-
-
-def _open_nc(path: Path):
-    """``(manager, root netCDF4.Dataset)`` for ``path``; library errors become FormatError.
-
-    Call with ``_NC_LOCK`` held (dask workers may be reading through xarray meanwhile), and do not
-    close the handle: it is shared (see :func:`_file_manager`) and closed when unused.
-    """
-    try:
-        kind = _magic(path)
-    except OSError as exc:
-        raise FormatError(f"{path}: cannot read the file ({exc.strerror or exc})") from None
-    if kind is None:
-        raise FormatError(f"{path}: not a NetCDF/HDF5 file (no NetCDF or HDF5 signature in its first bytes)")
-    manager = _file_manager(path)
-    try:
-        return manager, manager.acquire()
-    except (OSError, RuntimeError, ValueError) as exc:
-        reason = getattr(exc, "strerror", None) or str(exc)
-        raise FormatError(f"{path}: cannot be opened as NetCDF/HDF5 (truncated or corrupt?): {reason}") from None
-
-
-def _values(var, key: Any = slice(None)) -> np.ndarray:
-    """``var[key]`` as float64 with fill -> NaN (call under ``_NC_LOCK``).
-
-    The handle is shared with xarray, which turns auto-masking off before each of its reads; we
-    turn it on for ours.
-    """
-    var.set_auto_maskandscale(True)
-    return np.ma.filled(np.ma.asarray(var[key], dtype=np.float64), np.nan)
-
-
-def _group(nc, group_path: str):
-    """The netCDF4 group at ``group_path`` ("A/B/C") or None."""
-    node = nc
-    for part in group_path.split("/"):
-        node = node.groups.get(part) if hasattr(node, "groups") else None
-        if node is None:
-            return None
-    return node
-
-
-def _attrs(obj) -> dict[str, Any]:
-    return {k: obj.getncattr(k) for k in obj.ncattrs()}
-
-
-def _data_variables(group) -> list[str]:
-    """Variables of a netCDF4 group that are not dimension coordinates."""
-    return [name for name in group.variables if name not in group.dimensions]
-
-
 def _is_s5p(nc) -> bool:
-    gattrs = _attrs(nc)
+    gattrs = nc_attrs(nc)
     if str(gattrs.get("sensor", "")).upper() == "TROPOMI":
         return True
     platform = str(gattrs.get("platform", "")).upper().replace(" ", "")
     if platform in {"S5P", "SENTINEL-5P", "SENTINEL5P", "SENTINEL-5PRECURSOR"}:
         return True
-    granule = _group(nc, GRANULE_GROUP)
+    granule = get_group(nc, GRANULE_GROUP)
     if granule is not None:
-        gd = _attrs(granule)
+        gd = nc_attrs(granule)
         return str(gd.get("MissionShortName", "")).upper() == "S5P" or \
             str(gd.get("InstrumentName", "")).upper() == "TROPOMI"
     return False
@@ -431,10 +291,10 @@ def _detect_product(path: Path, nc, explicit: str | None) -> str | None:
     parsed = parse_s5p_filename(path.name)
     if parsed is not None and parsed.level == "L2":
         return parsed.product
-    granule = _group(nc, GRANULE_GROUP)
+    granule = get_group(nc, GRANULE_GROUP)
     if granule is not None and "ProductShortName" in granule.ncattrs():
         return _normalise_product(granule.getncattr("ProductShortName"))
-    gattrs = _attrs(nc)
+    gattrs = nc_attrs(nc)
     parsed = parse_s5p_filename(str(gattrs.get("id", "")))
     if parsed is not None:
         return parsed.product
@@ -461,10 +321,10 @@ class _GranuleFacts:
 
 
 def _granule_facts(path: Path, nc, product: str | None) -> _GranuleFacts:
-    gattrs = _attrs(nc)
+    gattrs = nc_attrs(nc)
     parsed = parse_s5p_filename(path.name) or parse_s5p_filename(str(gattrs.get("id", "")))
-    granule = _group(nc, GRANULE_GROUP)
-    gd = _attrs(granule) if granule is not None else {}
+    granule = get_group(nc, GRANULE_GROUP)
+    gd = nc_attrs(granule) if granule is not None else {}
 
     if parsed is not None:
         mode = parsed.mode
@@ -544,14 +404,14 @@ class _Layout:
 def _inspect(path: Path, nc, product: str | None, require_bounds: bool, require_qa: bool,
              extra_variables: Sequence[str]) -> _Layout:
     """Check the file's structure (cheaply, from metadata) and decide what to read."""
-    prod_group = _group(nc, PRODUCT_GROUP)
+    prod_group = get_group(nc, PRODUCT_GROUP)
     if prod_group is None:
         raise UnsupportedFormatError(
             f"{path}: not a Sentinel-5P L2 file (no PRODUCT group; groups: {sorted(nc.groups) or 'none'})"
         )
     detected = _detect_product(path, nc, product)
     facts = _granule_facts(path, nc, detected)
-    if not _data_variables(prod_group):
+    if not data_variables(prod_group):
         raise NoDataError(
             f"{path}: the PRODUCT group holds no variables: the file holds metadata only, no pixel data "
             f"(product {detected or 'unknown'}, orbit {facts.orbit})"
@@ -593,7 +453,7 @@ def _inspect(path: Path, nc, product: str | None, require_bounds: bool, require_
             continue
         _check_shape(path, f"PRODUCT/{var.source}", pvars[var.source], pixel, sizes)
         variables.append(var)
-        source_attrs[var.source] = _attrs(pvars[var.source])
+        source_attrs[var.source] = nc_attrs(pvars[var.source])
         keep.append(var.source)
 
     if "delta_time" not in pvars:
@@ -612,7 +472,7 @@ def _inspect(path: Path, nc, product: str | None, require_bounds: bool, require_
     if "time" in pvars:
         time_units = str(pvars["time"].getncattr("units")) if "units" in pvars["time"].ncattrs() else time_units
         # a single int32: reading it is free and lets time_utc be a lazy function of delta_time alone
-        value = _values(pvars["time"]).ravel()
+        value = read_values(pvars["time"]).ravel()
         time_value = float(value[0]) if value.size else None
     if time_value is None or not np.isfinite(time_value):
         ref = str(facts.global_attrs.get("time_reference", "")).strip()
@@ -624,7 +484,7 @@ def _inspect(path: Path, nc, product: str | None, require_bounds: bool, require_
         time_value = 0.0
 
     geoloc_drop: list[str] | None = None
-    geo = _group(nc, GEOLOCATIONS_GROUP)
+    geo = get_group(nc, GEOLOCATIONS_GROUP)
     bounds = ("latitude_bounds", "longitude_bounds")
     missing = [b for b in bounds if geo is None or b not in geo.variables]
     if not missing:
@@ -655,7 +515,7 @@ def _inspect(path: Path, nc, product: str | None, require_bounds: bool, require_
     taken = {v.name for v in variables} | {"latitude", "longitude", "qa_value", "qa_value_raw", "time_utc"}
     for item in extra_variables:
         group_path, name = _split_extra(item)
-        grp = _group(nc, group_path)
+        grp = get_group(nc, group_path)
         if grp is None or name not in grp.variables:
             raise FormatError(f"{path}: {group_path}/{name} is missing (requested in extra_variables)")
         if name in taken or name in keep:
@@ -672,7 +532,7 @@ def _inspect(path: Path, nc, product: str | None, require_bounds: bool, require_
 
     keep_set = set(keep)
     drop = [v for v in pvars if v not in keep_set and v not in prod_group.dimensions]
-    extras_drop = {g: [v for v in _group(nc, g).variables if v not in names]
+    extras_drop = {g: [v for v in get_group(nc, g).variables if v not in names]
                    for g, names in extras.items() if g != PRODUCT_GROUP}
     return _Layout(facts, spec, variables, source_attrs, drop, geoloc_drop, has_qa,
                    time_units, time_value, extras, extras_drop)
@@ -742,24 +602,6 @@ def _chunks_for(chunks: Mapping[str, int] | None) -> dict[str, int]:
     return merged
 
 
-def _open_group(path: Path, manager, group: str, drop: Sequence[str], chunks: dict[str, int],
-                **kw) -> xr.Dataset:
-    """Lazily open one group with dask; library errors become FormatError naming the group."""
-    from xarray.backends import NetCDF4DataStore
-
-    try:
-        store = NetCDF4DataStore(manager, group=group, lock=_NC_LOCK)
-        with warnings.catch_warnings():
-            # dask chunks that split a stored HDF5 chunk are a performance hint, not an error
-            warnings.filterwarnings("ignore", message="The specified chunks separate", category=UserWarning)
-            return xr.open_dataset(
-                store, chunks=chunks, drop_variables=list(drop),
-                decode_times=False, decode_timedelta=False, decode_coords=False, **kw,
-            )
-    except (OSError, RuntimeError, ValueError, KeyError) as exc:
-        raise FormatError(f"{path}: cannot open group {group}: {exc}") from None
-
-
 def open_s5p(
     path: str | Path,
     product: str | None = None,
@@ -826,9 +668,9 @@ def open_s5p(
     NoDataError
         The PRODUCT group holds no variables (a metadata-only file).
     """
-    path = _existing_file(path)
-    with _NC_LOCK:  # see _NCLock: opening must not overlap other threads' HDF5 calls
-        manager, nc = _open_nc(path)
+    path = existing_file(path)
+    with NC_LOCK:  # see NCLock: opening must not overlap other threads' HDF5 calls
+        manager, nc = open_netcdf(path)
         layout = _inspect(path, nc, product, require_bounds, require_qa, extra_variables)
         ds = _build(path, manager, layout, _chunks_for(chunks))
     log.debug("opened %s: %s %s", path, layout.spec.product, dict(ds.sizes))
@@ -836,7 +678,7 @@ def open_s5p(
 
 
 def _build(path: Path, manager, layout: _Layout, chunks: dict[str, int]) -> xr.Dataset:
-    raw = _open_group(path, manager, PRODUCT_GROUP, layout.product_drop, chunks,
+    raw = open_group_dataset(path, manager, PRODUCT_GROUP, layout.product_drop, chunks,
                       mask_and_scale={"qa_value": False} if layout.has_qa else True)
     raw = _squeeze_time(raw)
     dims = ("scanline", "ground_pixel")
@@ -892,7 +734,7 @@ def _build(path: Path, manager, layout: _Layout, chunks: dict[str, int]) -> xr.D
         coords[name] = da
 
     if layout.geoloc_drop is not None:
-        geo = _squeeze_time(_open_group(path, manager, GEOLOCATIONS_GROUP, layout.geoloc_drop, chunks))
+        geo = _squeeze_time(open_group_dataset(path, manager, GEOLOCATIONS_GROUP, layout.geoloc_drop, chunks))
         for name, axis in (("latitude_bounds", "north"), ("longitude_bounds", "east")):
             da = _clean(geo[name].copy(deep=False), ())
             da.attrs = {"long_name": f"pixel corner {name.split('_')[0]}", "units": f"degrees_{axis}",
@@ -906,7 +748,7 @@ def _build(path: Path, manager, layout: _Layout, chunks: dict[str, int]) -> xr.D
             others = raw
         else:
             drop = layout.extras_drop[group_path]
-            others = _squeeze_time(_open_group(path, manager, group_path, drop, chunks))
+            others = _squeeze_time(open_group_dataset(path, manager, group_path, drop, chunks))
         for name in names:
             data_vars[name] = _clean(others[name].copy(deep=False))
             data_vars[name].attrs["source_variable"] = f"{group_path}/{name}"
@@ -959,14 +801,11 @@ def _time_utc(path: Path, delta: xr.DataArray, layout: _Layout) -> xr.DataArray:
 
 
 # --------------------------------------------------------------------------------------------------
-# Cheap metadata and footprint
+# Cheap metadata and footprint (the outline geometry is in rsmon.io.footprint)
 # --------------------------------------------------------------------------------------------------
 
 #: Rows kept for the footprint outline (the swath is decimated along track to about this many).
 FOOTPRINT_ROWS = 240
-# Rows per outline segment: short segments keep each polygon simple near the poles and at the
-# antimeridian, where a whole-orbit outline is not a valid lon/lat polygon.
-_SEGMENT_ROWS = 24
 
 
 def read_metadata(path: str | Path) -> dict[str, Any]:
@@ -997,15 +836,15 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
     FormatError, UnsupportedFormatError
         As :func:`open_s5p` (missing, not NetCDF, truncated, no PRODUCT group).
     """
-    path = _existing_file(path)
-    with _NC_LOCK:
-        _, nc = _open_nc(path)
+    path = existing_file(path)
+    with NC_LOCK:
+        _, nc = open_netcdf(path)
         return _metadata(path, nc)
 
 
 def _metadata(path: Path, nc) -> dict[str, Any]:
-    """The body of :func:`read_metadata` (called with ``_NC_LOCK`` held)."""
-    prod_group = _group(nc, PRODUCT_GROUP)
+    """The body of :func:`read_metadata` (called with ``NC_LOCK`` held)."""
+    prod_group = get_group(nc, PRODUCT_GROUP)
     if prod_group is None:
         raise UnsupportedFormatError(f"{path}: not a Sentinel-5P L2 file (no PRODUCT group)")
     product = _detect_product(path, nc, None)
@@ -1013,7 +852,7 @@ def _metadata(path: Path, nc) -> dict[str, Any]:
     spec = PRODUCTS.get(product or "")
     pvars = prod_group.variables
     sizes = {name: len(dim) for name, dim in prod_group.dimensions.items()}
-    has_pixels = bool(_data_variables(prod_group)) and "latitude" in pvars and "longitude" in pvars
+    has_pixels = bool(data_variables(prod_group)) and "latitude" in pvars and "longitude" in pvars
 
     start = _parse_iso(facts.time_coverage_start)
     end = _parse_iso(facts.time_coverage_end)
@@ -1022,7 +861,7 @@ def _metadata(path: Path, nc) -> dict[str, Any]:
         start, end = _observed_time_range(nc, pvars, start, end)
         footprint, bbox, source = _pixel_footprint(nc, pvars)
     if footprint is None:
-        footprint, bbox = _attribute_footprint(facts.global_attrs)
+        footprint, bbox = attribute_footprint(facts.global_attrs)
         source = "attributes" if footprint is not None else "none"
 
     details: dict[str, dict[str, Any]] = {}
@@ -1035,7 +874,7 @@ def _metadata(path: Path, nc) -> dict[str, Any]:
         if "qa_value" in pvars:
             details["qa_value"] = _details("qa_value", pvars["qa_value"])
             details["qa_value_raw"] = {**details["qa_value"], "long_name": "qa_value x 100 (255 = fill)"}
-        geo = _group(nc, GEOLOCATIONS_GROUP)
+        geo = get_group(nc, GEOLOCATIONS_GROUP)
         for name, units in (("latitude_bounds", "degrees_north"), ("longitude_bounds", "degrees_east")):
             if geo is not None and name in geo.variables:
                 details[name] = _details(name, geo.variables[name], units)
@@ -1070,7 +909,7 @@ def _metadata(path: Path, nc) -> dict[str, Any]:
 
 
 def _details(source: str, var, units: str | None = None) -> dict[str, Any]:
-    attrs = _attrs(var)
+    attrs = nc_attrs(var)
     file_units = str(attrs.get("units", "")).strip()
     return {
         "source_variable": source,
@@ -1097,12 +936,12 @@ def _observed_time_range(nc, pvars, start, end):
         return start, end
     try:
         units = str(pvars["time"].getncattr("units"))
-        ref = float(_values(pvars["time"]).ravel()[0])
+        ref = float(read_values(pvars["time"]).ravel()[0])
         dt = pvars["delta_time"]
         factor = _TIME_FACTORS_NS[str(dt.getncattr("units")).strip().lower()]
         # first ground pixel only when delta_time is per pixel: it is constant along a scanline
         index = (0, slice(None), 0) if len(_pixel_dims(dt)) == 2 else (0, slice(None))
-        delta = _values(dt, index).ravel()
+        delta = read_values(dt, index).ravel()
         delta = delta[np.isfinite(delta)]
         if delta.size == 0 or not np.isfinite(ref):
             return start, end
@@ -1117,7 +956,7 @@ def _observed_time_range(nc, pvars, start, end):
 def _read_rows(var, rows: np.ndarray) -> np.ndarray:
     """``var[0, rows, ...]`` as float64 with fill -> NaN (leading time dim optional)."""
     span = slice(int(rows[0]), int(rows[-1]) + 1)
-    data = _values(var, (0, span) if var.dimensions[:1] == ("time",) else span)
+    data = read_values(var, (0, span) if var.dimensions[:1] == ("time",) else span)
     return data[rows - rows[0]]
 
 
@@ -1128,7 +967,7 @@ def _pixel_footprint(nc, pvars):
         return None, None, "none"
     step = max(1, int(np.ceil(n_rows / FOOTPRINT_ROWS)))
     rows = np.unique(np.r_[np.arange(0, n_rows, step), n_rows - 1])
-    geo = _group(nc, GEOLOCATIONS_GROUP)
+    geo = get_group(nc, GEOLOCATIONS_GROUP)
     if geo is not None and {"latitude_bounds", "longitude_bounds"} <= set(geo.variables):
         lat = _read_rows(geo.variables["latitude_bounds"], rows)
         lon = _read_rows(geo.variables["longitude_bounds"], rows)
@@ -1140,158 +979,7 @@ def _pixel_footprint(nc, pvars):
     geometry = swath_footprint(lon, lat)
     if geometry is None:
         return None, None, "none"
-    return _geojson(geometry), _bbox(geometry), source
-
-
-def swath_footprint(lon_corners: np.ndarray, lat_corners: np.ndarray):
-    """Footprint of a swath as a shapely geometry in lon/lat degrees, split at the antimeridian.
-
-    Parameters
-    ----------
-    lon_corners, lat_corners : numpy.ndarray
-        Shape (scanline, ground_pixel, 4), degrees, NaN = fill. Corner order as in S5P files:
-        0 = (scanline-, pixel-), 1 = (scanline-, pixel+), 2 = (scanline+, pixel+), 3 = (scanline+, pixel-).
-        Pass decimated scanlines for speed; pass centres repeated 4 times when there are no bounds.
-
-    Returns
-    -------
-    shapely Polygon or MultiPolygon, or None when no pixel has finite corners
-        The outline follows the first and last valid pixel of each scanline, so subsets whose
-        geolocation is partly fill are handled. Segments that enclose a pole become polar caps.
-    """
-    import shapely
-
-    valid = np.isfinite(lon_corners).all(axis=-1) & np.isfinite(lat_corners).all(axis=-1)
-    good_rows = np.flatnonzero(valid.any(axis=1))
-    if good_rows.size == 0:
-        return None
-    pieces = []
-    for s in range(0, max(1, good_rows.size - 1), _SEGMENT_ROWS):
-        seg = good_rows[s:s + _SEGMENT_ROWS + 1]  # one row overlap: neighbouring segments touch
-        ring = _segment_ring(lon_corners, lat_corners, valid, seg)
-        pieces.extend(_ring_to_polygons(*ring))
-    if not pieces:
-        return None
-    geometry = shapely.union_all(pieces)
-    geometry = shapely.simplify(geometry, 0.01, preserve_topology=True)
-    return shapely.orient_polygons(geometry) if hasattr(shapely, "orient_polygons") else geometry
-
-
-def _segment_ring(lon, lat, valid, rows):
-    """Closed outline (lon, lat) of consecutive ``rows``: left edge down, bottom, right edge up, top."""
-    first = [int(np.flatnonzero(valid[r])[0]) for r in rows]
-    last = [int(np.flatnonzero(valid[r])[-1]) for r in rows]
-    pts: list[tuple[float, float]] = []
-
-    def add(r, j, c):
-        pts.append((lon[r, j, c], lat[r, j, c]))
-
-    for r, j in zip(rows, first):  # pixel- side, scanline forward
-        add(r, j, 0)
-        add(r, j, 3)
-    r = rows[-1]
-    for j in _across(first[-1], last[-1]):  # scanline+ side of the last row
-        add(r, j, 2)
-    for r, j in zip(rows[::-1], last[::-1]):  # pixel+ side, scanline backward
-        add(r, j, 2)
-        add(r, j, 1)
-    r = rows[0]
-    for j in _across(first[0], last[0])[::-1]:  # scanline- side of the first row
-        add(r, j, 0)
-    pts.append(pts[0])
-    arr = np.asarray(pts, dtype=np.float64)
-    keep = np.isfinite(arr).all(axis=1)
-    return arr[keep, 0], arr[keep, 1]
-
-
-def _across(j0: int, j1: int, n: int = 16) -> list[int]:
-    return sorted(set(np.linspace(j0, j1, num=min(n, j1 - j0 + 1)).round().astype(int).tolist()))
-
-
-def _ring_to_polygons(lon: np.ndarray, lat: np.ndarray) -> list:
-    """Polygons in [-180, 180] for one closed ring that may cross the antimeridian or enclose a pole."""
-    import shapely
-    from shapely.geometry import Polygon, box
-
-    if lon.size < 4:
-        return []
-    lon_u = np.unwrap(lon, period=360.0)
-    if abs(lon_u[-1] - lon_u[0]) > 180.0:
-        # the ring winds around a pole: the area inside is the cap beyond the ring
-        if np.nanmean(lat) > 0:
-            return [box(-180.0, float(lat.min()), 180.0, 90.0)]
-        return [box(-180.0, -90.0, 180.0, float(lat.max()))]
-    poly = Polygon(np.column_stack([lon_u, lat]))
-    if not poly.is_valid:
-        poly = shapely.make_valid(poly)
-    parts = [g for g in shapely.get_parts(poly) if g.geom_type == "Polygon" and not g.is_empty]
-    if not parts:
-        return []
-    poly = shapely.union_all(parts)
-    shift = -360.0 * np.floor((poly.centroid.x + 180.0) / 360.0)
-    poly = shapely.affinity.translate(poly, xoff=shift)
-    out = []
-    for k in (-1, 0, 1):
-        piece = poly.intersection(box(360.0 * k - 180.0, -90.0, 360.0 * k + 180.0, 90.0))
-        if not piece.is_empty and piece.area > 0:
-            out.extend(g for g in shapely.get_parts(shapely.affinity.translate(piece, xoff=-360.0 * k))
-                       if g.geom_type == "Polygon")
-    return out
-
-
-def _bbox(geometry) -> list[float]:
-    """[west, south, east, north]: the smallest longitude interval on the circle (RFC 7946 5.2)."""
-    import shapely
-
-    parts = list(shapely.get_parts(geometry))
-    south = min(p.bounds[1] for p in parts)
-    north = max(p.bounds[3] for p in parts)
-    spans = sorted((p.bounds[0], p.bounds[2]) for p in parts)
-    merged: list[list[float]] = []
-    for a, b in spans:
-        if merged and a <= merged[-1][1] + 1e-9:
-            merged[-1][1] = max(merged[-1][1], b)
-        else:
-            merged.append([a, b])
-    # the largest gap between covered intervals, counting the wrap-around gap
-    gaps = [(merged[(i + 1) % len(merged)][0] + (360.0 if i == len(merged) - 1 else 0.0) - merged[i][1], i)
-            for i in range(len(merged))]
-    gap, i = max(gaps)
-    if gap <= 1e-9:
-        return [-180.0, south, 180.0, north]
-    west = merged[(i + 1) % len(merged)][0]
-    east = merged[i][1]
-    return [round(west, 6), round(south, 6), round(east, 6), round(north, 6)]
-
-
-def _geojson(geometry) -> dict[str, Any]:
-    import json
-
-    import shapely
-
-    return json.loads(shapely.to_geojson(geometry))
-
-
-def _attribute_footprint(gattrs: Mapping[str, Any]):
-    """Footprint from ``geospatial_lat/lon_min/max`` (full-orbit values; a coarse box)."""
-    from shapely.geometry import MultiPolygon, box
-
-    try:
-        south, north, west, east = (float(gattrs[k]) for k in (
-            "geospatial_lat_min", "geospatial_lat_max", "geospatial_lon_min", "geospatial_lon_max"))
-    except (KeyError, TypeError, ValueError):
-        return None, None
-    if not all(np.isfinite([south, north, west, east])):
-        return None, None
-    if max(abs(south), abs(north)) > 85.0:
-        # an orbit reaching the pole covers every longitude there; the S5P attrs then read like
-        # "min 179.9997, max -179.999", which is not a crossing box
-        west, east = -180.0, 180.0
-    if west <= east:
-        geometry = box(west, south, east, north)
-    else:
-        geometry = MultiPolygon([box(west, south, 180.0, north), box(-180.0, south, east, north)])
-    return _geojson(geometry), [west, south, east, north]
+    return to_geojson(geometry), footprint_bbox(geometry), source
 
 
 # --------------------------------------------------------------------------------------------------
@@ -1308,11 +996,11 @@ def sniff_s5p(path: str | Path) -> bool:
     if parsed is not None and parsed.level == "L2":
         return True
     try:
-        if not p.is_file() or _magic(p) is None:
+        if not p.is_file() or netcdf_signature(p) is None:
             return False
-        with _NC_LOCK:
-            _, nc = _open_nc(p.resolve())
-            return _group(nc, PRODUCT_GROUP) is not None and _is_s5p(nc)
+        with NC_LOCK:
+            _, nc = open_netcdf(p.resolve())
+            return get_group(nc, PRODUCT_GROUP) is not None and _is_s5p(nc)
     except (OSError, RuntimeError, ValueError):  # FormatError is an OSError
         return False
 
