@@ -39,13 +39,18 @@ def timed(cmd: list[str]) -> tuple[float, float]:
     return float(wall), float(kb) / 1024.0
 
 
-def harp_cmd(src: Path, dst: Path, bbox, res) -> list[str]:
+def harp_cmd(src: Path, dst: Path, bbox, res, tuned: bool = False) -> list[str]:
+    """harpconvert as the issue states it (filter, bin_spatial), or tuned (keep only what binning needs first).
+
+    Without the ``keep``, HARP bins every ingested variable (~60 of them) onto the grid, which is
+    what a user following the documentation gets; ``tuned`` is the fastest HARP we know of.
+    """
     west, south, east, north = bbox
     nlat = round((north - south) / res) + 1
     nlon = round((east - west) / res) + 1
-    ops = (f"tropospheric_NO2_column_number_density_validity>75;"
-           f"bin_spatial({nlat},{south},{res},{nlon},{west},{res});"
-           f"keep(tropospheric_NO2_column_number_density,weight,count)")
+    var = "tropospheric_NO2_column_number_density"
+    keep = f"keep(latitude_bounds,longitude_bounds,{var});" if tuned else ""
+    ops = f"{var}_validity>75;{keep}bin_spatial({nlat},{south},{res},{nlon},{west},{res})"
     return ["harpconvert", "-a", ops, str(src), str(dst)]
 
 
@@ -76,32 +81,40 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="rsmon-bench-"))
     # warm-up: numba's on-disk cache and the OS page cache, for both tools alike
     timed(rsmon_cmd(crossing[:1], work / "warm", BBOX, RES, "orbit"))
-    timed(harp_cmd(crossing[0], work / "warm.nc", BBOX, RES))
+    timed(harp_cmd(crossing[0], work / "warm.nc", BBOX, RES, tuned=True))
+    singles = []
     for f in crossing[: args.orbits]:
         h = timed(harp_cmd(f, work / f"{f.stem}.harp.nc", BBOX, RES))
+        ht = timed(harp_cmd(f, work / f"{f.stem}.harpt.nc", BBOX, RES, tuned=True))
         r = timed(rsmon_cmd([f], work / "rsmon-orbit", BBOX, RES, "orbit"))
-        rows.append((f"one orbit {f.name[20:35]} (1 process each)", h, r))
-    n = min(args.orbits, len(crossing))
-    h_sum = tuple(sum(x) if i == 0 else max(x) for i, x in enumerate(zip(*[row[1] for row in rows])))
+        singles.append((h, ht, r))
+        rows.append((f"one orbit {f.name[20:35]} (1 process each)", h, ht, r))
+    n = len(singles)
+    total = lambda xs: (sum(x[0] for x in xs), max(x[1] for x in xs))  # noqa: E731
     r_batch = timed(rsmon_cmd(crossing[:n], work / "rsmon-batch", BBOX, RES, "orbit"))
-    rows.append((f"{n} orbits -> {n} per-orbit files (HARP: {n} runs summed; rsmon: one run)", h_sum, r_batch))
+    rows.append((f"{n} orbits -> {n} per-orbit files (HARP: {n} runs summed; rsmon: one run)",
+                 total([s[0] for s in singles]), total([s[1] for s in singles]), r_batch))
 
     if not args.skip_day:
         china = (73.0, 18.0, 136.0, 54.0)
         r_day = timed(rsmon_cmd(files, work / "rsmon-day", china, 0.01, "day"))
-        if args.skip_harp_day:
-            h_day = (float("nan"), float("nan"))
-        else:
+        nan = (float("nan"), float("nan"))
+        h_day = nan
+        if not args.skip_harp_day:
+            # untuned HARP would bin ~60 variables on 22.7 M cells (> 10 GB): only the tuned form is run
             h_day = (0.0, 0.0)
             for f in files:
-                t, m = timed(harp_cmd(f, work / "day.harp.nc", china, 0.01))
+                t, m = timed(harp_cmd(f, work / "day.harp.nc", china, 0.01, tuned=True))
                 h_day = (h_day[0] + t, max(h_day[1], m))
-        rows.append((f"one day, {len(files)} orbits, China 0.01 deg (HARP per orbit, summed; no merge)", h_day, r_day))
+        rows.append((f"one day, {len(files)} orbits, China 0.01 deg (HARP: per orbit, summed, no daily merge)",
+                     nan, h_day, r_day))
 
-    print("| case | harpconvert s | harpconvert peak MB | rsmon s | rsmon peak MB | speed-up | memory ratio |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
-    for name, (ht, hm), (rt, rm) in rows:
-        print(f"| {name} | {ht:.2f} | {hm:.0f} | {rt:.2f} | {rm:.0f} | {ht / rt:.1f}x | {hm / rm:.1f}x |")
+    print("| case | HARP as in issue: s / peak MB | HARP tuned: s / peak MB | rsmon: s / peak MB "
+          "| speed-up vs HARP / vs tuned | memory ratio vs HARP / vs tuned |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for name, (h, hm), (t, tm), (r, rm) in rows:
+        print(f"| {name} | {h:.2f} / {hm:.0f} | {t:.2f} / {tm:.0f} | {r:.2f} / {rm:.0f} "
+              f"| {h / r:.1f}x / {t / r:.1f}x | {hm / rm:.1f}x / {tm / rm:.1f}x |")
     shutil.rmtree(work, ignore_errors=True)
     return 0
 

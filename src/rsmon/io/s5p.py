@@ -597,8 +597,12 @@ def _squeeze_time(ds: xr.Dataset) -> xr.Dataset:
 
 
 def _chunks_for(chunks: Mapping[str, int] | None) -> dict[str, int]:
+    """Dask chunks: the file's own HDF5 chunks by default (``{}``), so a scanline subset reads and
+    decompresses only the stored chunks it needs, and no stored chunk is decompressed twice."""
+    if chunks is None:
+        return {}
     merged = {"time": 1, "ground_pixel": -1, "corner": -1}
-    merged.update(dict(DEFAULT_CHUNKS if chunks is None else chunks))
+    merged.update(dict(chunks))
     return merged
 
 
@@ -621,7 +625,8 @@ def open_s5p(
         ``"NO2"``, ``"CH4"`` or ``"AER_AI"`` (also ``"L2__NO2___"``); overrides detection from the
         file name, ``METADATA/GRANULE_DESCRIPTION/ProductShortName``, or the ``id``/``title`` attrs.
     chunks : mapping, optional
-        Dask chunks by dimension; default :data:`DEFAULT_CHUNKS` (512 scanlines, whole rows).
+        Dask chunks by dimension; default: the file's own HDF5 chunking (see :data:`DEFAULT_CHUNKS` for
+        a typical explicit choice).
     require_bounds : bool
         Raise :class:`FormatError` when the corner bounds in ``PRODUCT/SUPPORT_DATA/GEOLOCATIONS``
         are missing (default). With False the dataset simply lacks ``latitude_bounds``/``longitude_bounds``.

@@ -182,8 +182,12 @@ def bin_block(pixelsets: list[PixelSet], grid: LonLatGrid) -> np.ndarray:
 
 
 def default_block_size(grid: LonLatGrid) -> int:
-    """Output block edge (cells): COG-tile sized for small grids, larger for continental grids."""
-    return 512 if grid.width * grid.height <= 4096 * 4096 else 1024
+    """Output block edge (cells): small grids still split into several blocks so both cores work;
+    continental grids use larger blocks so fewer pixels are tested against several blocks."""
+    cells = grid.width * grid.height
+    if cells <= 1024 * 1024:
+        return 256
+    return 512 if cells <= 4096 * 4096 else 1024
 
 
 def lazy_sums(pixelsets: list[PixelSet], grid: LonLatGrid, block_size: int | None = None):
