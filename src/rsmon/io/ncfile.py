@@ -61,7 +61,7 @@ _HDF5_OFFSETS = (0, 512, 1024, 2048)
 
 #: HDF5 chunk cache per open variable (bytes). netCDF-C's default is 64 MiB per variable, which
 #: costs hundreds of MB when a reader touches a dozen variables; TROPOMI chunks are 0.5-30 MB.
-CHUNK_CACHE_BYTES = 32 * 1024 * 1024
+CHUNK_CACHE_BYTES = 4 * 1024 * 1024
 netCDF4.set_chunk_cache(CHUNK_CACHE_BYTES)
 
 def existing_file(path: str | Path) -> Path:

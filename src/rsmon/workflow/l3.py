@@ -9,6 +9,7 @@ pixel sets plus the blocks in flight, whatever the grid size.
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -108,7 +109,12 @@ def run_l3(
         datasets[str(ds.attrs.get("source_path", p))] = ds
 
     def work(path: str):
-        return no2.extract_pixels(datasets[path], grid, params)
+        ds = datasets[path]
+        try:
+            return no2.extract_pixels(ds, grid, params)
+        finally:
+            # the pixel sets hold all that is needed: release the file and its HDF5 chunk caches
+            ds.close()
 
     def digest(path: str):
         return sha256_file(path) if checksums else None
@@ -122,6 +128,7 @@ def run_l3(
             if progress:
                 progress(f"read {done}/{len(futures)}: {Path(futures[fut]).name}")
         digests = {p: h.result() for p, h in hashes.items()}
+    _release_freed_memory()
     periods = no2.group_pixels(parts)
     no2.require_data(periods, list(datasets), grid)
 
@@ -159,6 +166,18 @@ def run_l3(
         if progress:
             progress(f"wrote {path}")
     return result
+
+
+def _release_freed_memory() -> None:
+    """Hand memory freed by the reading threads back to the OS (glibc keeps per-thread arenas).
+
+    After reading, only the compact pixel sets stay alive, but glibc would keep the decompression
+    buffers' pages mapped; ``malloc_trim`` returns them, so the peak during writing stays low.
+    """
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to do
+        pass
 
 
 __all__ = ["run_l3", "L3Result", "expand_inputs", "output_name", "RsmonError"]
