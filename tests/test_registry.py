@@ -23,7 +23,7 @@ from rsmon.io.registry import (  # noqa: E402
     read_metadata_any,
 )
 
-DATA = Path("/work/shared/data")
+from paths import SHARED_DATA as DATA  # noqa: E402
 CH4_DIR = DATA / "s5p-ch4-subset"
 CH4_SUB = CH4_DIR / "S5P_OFFL_L2__CH4____20190311T101655_20190311T115825_07293_01_010202_20190317T121015.SUB.nc4"
 NO2_META = (DATA / "s5p-no2-metadata-only" /

@@ -33,7 +33,7 @@ from rsmon.io.s5p import (  # noqa: E402
     sniff_s5p,
 )
 
-DATA = Path("/work/shared/data")
+from paths import SHARED_DATA as DATA  # noqa: E402
 CH4_DIR = DATA / "s5p-ch4-subset"
 CH4_SUB = CH4_DIR / "S5P_OFFL_L2__CH4____20190311T101655_20190311T115825_07293_01_010202_20190317T121015.SUB.nc4"
 CH4_ORBIT = CH4_DIR / ("test_var_subsetting_tropomi_S5P_OFFL_L2__CH4____20190319T110835_20190319T125006_07407_01_"

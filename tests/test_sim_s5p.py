@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from rsmon.errors import InputError
+from paths import SHARED_DATA
 from rsmon.sim import s5p
 from rsmon.sim.s5p import (
     DEFAULT_SOURCES,
@@ -31,8 +32,8 @@ from rsmon.sim.s5p import (
 )
 
 ROOT = Path(__file__).resolve().parents[1]
-_CANDIDATES = [ROOT / "seeds" / "s5p", Path("/work/shared/data/s5p-no2-metadata-only"),
-               Path("/work/shared/data/s5p-ch4-subset")]
+_CANDIDATES = [ROOT / "seeds" / "s5p", SHARED_DATA / "s5p-no2-metadata-only",
+               SHARED_DATA / "s5p-ch4-subset"]
 REAL_NO2 = next((p for d in _CANDIDATES for p in sorted(d.glob("S5P_OFFL_L2__NO2____*12367*.nc"))), None)
 REAL_CH4 = next((p for d in _CANDIDATES for p in sorted(d.glob("S5P_OFFL_L2__CH4____*07293*.SUB.nc4"))), None)
 
