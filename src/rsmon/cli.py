@@ -70,6 +70,23 @@ def _cmd_sim(args: argparse.Namespace) -> int:
     return sim_main(args.rest)
 
 
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from rsmon.workflow.validate import run_validation
+
+    command = "rsmon " + " ".join(sys.argv[1:]) if sys.argv and sys.argv[0].endswith("rsmon") else ""
+    result = run_validation(
+        args.kind, args.product, args.stations, args.out, sites=args.sites, radius_km=args.radius_km,
+        window_min=args.window_min, overpass=args.overpass, max_distance_km=args.max_distance_km,
+        qa_min=args.qa, stamp=args.stamp, title=args.title, command=command or None,
+    )
+    st = result.stats.to_dict()
+    summary = ", ".join(f"{k}={st[k]:.3g}" for k in ("r", "rmse", "mb", "within_ee") if st.get(k) is not None)
+    print(f"n={st['n']}" + (f", {summary}" if summary else ""))
+    for name, path in result.paths.items():
+        print(f"{name}: {path}")
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from rsmon.workflow.demo import run_demo
 
@@ -112,6 +129,27 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("sensor", choices=["s5p"])
     sim.add_argument("rest", nargs=argparse.REMAINDER)
     sim.set_defaults(func=_cmd_sim)
+
+    val = sub.add_parser("validate", help="collocate products with ground stations: matchups, statistics, report")
+    val.add_argument("--kind", required=True, help="aod | no2 | xch4")
+    val.add_argument("--product", nargs="+", required=True, metavar="PATH",
+                     help="L2 swaths, L3 GeoTIFF/NetCDF grids or area-average series (Giovanni CSV)")
+    val.add_argument("--stations", nargs="+", required=True, metavar="PATH",
+                     help="station files (CNEMC, AERONET, TCCON, PRSA, mapped CSV)")
+    val.add_argument("--sites", default=None, metavar="SITELIST", help="site list for station files without coordinates")
+    val.add_argument("--radius-km", type=_number("--radius-km"), default=None,
+                     help="mean of pixels/cells within R km (default: the one containing the station)")
+    val.add_argument("--window-min", type=_number("--window-min"), default=None,
+                     help="half-width of the time window around the overpass, minutes (default 30)")
+    val.add_argument("--overpass", default=None, metavar="HH:MM",
+                     help="nominal local solar overpass time for daily products")
+    val.add_argument("--max-distance-km", type=_number("--max-distance-km"), default=50.0,
+                     help="for area-average series: keep stations within this distance of the box (default 50)")
+    val.add_argument("--qa", type=_number("--qa"), default=None, help="QA threshold for L2 swaths (default per kind)")
+    val.add_argument("--stamp", default=None, help="start | center | end: where a series time stamp lies in its window")
+    val.add_argument("--title", default=None)
+    val.add_argument("--out", required=True, metavar="DIR")
+    val.set_defaults(func=_cmd_validate)
 
     demo = sub.add_parser("demo", help="simulate a day over eastern China and run the NO2 product on it")
     demo.add_argument("--out", default="demo-output", help="output folder (default demo-output)")
