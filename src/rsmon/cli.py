@@ -77,7 +77,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     result = run_validation(
         args.kind, args.product, args.stations, args.out, sites=args.sites, radius_km=args.radius_km,
         window_min=args.window_min, overpass=args.overpass, max_distance_km=args.max_distance_km,
-        qa_min=args.qa, stamp=args.stamp, title=args.title, command=command or None,
+        qa_min=args.qa, stamp=args.stamp, title=args.title, command=command or None, ee=_parse_ee(args.ee),
     )
     st = result.stats.to_dict()
     summary = ", ".join(f"{k}={st[k]:.3g}" for k in ("r", "rmse", "mb", "within_ee") if st.get(k) is not None)
@@ -85,6 +85,19 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     for name, path in result.paths.items():
         print(f"{name}: {path}")
     return 0
+
+
+def _parse_ee(text: str | None):
+    if text is None:
+        return "default"
+    if text.lower() == "none":
+        return None
+    parts = text.split(",")
+    try:
+        a, b = (float(p) for p in parts)
+    except ValueError:
+        raise InputError(f"--ee: expected A,B (envelope +-(A + B x ground)) or none, got {text!r}") from None
+    return (a, b)
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -147,6 +160,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="for area-average series: keep stations within this distance of the box (default 50)")
     val.add_argument("--qa", type=_number("--qa"), default=None, help="QA threshold for L2 swaths (default per kind)")
     val.add_argument("--stamp", default=None, help="start | center | end: where a series time stamp lies in its window")
+    val.add_argument("--ee", default=None, metavar="A,B",
+                     help="expected-error envelope +-(A + B x ground) (default per kind: AOD Dark Target land "
+                          "0.05,0.15); 'none' for no envelope")
     val.add_argument("--title", default=None)
     val.add_argument("--out", required=True, metavar="DIR")
     val.set_defaults(func=_cmd_validate)

@@ -116,6 +116,7 @@ def run_validation(
     title: str | None = None,
     command: str | None = None,
     n_boot: int = 1000,
+    ee: str | tuple[float, float] | None = "default",
 ) -> ValidationResult:
     """Collocate products with stations, compute statistics and write the report into ``out_dir``.
 
@@ -138,6 +139,9 @@ def run_validation(
         QA threshold for L2 swaths (default per kind, :data:`QA_DEFAULTS`).
     stamp : {"start", "center", "end"}, optional
         Where a series' time stamp lies in its averaging window (see :func:`rsmon.io.series.read_giovanni_series`).
+    ee : "default", (a, b) or None
+        Expected-error envelope +-(a + b x ground); "default" takes the kind's
+        (:data:`rsmon.validate.stats.EE_DEFAULTS`: Dark Target land for AOD).
 
     Raises
     ------
@@ -205,7 +209,7 @@ def run_validation(
                           "(no overlap in space or time)")
     matchups = pd.concat(parts, ignore_index=True)
     stats = compute_stats(matchups["sat_mean"].to_numpy(), matchups["ground_mean"].to_numpy(), kind=kind,
-                          bias_stats=bias_stats, n_boot=n_boot)
+                          bias_stats=bias_stats, n_boot=n_boot, ee=ee)
     meta = {
         "command": command or "",
         "kind": kind,
@@ -214,7 +218,8 @@ def run_validation(
         "sites": str(Path(sites).resolve()) if sites else None,
         "parameters": {"mode": mode, "radius_km": radius if mode == "radius" else None, "window_min": window,
                        "overpass_local_solar": overpass, "max_distance_km": max_distance_km,
-                       "qa_min": qa_min, "stamp": stamp, "variable": variable},
+                       "qa_min": qa_min, "stamp": stamp, "variable": variable,
+                       "ee": None if stats.ee is None else stats.ee.to_dict()},
     }
     units_ground = str(table["units"].iloc[0]) if "units" in table else ""
     units_sat = " / ".join(sorted(u for u in sat_units if u))
