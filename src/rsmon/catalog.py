@@ -39,7 +39,7 @@ from pystac.extensions.raster import DataType, NoDataStrings, RasterBand, Raster
 from rsmon.errors import FormatError, InputError
 from rsmon.grid import LonLatGrid
 from rsmon.io.atomic import atomic_output, check_output_dir
-from rsmon.provenance import Provenance, format_datetime, parse_datetime, sha256_file
+from rsmon.provenance import Provenance, dataset_coverage, format_datetime, parse_datetime, sha256_file
 
 try:  # POSIX advisory locks; elsewhere the catalog update is simply not serialised.
     import fcntl
@@ -166,22 +166,7 @@ def _link(rel: str, href: str, media_type: str | None = MEDIA_TYPE_JSON, title: 
 # item
 # --------------------------------------------------------------------------------------------
 def _coverage(ds: xr.Dataset, provenance: Provenance, item_id: str) -> tuple[datetime, datetime]:
-    start = parse_datetime(ds.attrs.get("time_coverage_start"), f"item {item_id}: time_coverage_start")
-    end = parse_datetime(ds.attrs.get("time_coverage_end"), f"item {item_id}: time_coverage_end")
-    if start is None:
-        starts = [i.start for i in provenance.inputs if i.start is not None]
-        start = min(starts) if starts else None
-    if end is None:
-        ends = [i.end for i in provenance.inputs if i.end is not None]
-        end = max(ends) if ends else None
-    if start is None or end is None:
-        raise InputError(
-            f"item {item_id}: dataset attributes time_coverage_start/time_coverage_end are missing "
-            "and the provenance inputs carry no times"
-        )
-    if end < start:
-        raise InputError(f"item {item_id}: time_coverage_end {end} is before time_coverage_start {start}")
-    return start, end
+    return dataset_coverage(ds.attrs, f"item {item_id}", provenance.inputs)
 
 
 def _raster_bands(ds: xr.Dataset) -> tuple[list[RasterBand], list[dict[str, Any]]]:

@@ -259,3 +259,33 @@ class Provenance:
         parts = self.software.split()
         return parts[-1] if len(parts) > 1 else rsmon.__version__
 
+
+
+def dataset_coverage(attrs: dict, where: str, inputs: list[InputRef] | None = None) -> tuple[datetime, datetime]:
+    """``(start, end)`` from ``time_coverage_start``/``time_coverage_end`` attributes (ISO 8601 UTC).
+
+    Missing values fall back to the earliest start / latest end of ``inputs`` when given.
+
+    Raises
+    ------
+    InputError
+        Coverage missing (and no input times), unparseable, or ending before it starts; the message
+        starts with ``where``.
+    """
+    start = parse_datetime(attrs.get("time_coverage_start"), f"{where}: time_coverage_start")
+    end = parse_datetime(attrs.get("time_coverage_end"), f"{where}: time_coverage_end")
+    if inputs:
+        if start is None:
+            starts = [i.start for i in inputs if i.start is not None]
+            start = min(starts) if starts else None
+        if end is None:
+            ends = [i.end for i in inputs if i.end is not None]
+            end = max(ends) if ends else None
+    if start is None or end is None:
+        raise InputError(
+            f"{where}: attributes time_coverage_start and time_coverage_end (ISO 8601 UTC) are required"
+            + (" and the inputs carry no times" if inputs is not None else "")
+        )
+    if end < start:
+        raise InputError(f"{where}: time_coverage_end {end} is before time_coverage_start {start}")
+    return start, end

@@ -37,7 +37,7 @@ from rsmon.errors import InputError, OutputError, RsmonError
 from rsmon.grid import LonLatGrid
 from rsmon.io.atomic import atomic_output
 from rsmon.io.cog import PROVENANCE_TAG, check_dataset_on_grid, iter_grid_blocks
-from rsmon.provenance import Provenance, format_datetime, parse_datetime
+from rsmon.provenance import Provenance, dataset_coverage, format_datetime
 
 log = logging.getLogger(__name__)
 
@@ -73,16 +73,7 @@ def _ncattr(value: Any) -> Any:
 
 
 def _coverage(ds: xr.Dataset, path: Path) -> tuple[datetime, datetime]:
-    start = parse_datetime(ds.attrs.get("time_coverage_start"), f"{path}: attribute time_coverage_start")
-    end = parse_datetime(ds.attrs.get("time_coverage_end"), f"{path}: attribute time_coverage_end")
-    if start is None or end is None:
-        raise InputError(
-            f"{path}: dataset attributes time_coverage_start and time_coverage_end (ISO 8601 UTC) are "
-            "required to write the time axis"
-        )
-    if end < start:
-        raise InputError(f"{path}: time_coverage_end {end} is before time_coverage_start {start}")
-    return start, end
+    return dataset_coverage(ds.attrs, str(path))
 
 
 def _global_attrs(
