@@ -312,3 +312,10 @@ def test_stats_by_day_province_and_lists():
         stats_by(m, "county")
     empty = stats_by(m, "station_id", min_n=100)
     assert empty.empty and "r" in empty.columns
+
+
+def test_constant_satellite_series_has_no_correlation():
+    """One satellite value against several stations: R is undefined, not a rounding residue."""
+    st = compute_stats(np.full(15, 0.42000002, dtype=np.float32).astype(float), np.linspace(20, 90, 15), n_boot=0,
+                       bias_stats=False)
+    assert math.isnan(st.r) and math.isnan(st.spearman)

@@ -194,6 +194,9 @@ def _json_float(value: float) -> float | None:
 
 
 def _pearson(x: np.ndarray, y: np.ndarray) -> float:
+    # a constant series has no correlation (its float mean may differ from its values by rounding)
+    if x.size == 0 or np.all(x == x[0]) or np.all(y == y[0]):
+        return math.nan
     dx = x - x.mean()
     dy = y - y.mean()
     sxx = float(np.dot(dx, dx))
