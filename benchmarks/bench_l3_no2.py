@@ -65,6 +65,8 @@ def main() -> int:
     ap.add_argument("--data", default=str(HERE / "data"), help="where simulated orbits are kept")
     ap.add_argument("--skip-day", action="store_true", help="skip the 14-orbit China 0.01 deg day")
     ap.add_argument("--skip-harp-day", action="store_true", help="time rsmon only on the China day")
+    ap.add_argument("--day-batch", action="store_true",
+                    help="also time all orbits of the day to per-orbit files (HARP as issued, 14 runs)")
     args = ap.parse_args()
     if not shutil.which("harpconvert"):
         raise SystemExit("harpconvert not found: apt-get install harp")
@@ -94,6 +96,15 @@ def main() -> int:
     r_batch = timed(rsmon_cmd(crossing[:n], work / "rsmon-batch", BBOX, RES, "orbit"))
     rows.append((f"{n} orbits -> {n} per-orbit files (HARP: {n} runs summed; rsmon: one run)",
                  total([s[0] for s in singles]), total([s[1] for s in singles]), r_batch))
+
+    if args.day_batch:
+        # a whole day of orbits, each to its own file for the region (what a daily job runs): HARP
+        # runs once per orbit (in the form); rsmon once for all, skipping orbits that miss the bbox
+        hs = [timed(harp_cmd(f, work / f"{f.stem}.day.harp.nc", BBOX, RES)) for f in files]
+        r_all = timed(rsmon_cmd(files, work / "rsmon-all", BBOX, RES, "orbit"))
+        nan = (float("nan"), float("nan"))
+        rows.append((f"all {len(files)} orbits of the day -> per-orbit files for the bbox (HARP: {len(files)} runs "
+                     "summed; rsmon: one run)", total(hs), nan, r_all))
 
     if not args.skip_day:
         china = (73.0, 18.0, 136.0, 54.0)
