@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
-from rsmon.errors import InputError, RsmonError
+from rsmon.errors import InputError
 from rsmon.grid import LonLatGrid
 from rsmon.io.atomic import check_output_dir
 from rsmon.products import no2
@@ -35,7 +35,6 @@ class L3Result:
     outputs: list[Path] = field(default_factory=list)
     items: list[Path] = field(default_factory=list)
     periods: list[str] = field(default_factory=list)
-    skipped_inputs: list[str] = field(default_factory=list)
 
 
 def expand_inputs(inputs: Sequence[str | os.PathLike]) -> list[Path]:
@@ -180,4 +179,4 @@ def _release_freed_memory() -> None:
         pass
 
 
-__all__ = ["run_l3", "L3Result", "expand_inputs", "output_name", "RsmonError"]
+__all__ = ["run_l3", "L3Result", "expand_inputs", "output_name"]
