@@ -72,20 +72,6 @@ class BinAccumulator:
         return out.astype(np.float32)
 
 
-def pixel_bbox_mask(lon_bounds: np.ndarray, lat_bounds: np.ndarray, grid: LonLatGrid, margin: float = 0.0) -> np.ndarray:
-    """True for pixels whose corner bbox may touch ``grid`` (cheap prefilter; antimeridian-aware)."""
-    west, south, east, north = grid.bounds
-    lat_ok = (np.nanmax(lat_bounds, axis=-1) > south - margin) & (np.nanmin(lat_bounds, axis=-1) < north + margin)
-    lon_min = np.nanmin(lon_bounds, axis=-1)
-    lon_max = np.nanmax(lon_bounds, axis=-1)
-    lon_ok = np.zeros(lat_ok.shape, dtype=bool)
-    for shift in (-360.0, 0.0, 360.0):
-        lon_ok |= (lon_max + shift > west - margin) & (lon_min + shift < east + margin)
-    # pixels straddling the antimeridian have a corner spread near 360 degrees: keep them for the kernel
-    lon_ok |= (lon_max - lon_min) > 180.0
-    return lat_ok & lon_ok
-
-
 def bin_pixels(
     acc: BinAccumulator,
     lon_bounds: np.ndarray,
