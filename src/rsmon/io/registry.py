@@ -31,6 +31,7 @@ __all__ = ["READER_MODULES", "ReaderSpec", "available_readers", "find_reader", "
 #: Modules that register readers, tried in this order when sniffing (first match wins).
 READER_MODULES: tuple[str, ...] = (
     "rsmon.io.s5p",
+    "rsmon.io.viirs",
 )
 
 
