@@ -51,7 +51,7 @@ from rsmon.products.fire_screen import (Scene, candidate_masks, contextual_fire,
                                         glint_rejected, median_block_centres, screen_pixels)
 from rsmon.provenance import parse_datetime
 
-__all__ = ["FireParams", "WATER_CODES", "FIRE_COLUMNS", "detect_fires", "detect_numpy", "frp_mir",
+__all__ = ["FireParams", "WATER_CODES", "FIRE_COLUMNS", "detect_fires", "detect_numpy", "diagnose_pixels", "frp_mir",
            "viirs_pixel_area_m2", "viirs_pixel_size_km"]
 
 log = logging.getLogger(__name__)
@@ -110,6 +110,42 @@ def detect_numpy(ds: xr.Dataset, params: FireParams | None = None) -> pd.DataFra
     return _detect(ds, params or FireParams(), "numpy")
 
 
+#: Columns of :func:`diagnose_pixels`, in order.
+DIAGNOSE_COLUMNS = (
+    "line", "sample", "bt4", "bt5", "dt", "refl_sum", "refl3", "glint_deg", "day", "ok", "cloud", "water",
+    "bright", "bgfire", "saturated", "folded", "night_fixed", "candidate", "bg_n", "bg_window",
+    "bg_mean_i4", "bg_mad_i4", "bg_mean_dt", "bg_mad_dt", "contextual", "desert", "glint", "fire",
+    "rejected_by",
+)
+
+
+def diagnose_pixels(ds: xr.Dataset, lines, samples, params: FireParams | None = None) -> pd.DataFrame:
+    """Debug path: every test of the algorithm for the given pixels, and which one rejected them.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        As for :func:`detect_fires`.
+    lines, samples : sequences of int
+        Granule line and scan sample (the ``y``/``x`` coordinate values, or array indices when the
+        dataset has no coordinates) of the pixels to explain, e.g. missed truth fires.
+    params : FireParams, optional
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per requested pixel, columns :data:`DIAGNOSE_COLUMNS`. ``rejected_by`` names the
+        first failing step: ``"not in granule"``, ``"invalid I4/I5"``, ``"cloud"``,
+        ``"water (not processed)"``, ``"bright target"``, ``"not a candidate"``,
+        ``"no background window"``, ``"contextual tests"``, ``"desert boundary"``, ``"sun glint"``;
+        ``""`` for a detected fire.
+    """
+    p = params or FireParams()
+    rows = _detect(ds, p, "numba", diagnose=(np.asarray(lines, dtype=np.int64),
+                                               np.asarray(samples, dtype=np.int64)))
+    return rows
+
+
 # ---------------------------------------------------------------------------------------------
 
 
@@ -147,7 +183,7 @@ def _load_scene(ds: xr.Dataset, p: FireParams) -> tuple[Scene, np.ndarray, np.nd
     return scene, lines, samples
 
 
-def _detect(ds: xr.Dataset, p: FireParams, backend: str) -> pd.DataFrame:
+def _detect(ds: xr.Dataset, p: FireParams, backend: str, diagnose=None) -> pd.DataFrame:
     if not isinstance(p, FireParams):
         raise InputError(f"params: expected FireParams, got {type(p).__name__}")
     window_stats, clipped_median, ring = _BACKENDS[backend]
@@ -168,6 +204,8 @@ def _detect(ds: xr.Dataset, p: FireParams, backend: str) -> pd.DataFrame:
         log.debug("BT4s: %d ambiguous day pixels in %d blocks, %d candidates", ay.size, cy.size, passed.sum())
 
     fixed = m.fixed
+    if diagnose is not None:
+        return _diagnose(s, m, cand, lines, samples, *diagnose, p, window_stats)
     ys, xs = np.nonzero(cand | fixed)
     ys = ys.astype(np.int64)
     xs = xs.astype(np.int64)
@@ -240,6 +278,65 @@ def _detect(ds: xr.Dataset, p: FireParams, backend: str) -> pd.DataFrame:
     df.attrs["granule_id"] = ds.attrs.get("granule_id")
     df.attrs["fire_params"] = p.to_dict()
     return df
+
+
+def _diagnose(s: Scene, m, cand, lines, samples, want_lines, want_samples, p: FireParams,
+              window_stats) -> pd.DataFrame:
+    """Per-pixel test outcomes for :func:`diagnose_pixels` (same steps as :func:`_detect`)."""
+    line_pos = {int(v): i for i, v in enumerate(lines)}
+    sample_pos = {int(v): i for i, v in enumerate(samples)}
+    yi = np.array([line_pos.get(int(v), -1) for v in want_lines], dtype=np.int64)
+    xi = np.array([sample_pos.get(int(v), -1) for v in want_samples], dtype=np.int64)
+    inside = (yi >= 0) & (xi >= 0)
+    ys, xs = np.where(inside, yi, 0), np.where(inside, xi, 0)
+    n_valid, window, n_bgfire, stats = window_stats(
+        s.bt4, s.bt5, s.dt, s.rad4, m.valid_bg, m.bgfire, ys, xs, p.window_min_px, p.window_max_px,
+        p.window_min_valid, float(p.window_min_valid_fraction), p.window_rule == "and")
+    day = m.day[ys, xs]
+    bt4, bt5, dt = s.bt4[ys, xs], s.bt5[ys, xs], s.dt[ys, xs]
+    ctx, desert = contextual_fire(day, bt4, bt5, dt, window, n_valid, n_bgfire, stats, s.r2[ys, xs], p)
+    fixed = m.fixed[ys, xs]
+    is_cand = cand[ys, xs]
+    glint_deg = glint_angle_deg(s.solar_zenith[ys, xs], s.solar_azimuth[ys, xs],
+                                s.sensor_zenith[ys, xs], s.sensor_azimuth[ys, xs])
+    glint = day & glint_rejected(glint_deg, m.refl_sum[ys, xs], p)
+    fire = inside & (fixed | (is_cand & ctx)) & ~glint
+    reason = []
+    for k in range(ys.size):
+        y, x = ys[k], xs[k]
+        if not inside[k]:
+            r = "not in granule"
+        elif not m.ok[y, x]:
+            r = "invalid I4/I5"
+        elif m.cloud[y, x]:
+            r = "cloud"
+        elif not m.processed[y, x]:
+            r = "water (not processed)"
+        elif fire[k]:
+            r = ""
+        elif fixed[k] or (is_cand[k] and ctx[k]):
+            r = "sun glint"  # a fire by the tests, removed only by the day glint filter
+        elif m.bright[y, x]:
+            r = "bright target"
+        elif not is_cand[k]:
+            r = "not a candidate"
+        elif window[k] == 0:
+            r = "no background window"
+        elif desert[k]:
+            r = "desert boundary"
+        else:
+            r = "contextual tests"
+        reason.append(r)
+    return pd.DataFrame({
+        "line": np.asarray(want_lines, dtype=np.int64), "sample": np.asarray(want_samples, dtype=np.int64),
+        "bt4": bt4, "bt5": bt5, "dt": dt, "refl_sum": m.refl_sum[ys, xs], "refl3": s.r3[ys, xs],
+        "glint_deg": glint_deg, "day": day, "ok": m.ok[ys, xs], "cloud": m.cloud[ys, xs],
+        "water": m.water[ys, xs], "bright": m.bright[ys, xs], "bgfire": m.bgfire[ys, xs],
+        "saturated": m.saturated[ys, xs], "folded": m.folded[ys, xs], "night_fixed": m.night_fixed[ys, xs],
+        "candidate": is_cand, "bg_n": n_valid, "bg_window": window, "bg_mean_i4": stats[:, 0],
+        "bg_mad_i4": stats[:, 1], "bg_mean_dt": stats[:, 4], "bg_mad_dt": stats[:, 5], "contextual": ctx,
+        "desert": desert, "glint": glint, "fire": fire, "rejected_by": reason,
+    }, columns=list(DIAGNOSE_COLUMNS))
 
 
 def _granule_start(ds: xr.Dataset):
