@@ -65,12 +65,16 @@ def _cmd_info(args: argparse.Namespace) -> int:
 def _cmd_sim(args: argparse.Namespace) -> int:
     if args.sensor == "s5p":
         from rsmon.sim.s5p import main as sim_main
+    elif args.sensor == "viirs":
+        from rsmon.sim.viirs import main as sim_main
     else:  # pragma: no cover - argparse restricts choices
         raise InputError(f"sim: unknown sensor {args.sensor!r}")
     return sim_main(args.rest)
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
+    if args.kind == "fire":
+        return _cmd_validate_fire(args)
     from rsmon.workflow.validate import run_validation
 
     command = "rsmon " + " ".join(sys.argv[1:]) if sys.argv and sys.argv[0].endswith("rsmon") else ""
@@ -82,6 +86,35 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     st = result.stats.to_dict()
     summary = ", ".join(f"{k}={st[k]:.3g}" for k in ("r", "rmse", "mb", "within_ee") if st.get(k) is not None)
     print(f"n={st['n']}" + (f", {summary}" if summary else ""))
+    for name, path in result.paths.items():
+        print(f"{name}: {path}")
+    return 0
+
+
+def _cmd_validate_fire(args: argparse.Namespace) -> int:
+    from rsmon.workflow.fire import run_fire_validation
+
+    unused = [opt for opt, value in (("--sites", args.sites), ("--radius-km", args.radius_km),
+                                     ("--overpass", args.overpass), ("--qa", args.qa), ("--stamp", args.stamp),
+                                     ("--ee", args.ee)) if value is not None]
+    if unused:
+        raise InputError(f"validate --kind fire: {', '.join(unused)} do(es) not apply to fire points")
+    window = 20.0 if args.window_min is None else args.window_min
+    result = run_fire_validation(args.product, args.stations, args.out, max_distance_m=args.max_distance_m,
+                                 max_dt_min=window)
+    print(result.summary())
+    for name, path in result.paths.items():
+        print(f"{name}: {path}")
+    return 0
+
+
+def _cmd_fire_detect(args: argparse.Namespace) -> int:
+    from rsmon.workflow.fire import run_fire_detection
+
+    result = run_fire_detection(args.inputs, args.output, geo_paths=args.geo, landcover=args.landcover,
+                                admin=args.admin, admin_level_name=args.admin_level_name, history=args.history,
+                                map_png=not args.no_map)
+    print(result.summary())
     for name, path in result.paths.items():
         print(f"{name}: {path}")
     return 0
@@ -138,13 +171,13 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("files", nargs="+", metavar="FILE")
     info.set_defaults(func=_cmd_info)
 
-    sim = sub.add_parser("sim", help="write simulated files in the real layouts (rsmon sim s5p --help)")
-    sim.add_argument("sensor", choices=["s5p"])
+    sim = sub.add_parser("sim", help="write simulated files in the real layouts (rsmon sim s5p --help, rsmon sim viirs --help)")
+    sim.add_argument("sensor", choices=["s5p", "viirs"])
     sim.add_argument("rest", nargs=argparse.REMAINDER)
     sim.set_defaults(func=_cmd_sim)
 
     val = sub.add_parser("validate", help="collocate products with ground stations: matchups, statistics, report")
-    val.add_argument("--kind", required=True, help="aod | no2 | xch4")
+    val.add_argument("--kind", required=True, help="aod | no2 | xch4 | fire")
     val.add_argument("--product", nargs="+", required=True, metavar="PATH",
                      help="L2 swaths, L3 GeoTIFF/NetCDF grids or area-average series (Giovanni CSV)")
     val.add_argument("--stations", nargs="+", required=True, metavar="PATH",
@@ -153,7 +186,8 @@ def build_parser() -> argparse.ArgumentParser:
     val.add_argument("--radius-km", type=_number("--radius-km"), default=None,
                      help="mean of pixels/cells within R km (default: the one containing the station)")
     val.add_argument("--window-min", type=_number("--window-min"), default=None,
-                     help="half-width of the time window around the overpass, minutes (default 30)")
+                     help="half-width of the time window around the overpass, minutes (default 30; "
+                          "fire: largest |dt| of a match, default 20)")
     val.add_argument("--overpass", default=None, metavar="HH:MM",
                      help="nominal local solar overpass time for daily products")
     val.add_argument("--max-distance-km", type=_number("--max-distance-km"), default=50.0,
@@ -163,9 +197,28 @@ def build_parser() -> argparse.ArgumentParser:
     val.add_argument("--ee", default=None, metavar="A,B",
                      help="expected-error envelope +-(A + B x ground) (default per kind: AOD Dark Target land "
                           "0.05,0.15); 'none' for no envelope")
+    val.add_argument("--max-distance-m", type=_number("--max-distance-m"), default=375.0,
+                     help="fire: largest detection-reference distance of a match, m (default 375)")
     val.add_argument("--title", default=None)
     val.add_argument("--out", required=True, metavar="DIR")
     val.set_defaults(func=_cmd_validate)
+
+    fire = sub.add_parser("fire", help="VIIRS active fires (rsmon fire detect --help)")
+    fire_sub = fire.add_subparsers(dest="fire_command", required=True, parser_class=_Parser)
+    fdet = fire_sub.add_parser("detect", help="detect fires in VIIRS L1B I-band granules (02IMG + 03IMG)")
+    fdet.add_argument("inputs", nargs="+", metavar="IMG", help="VNP02IMG/VJ102IMG/VJ202IMG files")
+    fdet.add_argument("--geo", nargs="+", default=None, metavar="GEO",
+                      help="matching 03IMG files, same order (default: found beside each IMG)")
+    fdet.add_argument("--landcover", default=None, metavar="TIF",
+                      help="land-cover raster (ESA WorldCover) for straw-burning categories "
+                           "(without it: category 'unclassified')")
+    fdet.add_argument("--admin", default=None, metavar="FILE", help="admin polygons: counts_by_admin.csv, map outlines")
+    fdet.add_argument("--admin-level-name", default="name", help="column naming the admin units (default name)")
+    fdet.add_argument("--history", nargs="+", default=None, metavar="FIRMS_CSV",
+                      help="earlier FIRMS detections for the static-source persistence rule (needs --landcover)")
+    fdet.add_argument("--no-map", action="store_true", help="write no fires_map.png")
+    fdet.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="output folder")
+    fdet.set_defaults(func=_cmd_fire_detect)
 
     demo = sub.add_parser("demo", help="simulate a day over eastern China and run the NO2 product on it")
     demo.add_argument("--out", default="demo-output", help="output folder (default demo-output)")
