@@ -170,6 +170,8 @@ def _choose_fires(geom: ScanGeometry, scene: Scene, n_fires: int, seed: int, bad
     """``n_fires`` fires on random cloud-free land pixels (not desert, not water, not deleted)."""
     rng = np.random.default_rng(np.random.SeedSequence([seed, 101]))
     chosen: list[FireSpec] = []
+    if n_fires == 0:
+        return chosen
     taken: set[tuple[int, int]] = set()
     for _ in range(20):
         k = max(2000, 20 * n_fires)
