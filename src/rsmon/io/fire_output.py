@@ -26,6 +26,7 @@ import pandas as pd
 import rsmon
 from rsmon.errors import InputError
 from rsmon.io.atomic import atomic_output
+from rsmon.io.maps import save_figure
 
 log = logging.getLogger(__name__)
 
@@ -326,10 +327,4 @@ def write_fire_map_png(path: str | os.PathLike, fires: pd.DataFrame, outlines=No
     if title:
         ax.set_title(title)
     fig.tight_layout()
-    path = Path(path)
-    try:
-        with atomic_output(path) as tmp:
-            fig.savefig(tmp, format="png")
-    finally:
-        plt.close(fig)
-    return path
+    return save_figure(fig, path)

@@ -77,8 +77,20 @@ def write_map_png(
     if title:
         ax.set_title(title)
     fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def save_figure(fig, path: str | os.PathLike) -> Path:
+    """Write a matplotlib figure as PNG atomically, then close it (pyplot figures) or clear it."""
+    import matplotlib.pyplot as plt
+
     path = Path(path)
-    with atomic_output(path) as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
+    try:
+        with atomic_output(path) as tmp:
+            fig.savefig(tmp, format="png")
+    finally:
+        if plt.fignum_exists(fig.number if hasattr(fig, "number") else -1):
+            plt.close(fig)
+        else:
+            fig.clear()
     return path

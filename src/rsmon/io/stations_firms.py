@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from rsmon.errors import FormatError
+from rsmon.errors import FormatError, InputError
 from rsmon.io.stations_common import decode_text, header_only, read_csv_text, require_columns, source_file
 
 log = logging.getLogger(__name__)
@@ -142,3 +142,25 @@ def read_firms(path: str | Path) -> pd.DataFrame:
                       "confidence_rule": ("MODIS: low < 30 <= nominal < 80 <= high (%)" if sensor == "MODIS"
                                           else "VIIRS: l/n/h as given")})
     return out
+
+
+def fire_times_utc(fires: pd.DataFrame, name: str = "fire table") -> pd.Series:
+    """UTC acquisition time of each fire: the ``time`` column, or FIRMS ``acq_date`` + ``acq_time`` (HHMM).
+
+    Raises
+    ------
+    InputError
+        Neither form present, or the FIRMS fields do not parse (the message starts with ``name``).
+    """
+    if "time" in fires.columns:
+        return pd.to_datetime(fires["time"], utc=True)
+    if "acq_date" in fires.columns and "acq_time" in fires.columns:
+        hhmm = fires["acq_time"]
+        if pd.api.types.is_numeric_dtype(hhmm):
+            hhmm = hhmm.astype("int64").astype(str)
+        text = fires["acq_date"].astype(str).str.strip() + " " + hhmm.astype(str).str.strip().str.zfill(4)
+        try:
+            return pd.to_datetime(text, format="%Y-%m-%d %H%M", utc=True)
+        except ValueError as exc:
+            raise InputError(f"{name}: acq_date/acq_time do not parse as YYYY-MM-DD HHMM ({exc})") from None
+    raise InputError(f"{name}: needs column 'time' (UTC) or 'acq_date' + 'acq_time'")

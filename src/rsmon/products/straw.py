@@ -41,6 +41,7 @@ import numpy as np
 import pandas as pd
 
 from rsmon.errors import InputError, NoDataError
+from rsmon.io.stations_firms import fire_times_utc
 from rsmon.io.landcover import EARTH_RADIUS_M, class_fraction_in_pixel, landcover_at
 
 log = logging.getLogger(__name__)
@@ -159,18 +160,7 @@ def _check_rule(n_days: int, m_days: int) -> None:
 # --------------------------------------------------------------------------- time and cells
 
 def _utc_times(fires: pd.DataFrame) -> pd.Series:
-    if "time" in fires.columns:
-        return pd.to_datetime(fires["time"], utc=True)
-    if "acq_date" in fires.columns and "acq_time" in fires.columns:
-        hhmm = fires["acq_time"]
-        if pd.api.types.is_numeric_dtype(hhmm):
-            hhmm = hhmm.astype("int64").astype(str)
-        text = fires["acq_date"].astype(str).str.strip() + " " + hhmm.astype(str).str.strip().str.zfill(4)
-        try:
-            return pd.to_datetime(text, format="%Y-%m-%d %H%M", utc=True)
-        except ValueError as exc:
-            raise InputError(f"fire table: acq_date/acq_time do not parse as YYYY-MM-DD HHMM ({exc})") from None
-    raise InputError("fire table: needs column 'time' (UTC) or 'acq_date' + 'acq_time'")
+    return fire_times_utc(fires, "fire table")
 
 
 def observation_day(fires: pd.DataFrame, *, solar: bool = True) -> pd.Series:

@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from rsmon.errors import InputError
+from rsmon.io.stations_firms import fire_times_utc
 
 log = logging.getLogger(__name__)
 
@@ -49,20 +50,7 @@ def haversine_m(lon1, lat1, lon2, lat2) -> np.ndarray:
 
 def _times(df: pd.DataFrame, name: str) -> np.ndarray:
     """UTC acquisition times as int64 nanoseconds (``time`` or ``acq_date`` + ``acq_time``)."""
-    if "time" in df.columns:
-        t = pd.to_datetime(df["time"], utc=True)
-    elif "acq_date" in df.columns and "acq_time" in df.columns:
-        hhmm = df["acq_time"]
-        if pd.api.types.is_numeric_dtype(hhmm):
-            hhmm = hhmm.astype("int64").astype(str)
-        text = df["acq_date"].astype(str).str.strip() + " " + hhmm.astype(str).str.strip().str.zfill(4)
-        try:
-            t = pd.to_datetime(text, format="%Y-%m-%d %H%M", utc=True)
-        except ValueError as exc:
-            raise InputError(f"{name}: acq_date/acq_time do not parse as YYYY-MM-DD HHMM ({exc})") from None
-    else:
-        raise InputError(f"{name}: needs column 'time' (UTC) or 'acq_date' + 'acq_time'")
-    return t.to_numpy(dtype="datetime64[ns]").astype(np.int64)
+    return fire_times_utc(df, name).to_numpy(dtype="datetime64[ns]").astype(np.int64)
 
 
 def _unit_vectors(lon: np.ndarray, lat: np.ndarray) -> np.ndarray:

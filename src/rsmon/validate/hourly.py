@@ -342,7 +342,7 @@ def _day_map(path: Path, day_table: pd.DataFrame, outlines, title: str, units_sa
     """Two panels: per-station mean ground NO2 and mean satellite column over the matched hours of a day."""
     from matplotlib.figure import Figure
 
-    from rsmon.io.atomic import atomic_output
+    from rsmon.io.maps import save_figure
 
     per = day_table.groupby("station_id").agg(lon=("lon", "first"), lat=("lat", "first"),
                                                sat=("sat_mean", "mean"), ground=("ground_mean", "mean"))
@@ -365,8 +365,7 @@ def _day_map(path: Path, day_table: pd.DataFrame, outlines, title: str, units_sa
         ax.set_ylabel("latitude (degrees north)")
     fig.suptitle(f"{title}: {len(per)} stations, {len(day_table)} station-hours")
     fig.tight_layout()
-    with atomic_output(path) as tmp:
-        fig.savefig(tmp, format="png")
+    save_figure(fig, path)
 
 
 def _stat_summary(st) -> dict[str, Any]:

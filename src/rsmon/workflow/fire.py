@@ -43,6 +43,7 @@ import pandas as pd
 
 from rsmon.errors import FormatError, InputError, NoDataError, OutputError, RsmonError
 from rsmon.io.atomic import atomic_output, check_output_dir
+from rsmon.io.maps import save_figure
 
 log = logging.getLogger(__name__)
 
@@ -578,9 +579,4 @@ def _plot_recall(path: Path, by_frp: pd.DataFrame | None, stats: dict) -> Path:
     ax.set_title(f"precision {p if p is None else round(p, 3)}, recall {r if r is None else round(r, 3)}, "
                  f"n_ref={stats['n_reference']}", fontsize=10)
     fig.tight_layout()
-    try:
-        with atomic_output(path) as tmp:
-            fig.savefig(tmp, format="png")
-    finally:
-        plt.close(fig)
-    return path
+    return save_figure(fig, path)
