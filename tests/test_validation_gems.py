@@ -8,6 +8,7 @@ station-hours, 1,315 stations, r = 0.64; offset_hours=0 is that pairing and repr
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -217,7 +218,7 @@ def test_gems_case_real(gems_runs, offset):
     assert by_province["n"].sum() == overall["n"]
     by_day = pd.read_csv(paths["by_day"])
     assert by_day["day"].tolist() == ["2023-10-28", "2023-10-29", "2025-12-29"]
-    stats = json.loads(open(paths["stats"], encoding="utf-8").read())
+    stats = json.loads(Path(paths["stats"]).read_text(encoding="utf-8"))
     assert stats["bias_stats"] is False and stats["mb"] is None and stats["n"] == overall["n"]
     matchups = pd.read_csv(paths["matchups"])
     assert "province" in matchups.columns and not matchups.duplicated(["station_id", "time"]).any()
