@@ -194,3 +194,29 @@ def test_geo_count_mismatch_is_usage_error(granules, tmp_path, capsys):
                       str(granules["b"]["geo"]), "-o", str(tmp_path / "out"))
     assert rc == 2 and "--geo" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_landcover_that_misses_the_admin_units_still_gives_counts(granules, detected, tmp_path, capsys):
+    """A land-cover tile elsewhere: fires are counted per unit, only the per-cropland-area rates are absent."""
+    rasterio = pytest.importorskip("rasterio")
+    gpd = pytest.importorskip("geopandas")
+    from rasterio.transform import from_origin
+    from shapely.geometry import box
+
+    fires = pd.read_csv(detected / "fires.csv")
+    lc = tmp_path / "elsewhere.tif"
+    with rasterio.open(lc, "w", driver="GTiff", width=10, height=10, count=1, dtype="uint8", crs="EPSG:4326",
+                       transform=from_origin(6.0, 1.0, 0.01, 0.01), nodata=0) as dst:
+        dst.write(np.full((10, 10), 40, np.uint8), 1)
+    admin = gpd.GeoDataFrame({"name": ["all"]}, geometry=[box(fires["longitude"].min() - 1, fires["latitude"].min() - 1,
+                                                              fires["longitude"].max() + 1, fires["latitude"].max() + 1)],
+                             crs=4326)
+    admin_path = tmp_path / "admin.geojson"
+    admin.to_file(admin_path, driver="GeoJSON")
+    out = tmp_path / "out"
+    rc, _, err = _run(capsys, "fire", "detect", str(granules["a"]["img"]), "--landcover", str(lc),
+                      "--admin", str(admin_path), "-o", str(out))
+    assert rc == 0, err
+    counts = pd.read_csv(out / "counts_by_admin.csv")
+    assert counts["n_fires"].sum() == len(fires)
+    assert "straw_per_1000ha" not in counts.columns

@@ -176,7 +176,12 @@ def _counts(fires: pd.DataFrame, admin_gdf, level_name: str, landcover, straw_pa
     area = None
     if landcover is not None:
         classes = (straw_params or straw.StrawParams()).cropland_classes
-        area = straw.cropland_area_by_admin(admin_gdf, landcover, classes, level_name=level_name)
+        try:
+            area = straw.cropland_area_by_admin(admin_gdf, landcover, classes, level_name=level_name)
+        except NoDataError as exc:
+            # a land-cover tile that misses every unit: counts still stand, per-area rates do not
+            log.warning("%s; fires per 1000 ha of cropland not computed", exc)
+            area = None
     if landcover is None:
         cats = [UNCLASSIFIED]
         work = fires.copy()
