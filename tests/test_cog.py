@@ -20,46 +20,8 @@ from rsmon.io.cog import COGProfile, read_cog_tags, write_cog
 from rsmon.provenance import InputRef, Provenance
 
 # 600 x 700 cells at 0.05 degrees: larger than one 512 block, so one overview level exists.
-GRID = LonLatGrid(west=100.0, south=20.0, res=0.05, width=700, height=600)
+from l3fixtures import GRID, expected_value, make_product  # noqa: E402
 VARS = ("tropospheric_no2_column", "weight", "count")
-
-
-def expected_value(lon: np.ndarray | float, lat: np.ndarray | float) -> np.ndarray:
-    """The value stored at a cell centre: a flip or a shift shows as a wrong number."""
-    return np.float32(np.asarray(lon) * 1000.0 + np.asarray(lat))
-
-
-def make_product(grid: LonLatGrid = GRID, day: str = "2019-06-12") -> xr.Dataset:
-    lon, lat = np.meshgrid(grid.lon_centers(), grid.lat_centers())
-    mean = expected_value(lon, lat).astype(np.float32)
-    rows, cols = np.indices(grid.shape)
-    count = ((rows + 3 * cols) % 7).astype(np.int32)
-    mean[count == 0] = np.nan
-    weight = np.where(count > 0, count * 0.25, np.nan).astype(np.float32)
-    return xr.Dataset(
-        {
-            "tropospheric_no2_column": (
-                ("lat", "lon"),
-                mean,
-                {
-                    "units": "mol m-2",
-                    "long_name": "tropospheric vertical column of nitrogen dioxide",
-                    "standard_name": "troposphere_mole_content_of_nitrogen_dioxide",
-                },
-            ),
-            "weight": (("lat", "lon"), weight, {"units": "1", "long_name": "sum of overlap fractions (HARP bin_spatial weight)"}),
-            "count": (("lat", "lon"), count, {"units": "1", "long_name": "number of L2 pixels overlapping the cell"}),
-        },
-        coords={"lat": grid.lat_centers(), "lon": grid.lon_centers()},
-        attrs={
-            "product": "no2",
-            "period": "day",
-            "period_label": day,
-            "time_coverage_start": f"{day}T00:00:00Z",
-            "time_coverage_end": f"{day}T23:59:59Z",
-            "cell_methods": "area: mean (area-weighted, HARP bin_spatial) time: mean",
-        },
-    )
 
 
 def make_provenance() -> Provenance:

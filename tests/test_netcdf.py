@@ -19,44 +19,15 @@ from rsmon.grid import LonLatGrid
 from rsmon.io.netcdf import write_netcdf
 from rsmon.provenance import InputRef, Provenance
 
-GRID = LonLatGrid(west=100.0, south=20.0, res=0.05, width=700, height=600)
+from l3fixtures import GRID
+from l3fixtures import make_product as _make_product  # noqa: E402
 VARS = ("tropospheric_no2_column", "weight", "count")
 
 
 def make_product(grid: LonLatGrid = GRID) -> xr.Dataset:
     """Values encode their cell centre (lon * 1000 + lat) so a flip or shift shows."""
-    lon, lat = np.meshgrid(grid.lon_centers(), grid.lat_centers())
-    mean = (lon * 1000.0 + lat).astype(np.float32)
-    rows, cols = np.indices(grid.shape)
-    count = ((rows + 3 * cols) % 7).astype(np.int32)
-    mean[count == 0] = np.nan
-    weight = np.where(count > 0, count * 0.25, np.nan).astype(np.float32)
-    return xr.Dataset(
-        {
-            "tropospheric_no2_column": (
-                ("lat", "lon"),
-                mean,
-                {
-                    "units": "mol m-2",
-                    "long_name": "tropospheric vertical column of nitrogen dioxide",
-                    "standard_name": "troposphere_mole_content_of_nitrogen_dioxide",
-                    "scale_factor": 1.0,
-                    "add_offset": 0.0,
-                },
-            ),
-            "weight": (("lat", "lon"), weight, {"units": "1", "long_name": "sum of overlap fractions (HARP bin_spatial weight)"}),
-            "count": (("lat", "lon"), count, {"units": "1", "long_name": "number of L2 pixels overlapping the cell"}),
-        },
-        coords={"lat": grid.lat_centers(), "lon": grid.lon_centers()},
-        attrs={
-            "product": "no2",
-            "period": "day",
-            "period_label": "2019-06-12",
-            "time_coverage_start": "2019-06-12T00:00:00Z",
-            "time_coverage_end": "2019-06-13T00:00:00Z",
-            "cell_methods": "area: mean (area-weighted, HARP bin_spatial) time: mean",
-        },
-    )
+    return _make_product(grid, coverage_end="2019-06-13T00:00:00Z",
+                         mean_attrs={"scale_factor": 1.0, "add_offset": 0.0})
 
 
 def make_provenance() -> Provenance:

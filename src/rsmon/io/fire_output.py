@@ -230,7 +230,7 @@ def write_fire_geojson(path: str | os.PathLike, fires: pd.DataFrame, *,
     gdf = _points_frame(fires, columns)
     path = Path(path)
     with atomic_output(path) as tmp:
-        gdf.to_file(tmp, driver="GeoJSON", engine="pyogrio", layer=Path(path).stem,
+        gdf.to_file(tmp, driver="GeoJSON", engine="pyogrio", layer=path.stem,
                     layer_options={"RFC7946": "YES"})
     return path
 

@@ -14,7 +14,6 @@ result is north-up (row 0 northernmost) like rsmon's products.
 from __future__ import annotations
 
 import logging
-import math
 import shutil
 import subprocess
 from pathlib import Path
@@ -23,6 +22,7 @@ from typing import Sequence
 import numpy as np
 
 from rsmon.errors import InputError, RsmonError
+from rsmon.grid import LonLatGrid
 
 log = logging.getLogger(__name__)
 
@@ -42,17 +42,9 @@ def harpconvert_path() -> str | None:
 
 
 def _grid_edges(bbox: Sequence[float], res: float) -> tuple[int, float, int, float]:
-    try:
-        west, south, east, north = (float(v) for v in bbox)
-    except (TypeError, ValueError):
-        raise InputError(f"bbox: expected (W, S, E, N) numbers, got {bbox!r}") from None
-    if not (res > 0 and math.isfinite(res)):
-        raise InputError(f"res: expected a positive resolution in degrees, got {res!r}")
-    if not (-90.0 <= south < north <= 90.0 and west < east):
-        raise InputError(f"bbox: expected W < E and -90 <= S < N <= 90, got {bbox!r}")
-    width = max(1, math.ceil((east - west) / res - 1e-6))
-    height = max(1, math.ceil((north - south) / res - 1e-6))
-    return height, south, width, west
+    """``(height, south, width, west)`` of the :class:`rsmon.grid.LonLatGrid` for ``bbox`` and ``res``."""
+    grid = LonLatGrid.from_bbox(bbox, res)
+    return grid.height, grid.south, grid.width, grid.west
 
 
 def harp_bin_operations(bbox: Sequence[float], res: float, qa: int = 75) -> str:

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from rsmon.grid import parse_bbox
 from rsmon.errors import InputError
 
 if TYPE_CHECKING:  # only for the annotation of _Plan.sources (rsmon.sim.s5p imports this module)
@@ -353,18 +354,11 @@ class _Plan:
 
 
 def _check_bbox(bbox) -> tuple[float, float, float, float]:
-    """(W, S, E, N) in degrees; a bbox across the antimeridian is written with E > 180 (like rsmon.grid)."""
-    try:
-        west, south, east, north = (float(v) for v in bbox)
-    except (TypeError, ValueError):
-        raise InputError(f"bbox: expected (W, S, E, N) numbers, got {bbox!r}") from None
-    if not all(math.isfinite(v) for v in (west, south, east, north)):
-        raise InputError(f"bbox: values must be finite, got {bbox!r}")
-    if not (-90.0 <= south < north <= 90.0):
-        raise InputError(f"bbox: need -90 <= S < N <= 90, got S={south}, N={north}")
-    if not (-180.0 <= west < east <= west + 360.0):
-        raise InputError(f"bbox: need -180 <= W < E <= W + 360 (write an antimeridian-crossing bbox with "
-                         f"E > 180), got W={west}, E={east}")
+    """(W, S, E, N) in degrees, checked by :func:`rsmon.grid.parse_bbox`; W must also be >= -180 (a bbox
+    across the antimeridian is written with E > 180, like rsmon.grid)."""
+    west, south, east, north = parse_bbox(bbox)
+    if west < -180.0:
+        raise InputError(f"bbox: need W >= -180 (write an antimeridian-crossing bbox with E > 180), got W={west}")
     return west, south, east, north
 
 
