@@ -302,6 +302,25 @@ def test_mismatched_pair_names_both_files(granule, tmp_path):
         open_viirs_l1b(granule.img_path, npp.geo_path)
 
 
+def test_pair_with_same_times_but_another_orbit_is_rejected(granule, tmp_path):
+    """A re-stamped 03 file: same name and times, another orbit number."""
+    shutil.copy(granule.img_path, tmp_path / granule.img_path.name)
+    geo = _rewrite(granule.geo_path, tmp_path / granule.geo_path.name)
+    with netCDF4.Dataset(geo, "a") as nc:
+        nc.setncattr("OrbitNumber", np.int32(int(nc.getncattr("OrbitNumber")) + 1))
+    with pytest.raises(FormatError, match="not a pair: orbit numbers"):
+        open_viirs_l1b(tmp_path / granule.img_path.name)
+
+
+def test_pair_with_another_end_time_is_rejected(granule, tmp_path):
+    shutil.copy(granule.img_path, tmp_path / granule.img_path.name)
+    geo = _rewrite(granule.geo_path, tmp_path / granule.geo_path.name)
+    with netCDF4.Dataset(geo, "a") as nc:
+        nc.setncattr("time_coverage_end", "2023-06-10T05:35:00.000Z")
+    with pytest.raises(FormatError, match="time_coverage_end"):
+        open_viirs_l1b(tmp_path / granule.img_path.name)
+
+
 def test_missing_lut_names_the_variable(granule, tmp_path):
     img = _rewrite(granule.img_path, tmp_path / granule.img_path.name,
                    skip=("observation_data/I05_brightness_temperature_lut",))

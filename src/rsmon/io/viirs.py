@@ -366,6 +366,16 @@ def _is_viirs(nc) -> bool:
     return _platform_name(attrs.get("platform", "")) is not None
 
 
+def _orbit_number(attrs: dict[str, Any]) -> int | None:
+    """The granule's orbit number from ``orbit_number`` (02 files) or ``OrbitNumber`` (03 files)."""
+    for key in ("orbit_number", "OrbitNumber"):
+        try:
+            return int(attrs[key])
+        except (KeyError, TypeError, ValueError):
+            continue
+    return None
+
+
 def _check_pair(img: Path, geo: Path, nc_img, nc_geo) -> dict[str, Any]:
     """Raise FormatError naming both files unless the 02 and 03 files are the same granule."""
     a_img, a_geo = nc_attrs(nc_img), nc_attrs(nc_geo)
@@ -380,10 +390,16 @@ def _check_pair(img: Path, geo: Path, nc_img, nc_geo) -> dict[str, Any]:
                           f"{n_geo.prefix}.{n_geo.granule_key} in the file names")
     if n_geo is not None and n_geo.level != "03":
         raise FormatError(f"{both} are not a pair: {geo.name} is not a 03 (geolocation) file")
-    t_img, t_geo = _parse_time(a_img.get("time_coverage_start", "")), _parse_time(a_geo.get("time_coverage_start", ""))
-    if t_img and t_geo and abs((t_img - t_geo).total_seconds()) > 1.0:
-        raise FormatError(f"{both} are not a pair: time_coverage_start {t_img:%Y-%m-%dT%H:%M:%S} and "
-                          f"{t_geo:%Y-%m-%dT%H:%M:%S}")
+    for key in ("time_coverage_start", "time_coverage_end"):
+        t_img, t_geo = _parse_time(a_img.get(key, "")), _parse_time(a_geo.get(key, ""))
+        if t_img and t_geo and abs((t_img - t_geo).total_seconds()) > 1.0:
+            raise FormatError(f"{both} are not a pair: {key} {t_img:%Y-%m-%dT%H:%M:%S} and "
+                              f"{t_geo:%Y-%m-%dT%H:%M:%S}")
+    # Same times but another orbit (a renamed or re-stamped file): the 02 file says orbit_number,
+    # the 03 file OrbitNumber (NASA VIIRS L1B product user guide, global attributes).
+    o_img, o_geo = _orbit_number(a_img), _orbit_number(a_geo)
+    if o_img is not None and o_geo is not None and o_img != o_geo:
+        raise FormatError(f"{both} are not a pair: orbit numbers {o_img} and {o_geo}")
     return {"platform": p_img or p_geo, "img_attrs": a_img, "geo_attrs": a_geo, "img_name": n_img}
 
 
@@ -449,10 +465,9 @@ def _inspect(img: Path, geo: Path, nc_img, nc_geo) -> _Layout:
         "source_paths": [str(img), str(geo)],
         "product": str(a_img.get("ShortName", "") or (f"{parsed.prefix}02{parsed.kind}" if parsed else "")),
     }
-    for key in ("orbit_number", "OrbitNumber"):
-        if key in a_img:
-            attrs["orbit_number"] = int(a_img[key])
-            break
+    orbit = _orbit_number(a_img)
+    if orbit is not None:
+        attrs["orbit_number"] = orbit
     if parsed is not None:
         attrs["collection"] = parsed.collection
     return _Layout(img, geo, bands, luts, qf_attrs, geo_attrs, obs_drop, geo_drop, attrs, shape)
