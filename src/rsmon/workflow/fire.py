@@ -27,13 +27,10 @@ plus ``n_fires`` (no cropland area or per-1000-ha intensity).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import math
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -44,6 +41,7 @@ import pandas as pd
 from rsmon.errors import FormatError, InputError, NoDataError, OutputError, RsmonError
 from rsmon.io.atomic import atomic_output, check_output_dir
 from rsmon.io.maps import save_figure
+from rsmon.workflow.staging import precheck_output_dir, publish, staging
 
 log = logging.getLogger(__name__)
 
@@ -266,7 +264,7 @@ def run_fire_detection(img_paths: Sequence[_PathLike] | _PathLike, out_dir: _Pat
                          "give one 03IMG file per 02IMG file, in the same order")
     if history is not None and landcover is None:
         raise InputError("fire detect: --history is used by the straw-burning classification; give --landcover too")
-    out = _precheck_output_dir(out_dir)  # fail before any work, create nothing yet
+    out = precheck_output_dir(out_dir)  # fail before any work, create nothing yet
     if landcover is not None and not Path(landcover).is_file():
         raise InputError(f"--landcover {landcover}: no such file")
     admin_gdf = None
@@ -319,7 +317,7 @@ def run_fire_detection(img_paths: Sequence[_PathLike] | _PathLike, out_dir: _Pat
     # 3. write everything into a staging folder, then move into place
     result = FireResult(fires=fires, granules=granules, counts=counts)
     title = f"VIIRS active fires: {len(fires)} in {len(granules)} granule(s)"
-    with _staging(out) as stage:  # creates out_dir now (removed again if the run fails and it is empty)
+    with staging(out, ".rsmon-fire-") as stage:  # creates out_dir now (removed again if the run fails and it is empty)
         from rsmon.io.fire_output import (write_fire_geojson, write_fire_gpkg, write_fire_map_png,
                                           write_firms_csv)
 
@@ -333,74 +331,13 @@ def run_fire_detection(img_paths: Sequence[_PathLike] | _PathLike, out_dir: _Pat
             written["counts_by_admin"] = _write_csv(stage / "counts_by_admin.csv", counts)
         if map_png:
             written["map_png"] = write_fire_map_png(stage / "fires_map.png", fires, admin_gdf, title=title)
-        result.paths = _publish(written, out)
+        result.paths = publish(written, out)
     return result
 
 
 # --------------------------------------------------------------------------------------------------
 # Staged writing
 # --------------------------------------------------------------------------------------------------
-
-def _precheck_output_dir(folder: _PathLike) -> Path:
-    """Check that ``folder`` is (or can be created as) a writable folder, without creating it.
-
-    Raises
-    ------
-    OutputError
-        The folder exists and is not a writable folder, or its nearest existing ancestor is not a
-        writable folder.
-    """
-    folder = Path(folder)
-    if folder.exists():
-        return check_output_dir(folder)
-    parent = folder.absolute().parent
-    while not parent.exists() and parent != parent.parent:
-        parent = parent.parent
-    if not parent.is_dir():
-        raise OutputError(f"output folder {folder}: cannot create it ({parent} is not a folder)")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise OutputError(f"output folder {folder}: cannot create it ({parent} is not writable)")
-    return folder
-
-
-@contextlib.contextmanager
-def _staging(out: Path):
-    """A hidden temporary folder inside ``out`` (created if needed), removed at the end whatever
-    happens; ``out`` itself is removed again on failure when this run created it and it is empty."""
-    created = not out.exists()
-    out = check_output_dir(out)
-    try:
-        stage = Path(tempfile.mkdtemp(prefix=".rsmon-fire-", suffix=".partial", dir=out))
-    except OSError as exc:
-        raise OutputError(f"output folder {out}: cannot write in it ({exc.strerror or exc})") from None
-    ok = False
-    try:
-        yield stage
-        ok = True
-    finally:
-        shutil.rmtree(stage, ignore_errors=True)
-        if created and not ok:
-            with contextlib.suppress(OSError):
-                out.rmdir()  # only if empty
-
-
-def _publish(written: dict[str, Path], out: Path) -> dict[str, Path]:
-    """Rename the staged files into ``out`` (same file system, so each rename is atomic)."""
-    final = {}
-    done = []
-    try:
-        for key, path in written.items():
-            target = out / Path(path).name
-            os.replace(path, target)
-            done.append(target)
-            final[key] = target
-    except OSError as exc:
-        for target in done:
-            with contextlib.suppress(OSError):
-                target.unlink()
-        raise OutputError(f"output folder {out}: cannot move results into place ({exc.strerror or exc})") from None
-    return final
-
 
 def _write_csv(path: Path, table: pd.DataFrame) -> Path:
     with atomic_output(path) as tmp:
@@ -525,7 +462,7 @@ def run_fire_validation(products, references, out_dir: _PathLike, max_distance_m
     """
     from rsmon.validate.fire import match_fires
 
-    out = _precheck_output_dir(out_dir)
+    out = precheck_output_dir(out_dir)
     det = _read_many(products, "--product")
     ref = _read_many(references, "--stations")
     if not len(det) and not len(ref):
@@ -549,13 +486,13 @@ def run_fire_validation(products, references, out_dir: _PathLike, max_distance_m
         matches["ref_latitude"] = r["latitude"].to_numpy(float)
         matches["ref_longitude"] = r["longitude"].to_numpy(float)
 
-    with _staging(out) as stage:
+    with staging(out, ".rsmon-fire-") as stage:
         written = {"matches": _write_csv(stage / "matches.csv", matches)}
         with atomic_output(stage / "stats.json") as tmp:
             tmp.write_text(json.dumps(stats, indent=2, allow_nan=False) + "\n", encoding="utf-8")
         written["stats"] = stage / "stats.json"
         written["recall_plot"] = _plot_recall(stage / "recall_vs_frp.png", by_frp, stats)
-        paths = _publish(written, out)
+        paths = publish(written, out)
     return FireValidationResult(stats=stats, pairs=pairs, paths=paths)
 
 
