@@ -49,6 +49,7 @@ log = logging.getLogger(__name__)
 __all__ = [
     "COGProfile",
     "write_cog",
+    "write_raster_cog",
     "read_cog_tags",
     "check_dataset_on_grid",
     "iter_grid_blocks",
@@ -310,7 +311,14 @@ def _staging_dataset(grid: LonLatGrid, count: int, profile: COGProfile, folder: 
         interleave="pixel",
         BIGTIFF="IF_SAFER",
     )
-    nbytes = grid.width * grid.height * count * 4
+    with _staging(meta, grid.width * grid.height * count * 4, profile, folder) as dst:
+        yield dst
+
+
+@contextlib.contextmanager
+def _staging(meta: dict[str, Any], nbytes: int, profile: COGProfile, folder: Path) -> Iterator[Any]:
+    """Open the staging GTiff ``meta`` in memory, or in a temporary folder beside the output when
+    its ``nbytes`` exceed ``profile.max_memory_bytes``."""
     if nbytes <= profile.max_memory_bytes:
         with MemoryFile() as mem, mem.open(**meta) as dst:
             yield dst
@@ -318,6 +326,21 @@ def _staging_dataset(grid: LonLatGrid, count: int, profile: COGProfile, folder: 
         with tempfile.TemporaryDirectory(prefix=".rsmon-cog-", dir=folder) as tmpdir:
             with rasterio.open(Path(tmpdir) / "staging.tif", "w", **meta) as dst:
                 yield dst
+
+
+@contextlib.contextmanager
+def _cog_output(path: Path, profile: COGProfile) -> Iterator[Path]:
+    """GDAL settings and the :func:`atomic_output` temporary path for writing one COG; GDAL and
+    OS failures become :class:`OutputError` naming ``path``."""
+    try:
+        # GDAL's block cache defaults to 5 % of RAM (1.2 GB here); bound it so continental grids
+        # stay within a few hundred MB while the COG driver builds overviews
+        with rasterio.Env(GDAL_PAM_ENABLED="NO", GDAL_CACHEMAX=profile.gdal_cachemax_mb << 20), atomic_output(path) as tmp:
+            yield tmp
+    except RsmonError:
+        raise
+    except (RasterioError, OSError) as exc:
+        raise OutputError(f"{path}: cannot write the COG ({exc})") from exc
 
 
 def _translate(src: Any, dst_path: Path, options: dict[str, Any]) -> None:
@@ -377,28 +400,100 @@ def write_cog(
     scales_offsets = [_scale_offset(ds[name].attrs) for name in names]
     tags = _dataset_tags(ds, provenance)
     tags["OVERVIEW_RESAMPLING"] = profile.overview_resampling.upper()  # what rio-cogeo records
-    try:
-        # GDAL's block cache defaults to 5 % of RAM (1.2 GB here); bound it so continental grids
-        # stay within a few hundred MB while the COG driver builds overviews
-        with rasterio.Env(GDAL_PAM_ENABLED="NO", GDAL_CACHEMAX=profile.gdal_cachemax_mb << 20), atomic_output(path) as tmp:
-            with _staging_dataset(grid, len(names), profile, tmp.parent) as src:
-                for row_off, col_off, block in iter_grid_blocks(ds, grid, names):
-                    arrays = [_as_float32_band(name, block[name], path) for name in names]
-                    height, width = arrays[0].shape
-                    src.write(np.stack(arrays), window=Window(col_off, row_off, width, height))
-                src.descriptions = tuple(names)
-                src.units = tuple(t.get("units", "") for t in band_tags)
-                src.scales = tuple(s for s, _ in scales_offsets)
-                src.offsets = tuple(o for _, o in scales_offsets)
-                for bidx, btags in enumerate(band_tags, start=1):
-                    src.update_tags(bidx, **btags)
-                src.update_tags(**tags)
-                _translate(src, tmp, options)
-    except RsmonError:
-        raise
-    except (RasterioError, OSError) as exc:
-        raise OutputError(f"{path}: cannot write the COG ({exc})") from exc
+    with _cog_output(path, profile) as tmp:
+        with _staging_dataset(grid, len(names), profile, tmp.parent) as src:
+            for row_off, col_off, block in iter_grid_blocks(ds, grid, names):
+                arrays = [_as_float32_band(name, block[name], path) for name in names]
+                height, width = arrays[0].shape
+                src.write(np.stack(arrays), window=Window(col_off, row_off, width, height))
+            src.descriptions = tuple(names)
+            src.units = tuple(t.get("units", "") for t in band_tags)
+            src.scales = tuple(s for s, _ in scales_offsets)
+            src.offsets = tuple(o for _, o in scales_offsets)
+            for bidx, btags in enumerate(band_tags, start=1):
+                src.update_tags(bidx, **btags)
+            src.update_tags(**tags)
+            _translate(src, tmp, options)
     log.info("wrote COG %s (%d bands, %dx%d, %s)", path, len(names), grid.width, grid.height, options["COMPRESS"])
+    return path
+
+
+def write_raster_cog(
+    path: str | os.PathLike,
+    data: xr.DataArray,
+    provenance: Provenance,
+    *,
+    nodata: float | int | None = None,
+    attrs: dict[str, Any] | None = None,
+    profile: COGProfile = COGProfile(),
+    block_size: int = 2048,
+) -> Path:
+    """Write one band on its own grid (any CRS, e.g. UTM) as a COG, keeping its data type, atomically.
+
+    The companion of :func:`write_cog` for rasters that are not on a :class:`LonLatGrid`, such as
+    integer masks on a scene's projected grid (change rasters).
+
+    Parameters
+    ----------
+    path : str or path-like
+        Output ``.tif``; its folder is created if missing.
+    data : xarray.DataArray
+        Dims ``("y", "x")`` with a rioxarray CRS and transform (``data.rio``); may be dask-backed
+        (computed ``block_size`` x ``block_size`` pixels at a time). The band description is
+        ``data.name``; ``units``/``long_name``/... attributes become band tags.
+    provenance : Provenance
+        Stored as JSON in the dataset tag ``rsmon_provenance``.
+    nodata : number, optional
+        Nodata value of the band.
+    attrs : dict, optional
+        Dataset tags (scalar values); default ``data.attrs``.
+    profile : COGProfile
+        Tiling, compression and overviews (use ``overview_resampling="mode"`` or ``"nearest"``
+        for classes).
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
+
+    Raises
+    ------
+    InputError
+        Other dims, non-numeric data, or no CRS.
+    OutputError
+        The folder cannot be created or GDAL fails; no file is left at ``path`` (an existing
+        one is kept).
+    """
+    import rioxarray  # noqa: F401  (registers the .rio accessor)
+
+    path = Path(path)
+    if data.dims != ("y", "x"):
+        raise InputError(f"{path}: variable {data.name!r} has dims {data.dims}, expected ('y', 'x')")
+    dtype = np.dtype(data.dtype)
+    if not (np.issubdtype(dtype, np.number) or np.issubdtype(dtype, np.bool_)):
+        raise InputError(f"{path}: variable {data.name!r} has non-numeric dtype {dtype}")
+    dtype = np.dtype("uint8") if dtype == np.bool_ else dtype
+    if data.rio.crs is None:
+        raise InputError(f"{path}: variable {data.name!r} has no CRS (rioxarray spatial_ref)")
+    height, width = data.shape
+    meta = dict(driver="GTiff", width=width, height=height, count=1, dtype=dtype.name, crs=data.rio.crs,
+                transform=data.rio.transform(), nodata=nodata, tiled=True, blockxsize=profile.blocksize,
+                blockysize=profile.blocksize, BIGTIFF="IF_SAFER")
+    options = profile.creation_options(dtype, width, height)
+    tags = _dataset_tags(xr.Dataset(attrs=dict(data.attrs if attrs is None else attrs)), provenance)
+    tags["OVERVIEW_RESAMPLING"] = profile.overview_resampling.upper()
+    with _cog_output(path, profile) as tmp:
+        with _staging(meta, width * height * dtype.itemsize, profile, tmp.parent) as src:
+            for row_off in range(0, height, block_size):
+                for col_off in range(0, width, block_size):
+                    part = data.isel(y=slice(row_off, row_off + block_size), x=slice(col_off, col_off + block_size))
+                    block = np.asarray(part.values).astype(dtype, copy=False)
+                    src.write(block, 1, window=Window(col_off, row_off, block.shape[1], block.shape[0]))
+            src.set_band_description(1, str(data.name or "band_1"))
+            src.update_tags(1, **_band_tags(data))
+            src.update_tags(**tags)
+            _translate(src, tmp, options)
+    log.info("wrote COG %s (%s, %dx%d, %s)", path, dtype.name, width, height, options["COMPRESS"])
     return path
 
 

@@ -1,0 +1,250 @@
+"""Change outputs: patch GeoPackage/GeoJSON round trips, atomic writes, redline files, the change
+COG (valid COG, uint8, nodata 255, exact grid) and per-patch quicklook PNGs read lazily."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+
+import dask.array as da
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import pytest
+import rasterio
+import xarray as xr
+from matplotlib.image import imread
+from rasterio.errors import RasterioError
+from rio_cogeo.cogeo import cog_validate
+from test_patches import UTM, make_scene, rect_box, split_redlines
+
+import rsmon.io.cog as cog
+import rsmon.io.vectors as vectors
+from rsmon.errors import FormatError, InputError, OutputError
+from rsmon.io.change_output import write_change_cog, write_quicklooks
+from rsmon.io.cog import read_cog_tags
+from rsmon.io.vectors import read_vectors, write_patches
+from rsmon.products.patches import PATCH_COLUMNS, patches_from_change
+from rsmon.provenance import InputRef, Provenance
+
+
+@pytest.fixture(scope="module")
+def scene() -> xr.Dataset:
+    return make_scene()
+
+
+@pytest.fixture(scope="module")
+def patches(scene) -> gpd.GeoDataFrame:
+    """Patch A split by redlines R1/R2, patch B inside R9 (which has no zone)."""
+    far = gpd.GeoDataFrame({"ID": ["R9"], "NAME": ["Far"], "zone": [None]},
+                           geometry=[rect_box(slice(90, 170), slice(110, 180))], crs=UTM)
+    redlines = pd.concat([split_redlines(UTM), far], ignore_index=True).to_crs(4326)
+    return patches_from_change(scene, redlines=redlines)
+
+
+def provenance() -> Provenance:
+    return Provenance(inputs=[InputRef("/data/S2A_before.SAFE"), InputRef("/data/S2B_after.SAFE")],
+                      parameters={"mmu_px": 4}, created=datetime(2024, 7, 1, tzinfo=timezone.utc))
+
+
+def folder_files(folder) -> list[str]:
+    return sorted(p.name for p in folder.rglob("*"))
+
+
+# --------------------------------------------------------------------------------------------
+# vectors
+# --------------------------------------------------------------------------------------------
+def test_gpkg_and_geojson_round_trip(patches, tmp_path):
+    assert len(patches) == 3
+    gpkg, geojson = tmp_path / "patches.gpkg", tmp_path / "patches.geojson"
+    assert write_patches(patches, gpkg, geojson) == [gpkg, geojson]
+    assert folder_files(tmp_path) == ["patches.geojson", "patches.gpkg"]
+    back = gpd.read_file(gpkg, layer="patches")
+    assert back.crs == UTM
+    assert list(back.columns) == [*PATCH_COLUMNS, "geometry"]
+    assert list(back["patch_id"]) == list(patches["patch_id"])
+    for col in PATCH_COLUMNS:
+        if PATCH_COLUMNS[col] == "object":
+            assert [None if pd.isna(v) else v for v in back[col]] == list(patches[col]), col
+        else:
+            np.testing.assert_allclose(back[col].to_numpy(float), patches[col].to_numpy(float), rtol=1e-12)
+    assert back.geometry.geom_equals(patches.geometry).all()
+    assert (back.geometry.geom_type == "MultiPolygon").all()
+    gj = gpd.read_file(geojson)
+    assert gj.crs.to_epsg() == 4326
+    assert list(gj["patch_id"]) == list(patches["patch_id"])
+    features = json.loads(geojson.read_text())["features"]
+    assert [f["properties"]["first_detected"] for f in features] == list(patches["first_detected"])  # ISO dates
+    assert [f["properties"]["redline_zone"] for f in features] == list(patches["redline_zone"])
+    moved = gj.to_crs(UTM).geometry.symmetric_difference(patches.geometry).area
+    assert (moved < 1e-4 * patches.geometry.area).all()  # RFC 7946: 7 decimals, about 1 cm
+
+
+def test_patches_read_back_from_geojson_serve_as_previous(scene, patches, tmp_path):
+    write_patches(patches, None, tmp_path / "p.geojson")
+    previous = read_vectors(tmp_path / "p.geojson")  # dates come back as Timestamps
+    later = scene.assign_attrs(before_datetime="2023-08-01T03:00:00Z", after_datetime="2024-08-01T03:00:00Z")
+    again = patches_from_change(later, redlines=split_redlines(), previous=previous)
+    old = patches.set_index("patch_id")
+    assert set(again["patch_id"]) <= set(old.index)
+    assert list(again["first_detected"]) == ["2024-06-01"] * len(again)
+    assert list(again["last_detected"]) == ["2024-08-01"] * len(again)
+
+
+def test_empty_table_writes_valid_empty_files(scene, tmp_path):
+    empty = patches_from_change(scene.assign(change=scene["change"] * 0))
+    write_patches(empty, tmp_path / "p.gpkg", tmp_path / "p.geojson")
+    back = gpd.read_file(tmp_path / "p.gpkg", layer="patches")
+    assert len(back) == 0 and list(back.columns) == [*PATCH_COLUMNS, "geometry"]
+    assert len(gpd.read_file(tmp_path / "p.geojson")) == 0
+
+
+def test_failed_write_keeps_older_files_and_leaves_no_partial(patches, tmp_path, monkeypatch):
+    gpkg, geojson = tmp_path / "patches.gpkg", tmp_path / "patches.geojson"
+    write_patches(patches.iloc[:1], gpkg, geojson)
+    before = gpkg.read_bytes(), geojson.read_bytes()
+    real = vectors.write_vector
+
+    def failing(tmp, gdf, driver, **kw):
+        real(tmp, gdf, driver, **kw)
+        if driver == "GeoJSON":
+            tmp.write_bytes(tmp.read_bytes()[:50])  # a truncated file, then the disk "fills up"
+            raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(vectors, "write_vector", failing)
+    with pytest.raises(OSError, match="No space"):
+        write_patches(patches, gpkg, geojson)
+    assert (gpkg.read_bytes(), geojson.read_bytes()) == before
+    assert folder_files(tmp_path) == ["patches.geojson", "patches.gpkg"]
+    assert len(gpd.read_file(gpkg, layer="patches")) == 1
+
+
+def test_read_vectors_redlines_any_format_and_errors(scene, tmp_path):
+    shp = tmp_path / "redlines.shp"
+    split_redlines("EPSG:3857").to_file(shp)
+    red = read_vectors(shp)
+    assert red.crs.to_epsg() == 3857
+    assert sorted(patches_from_change(scene, redlines=red)["redline_id"]) == ["R1", "R2"]
+    bad = tmp_path / "broken.gpkg"
+    bad.write_bytes(b"not a geopackage at all")
+    with pytest.raises(FormatError, match="broken.gpkg"):
+        read_vectors(bad)
+    with pytest.raises(FormatError, match="missing.geojson"):
+        read_vectors(tmp_path / "missing.geojson")
+    nocrs = tmp_path / "nocrs.shp"
+    with pytest.warns(UserWarning, match="crs"):
+        split_redlines(UTM).set_crs(None, allow_override=True).to_file(nocrs)
+    with pytest.raises(InputError, match="nocrs.shp.*no CRS"):
+        read_vectors(nocrs)
+
+
+# --------------------------------------------------------------------------------------------
+# change COG
+# --------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def big_scene() -> xr.Dataset:
+    """600 x 1100 pixels (more than one 512 tile: overviews), dask-backed."""
+    return make_scene(shape=(600, 1100)).chunk({"y": 256, "x": 256})
+
+
+def test_change_cog_is_valid_uint8_on_the_exact_grid(big_scene, tmp_path):
+    path = tmp_path / "change.tif"
+    assert write_change_cog(path, big_scene, provenance()) == path
+    ok, errors, _ = cog_validate(str(path), quiet=True)
+    assert ok, errors
+    with rasterio.open(path) as src:
+        assert (src.count, src.dtypes[0], src.nodata) == (1, "uint8", 255)
+        assert src.crs == rasterio.crs.CRS.from_user_input(UTM)
+        assert src.transform == big_scene.rio.transform()
+        assert src.block_shapes == [(512, 512)]
+        assert src.overviews(1) == [2, 4]
+        assert src.tags(ns="IMAGE_STRUCTURE")["COMPRESSION"] in ("ZSTD", "DEFLATE")
+        assert src.descriptions == ("change",)
+        np.testing.assert_array_equal(src.read(1), big_scene["change"].values)
+        assert set(np.unique(src.read(1, out_shape=(150, 275)))) <= {0, 1, 255}
+    meta = read_cog_tags(path)
+    assert meta["tags"]["before_datetime"] == "2023-06-03T03:10:00Z"
+    assert meta["tags"]["OVERVIEW_RESAMPLING"] == "MODE"
+    assert meta["provenance"].parameters == {"mmu_px": 4}
+
+
+def test_extra_variables_and_bad_input(scene, tmp_path):
+    write_change_cog(tmp_path / "change_class.tif", scene, provenance(), variable="change_class")
+    with rasterio.open(tmp_path / "change_class.tif") as src:
+        np.testing.assert_array_equal(src.read(1), scene["change_class"].values)
+    with pytest.raises(InputError, match="float32"):
+        write_change_cog(tmp_path / "x.tif", scene, provenance(), variable="ndvi_after")
+    with pytest.raises(InputError, match="'nope'"):
+        write_change_cog(tmp_path / "x.tif", scene, provenance(), variable="nope")
+    assert not (tmp_path / "x.tif").exists()
+
+
+def test_failed_cog_write_keeps_the_older_file(scene, tmp_path, monkeypatch):
+    path = tmp_path / "change.tif"
+    write_change_cog(path, scene, provenance())
+    before = path.read_bytes()
+
+    def broken(src, dst, options):
+        dst.write_bytes(b"II*\x00partial")
+        raise RasterioError("disk full")
+
+    monkeypatch.setattr(cog, "_translate", broken)
+    with pytest.raises(OutputError, match="change.tif"):
+        write_change_cog(path, scene.assign(change=scene["change"] * 0), provenance())
+    assert path.read_bytes() == before
+    assert folder_files(tmp_path) == ["change.tif"]
+
+
+# --------------------------------------------------------------------------------------------
+# quicklooks
+# --------------------------------------------------------------------------------------------
+class RecordingArray:
+    """A numpy array that records every window dask reads from it."""
+
+    def __init__(self, values: np.ndarray, reads: list):
+        self.values, self.reads = values, reads
+        self.shape, self.dtype, self.ndim = values.shape, values.dtype, values.ndim
+
+    def __getitem__(self, key):
+        out = self.values[key]
+        if out.size:
+            self.reads.append(out.size)
+        return out
+
+
+def image(scene: xr.Dataset, bands: tuple[str, ...], seed: int, reads: list) -> xr.Dataset:
+    rng = np.random.default_rng(seed)
+    shape = scene["change"].shape
+    data = {}
+    for i, band in enumerate(bands):
+        values = (rng.random(shape) * 0.05 + 0.05 * (i + 1)).astype(np.float32)
+        values[scene["change"].values == 1] += 0.2 if seed else 0.0  # bright new surfaces after
+        data[band] = (("y", "x"), da.from_array(RecordingArray(values, reads), chunks=(32, 32),
+                                                 meta=np.empty((0, 0), np.float32)))
+    ds = xr.Dataset(data, coords={"y": scene["y"], "x": scene["x"]})
+    return ds.rio.write_crs(UTM).rio.write_transform(scene.rio.transform())
+
+
+def test_quicklooks_one_png_per_patch_read_lazily(tmp_path):
+    scene = make_scene(shape=(600, 1100))
+    patches = patches_from_change(scene)
+    reads: list[int] = []
+    before = image(scene, ("red", "green", "blue", "nir"), 0, reads)
+    after = image(scene, ("nir", "red", "green"), 1, reads)  # no blue: false colour
+    paths = write_quicklooks(patches, before, after, tmp_path)
+    assert [p.name for p in paths] == [f"{pid}.png" for pid in patches["patch_id"]]
+    assert folder_files(tmp_path) == sorted(["quicklooks", *(p.name for p in paths)])
+    for path in paths:
+        png = imread(path)
+        assert png.ndim == 3 and png.shape[0] > 100 and png.shape[1] > 200
+    full = scene["change"].size * (3 + 3)
+    assert 0 < sum(reads) < 0.06 * full  # only the 32 x 32 chunks around the two patches were read
+    one = write_quicklooks(patches.to_crs(4326), before, after, tmp_path / "one", max_patches=1)
+    assert [p.name for p in one] == [f"{patches['patch_id'].iat[0]}.png"]  # the largest patch
+
+
+def test_quicklooks_need_display_bands(scene, tmp_path):
+    patches = patches_from_change(scene)
+    only_red = image(scene, ("red",), 0, [])
+    with pytest.raises(InputError, match="red, green and blue"):
+        write_quicklooks(patches, only_red, only_red, tmp_path)
