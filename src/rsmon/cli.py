@@ -67,12 +67,21 @@ def _cmd_sim(args: argparse.Namespace) -> int:
         from rsmon.sim.s5p import main as sim_main
     elif args.sensor == "viirs":
         from rsmon.sim.viirs import main as sim_main
+    elif args.sensor == "s2":
+        from rsmon.sim.s2 import main as sim_main
     else:  # pragma: no cover - argparse restricts choices
         raise InputError(f"sim: unknown sensor {args.sensor!r}")
     return sim_main(args.rest)
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
+    if args.kind == "change":
+        return _cmd_validate_change(args)
+    if args.reference is not None:
+        raise InputError(f"validate --kind {args.kind}: --reference applies to --kind change; use --stations")
+    for opt, value in (("--stations", args.stations), ("--out", args.out)):
+        if value is None:
+            raise InputError(f"validate --kind {args.kind}: {opt} is required")
     if args.kind == "fire":
         return _cmd_validate_fire(args)
     from rsmon.workflow.validate import run_validation
@@ -102,6 +111,38 @@ def _cmd_validate_fire(args: argparse.Namespace) -> int:
     window = 20.0 if args.window_min is None else args.window_min
     result = run_fire_validation(args.product, args.stations, args.out, max_distance_m=args.max_distance_m,
                                  max_dt_min=window)
+    print(result.summary())
+    for name, path in result.paths.items():
+        print(f"{name}: {path}")
+    return 0
+
+
+def _cmd_validate_change(args: argparse.Namespace) -> int:
+    from rsmon.workflow.redline import run_change_validation
+
+    unused = [opt for opt, value in (("--stations", args.stations), ("--sites", args.sites),
+                                     ("--radius-km", args.radius_km), ("--window-min", args.window_min),
+                                     ("--overpass", args.overpass), ("--qa", args.qa), ("--stamp", args.stamp),
+                                     ("--ee", args.ee)) if value is not None]
+    if unused:
+        raise InputError(f"validate --kind change: {', '.join(unused)} do(es) not apply to change maps")
+    if args.reference is None:
+        raise InputError("validate --kind change: --reference MASK is required")
+    if len(args.product) != 1:
+        raise InputError(f"validate --kind change: --product takes one change.tif, got {len(args.product)}")
+    result = run_change_validation(args.product[0], args.reference, args.out)
+    print(result.summary())
+    for name, path in result.paths.items():
+        print(f"{name}: {path}")
+    return 0
+
+
+def _cmd_redline_detect(args: argparse.Namespace) -> int:
+    from rsmon.workflow.redline import run_redline_detect
+
+    result = run_redline_detect(args.before, args.after, args.output, redlines=args.redlines, mmu_px=args.mmu_px,
+                                previous=args.previous, quicklooks=not args.no_quicklooks,
+                                max_quicklooks=args.max_quicklooks, checksums=not args.no_checksums)
     print(result.summary())
     for name, path in result.paths.items():
         print(f"{name}: {path}")
@@ -171,17 +212,20 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("files", nargs="+", metavar="FILE")
     info.set_defaults(func=_cmd_info)
 
-    sim = sub.add_parser("sim", help="write simulated files in the real layouts (rsmon sim s5p --help, rsmon sim viirs --help)")
-    sim.add_argument("sensor", choices=["s5p", "viirs"])
+    sim = sub.add_parser("sim", help="write simulated files in the real layouts (rsmon sim s5p|viirs|s2 --help)")
+    sim.add_argument("sensor", choices=["s5p", "viirs", "s2"])
     sim.add_argument("rest", nargs=argparse.REMAINDER)
     sim.set_defaults(func=_cmd_sim)
 
     val = sub.add_parser("validate", help="collocate products with ground stations: matchups, statistics, report")
-    val.add_argument("--kind", required=True, help="aod | no2 | xch4 | fire")
+    val.add_argument("--kind", required=True, help="aod | no2 | xch4 | fire | change")
     val.add_argument("--product", nargs="+", required=True, metavar="PATH",
                      help="L2 swaths, L3 GeoTIFF/NetCDF grids or area-average series (Giovanni CSV)")
-    val.add_argument("--stations", nargs="+", required=True, metavar="PATH",
-                     help="station files (CNEMC, AERONET, TCCON, PRSA, mapped CSV)")
+    val.add_argument("--stations", nargs="+", default=None, metavar="PATH",
+                     help="station files (CNEMC, AERONET, TCCON, PRSA, mapped CSV); fire: reference points")
+    val.add_argument("--reference", nargs="+", default=None, metavar="MASK",
+                     help="change: reference mask (OSCD cm.tif 1/2, a 0/1/255 raster, or change.bmp + "
+                          "unchanged.bmp)")
     val.add_argument("--sites", default=None, metavar="SITELIST", help="site list for station files without coordinates")
     val.add_argument("--radius-km", type=_number("--radius-km"), default=None,
                      help="mean of pixels/cells within R km (default: the one containing the station)")
@@ -200,7 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
     val.add_argument("--max-distance-m", type=_number("--max-distance-m"), default=375.0,
                      help="fire: largest detection-reference distance of a match, m (default 375)")
     val.add_argument("--title", default=None)
-    val.add_argument("--out", required=True, metavar="DIR")
+    val.add_argument("--out", default=None, metavar="DIR", help="report folder (required except for change)")
     val.set_defaults(func=_cmd_validate)
 
     fire = sub.add_parser("fire", help="VIIRS active fires (rsmon fire detect --help)")
@@ -219,6 +263,24 @@ def build_parser() -> argparse.ArgumentParser:
     fdet.add_argument("--no-map", action="store_true", help="write no fires_map.png")
     fdet.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="output folder")
     fdet.set_defaults(func=_cmd_fire_detect)
+
+    red = sub.add_parser("redline", help="human-activity change in redlines (rsmon redline detect --help)")
+    red_sub = red.add_subparsers(dest="redline_command", required=True, parser_class=_Parser)
+    rdet = red_sub.add_parser("detect", help="change patches between optical scenes (Sentinel-2, Landsat, ENVI, GeoTIFF)")
+    rdet.add_argument("--before", nargs="+", required=True, metavar="PATH",
+                      help="earlier scene(s): OSCD band folder, SAFE or per-band S2 folder, Landsat C2 L2 folder, "
+                           "ENVI stack or multi-band file; several = latest-clear-pixel reference")
+    rdet.add_argument("--after", nargs="+", required=True, metavar="PATH",
+                      help="later scene(s); the first sets the output grid, more confirm (low/high/highest)")
+    rdet.add_argument("--redlines", default=None, metavar="FILE", help="redline polygons (any vector format, any CRS)")
+    rdet.add_argument("--mmu-px", type=int, default=None, metavar="N", help="minimum mapping unit, pixels (default 4)")
+    rdet.add_argument("--previous", default=None, metavar="FILE",
+                      help="earlier patches to keep ids from (default OUTDIR/patches.gpkg)")
+    rdet.add_argument("--max-quicklooks", type=int, default=200, metavar="N", help="quicklook PNGs for the N largest patches")
+    rdet.add_argument("--no-quicklooks", action="store_true", help="write no quicklook PNGs")
+    rdet.add_argument("--no-checksums", action="store_true", help="skip SHA-256 of inputs in provenance")
+    rdet.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="output folder")
+    rdet.set_defaults(func=_cmd_redline_detect)
 
     demo = sub.add_parser("demo", help="simulate a day over eastern China and run the NO2 product on it")
     demo.add_argument("--out", default="demo-output", help="output folder (default demo-output)")

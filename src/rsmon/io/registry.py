@@ -32,6 +32,7 @@ __all__ = ["READER_MODULES", "ReaderSpec", "available_readers", "find_reader", "
 READER_MODULES: tuple[str, ...] = (
     "rsmon.io.s5p",
     "rsmon.io.viirs",
+    "rsmon.io.optical",
 )
 
 

@@ -1,0 +1,360 @@
+"""The redline job: optical scenes before and after -> change raster, change patches, quicklooks.
+
+Glue only: readers (:func:`rsmon.io.optical.open_optical`, :func:`rsmon.io.optical.align_pair`,
+:func:`rsmon.io.vectors.read_vectors`), the science (:func:`rsmon.products.change.detect_change`,
+:func:`rsmon.products.change.detect_series`, :func:`rsmon.products.patches.patches_from_change`)
+and the writers (:mod:`rsmon.io.change_output`, :func:`rsmon.io.vectors.write_patches`).
+``rsmon redline detect`` and the workflow runner call :func:`run_redline_detect`.
+
+Scenes
+------
+* One ``before`` and one ``after``: a bi-temporal pair; one pair cannot confirm a change, so
+  every patch is "low" confidence (:func:`~rsmon.products.change.detect_change`).
+* Several ``after`` scenes: a series; the later ones confirm or expire the first detections
+  (:func:`~rsmon.products.change.detect_series`, GLAD/RADD practice).
+* Several ``before`` scenes: the reference is their latest-clear-pixel composite
+  (:func:`~rsmon.products.change_composite.latest_clear_composite`), so a cloud in the latest
+  before scene does not hide the reference.
+Every scene is put on the grid of the first ``after`` scene (reprojected if its CRS differs); the
+change raster is on that grid.
+
+Failure rules
+-------------
+* Every input is opened and the change computed before the first byte is written; a bad input
+  raises an :class:`~rsmon.errors.RsmonError` naming it and leaves the output folder as it was.
+* Outputs are staged and renamed into place at the end (:mod:`rsmon.workflow.staging`): a run
+  leaves all its files or none.
+* Patch ids are stable: the patches of the previous run in the same folder (``patches.gpkg``) or
+  ``previous`` are passed to :func:`~rsmon.products.patches.patches_from_change`, so a rerun, or
+  next month's run into the same folder, keeps the ids of changes already reported.
+* No change (or no pixel clear on both dates) is an answer, not an error: every file is written
+  (empty patch layers, a change raster of 0/255) and ``summary.json`` says why.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import dask
+import numpy as np
+import xarray as xr
+
+from rsmon.errors import FormatError, InputError, RsmonError
+from rsmon.io.atomic import atomic_output
+from rsmon.io.change_output import write_change_cog, write_quicklooks
+from rsmon.io.optical import align_pair, open_optical
+from rsmon.io.vectors import read_vectors, write_patches
+from rsmon.products.change import detect_change, detect_series
+from rsmon.products.change_composite import latest_clear_composite
+from rsmon.products.change_params import ChangeParams
+from rsmon.products.patches import RedlineColumns, patches_from_change
+from rsmon.provenance import InputRef, Provenance
+from rsmon.workflow.staging import precheck_output_dir, publish, staging
+
+log = logging.getLogger(__name__)
+
+__all__ = ["ChangeValidationResult", "RedlineResult", "run_change_validation", "run_redline_detect"]
+
+_PathLike = str | os.PathLike
+
+#: Variables the patch table needs eagerly; the index values stay lazy (read per patch strip).
+_MASKS = ("change", "change_class", "confidence")
+
+
+@dataclass
+class RedlineResult:
+    """What a redline run produced."""
+
+    paths: dict[str, Path] = field(default_factory=dict)
+    n_patches: int = 0
+    n_change_pixels: int = 0
+    n_valid_pixels: int = 0
+    area_m2: float = 0.0
+    reason: str | None = None
+    by_class: dict[str, int] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        text = (f"{self.n_patches} change patch(es), {self.area_m2 / 1e4:.2f} ha, "
+                f"{self.n_change_pixels} change pixel(s) of {self.n_valid_pixels} valid")
+        if self.by_class:
+            text += " (" + ", ".join(f"{k} {v}" for k, v in sorted(self.by_class.items())) + ")"
+        if self.reason:
+            text += f"; {self.reason}"
+        return text
+
+
+def _as_paths(value, name: str) -> list[Path]:
+    if value is None:
+        return []
+    items = [value] if isinstance(value, (str, os.PathLike)) else list(value)
+    if not items:
+        raise InputError(f"{name}: at least one scene is needed")
+    return [Path(v) for v in items]
+
+
+def _open(path: Path, band_map, role: str) -> xr.Dataset:
+    try:
+        return open_optical(path, band_map=band_map)
+    except RsmonError:
+        raise
+    except OSError as exc:  # a reader bug on a bad file still names the file
+        raise InputError(f"{role} scene {path}: cannot be read ({exc})") from None
+
+
+def _previous_patches(out: Path, previous) -> Any:
+    """The patches to reconcile ids against: ``previous`` if given, else this folder's last run."""
+    path = Path(previous) if previous is not None else out / "patches.gpkg"
+    if not path.exists():
+        if previous is not None:
+            raise InputError(f"--previous {path}: no such file")
+        return None
+    gdf = read_vectors(path)
+    log.info("reconciling patch ids with %d earlier patch(es) in %s", len(gdf), path)
+    return gdf
+
+
+def _change_dataset(befores: list[xr.Dataset], afters: list[xr.Dataset], params: ChangeParams) -> xr.Dataset:
+    if len(befores) == 1:
+        reference = befores[0]
+    else:
+        reference = latest_clear_composite(befores, params)
+    if len(afters) == 1:
+        return detect_change(reference, afters[0], params)
+    return detect_series([reference, *afters], params)
+
+
+def _with_eager_masks(ds: xr.Dataset) -> xr.Dataset:
+    """Compute the three uint8 masks in one pass (shared reads), keep the rest lazy."""
+    values = dask.compute(*(ds[name].data for name in _MASKS))
+    out = ds.copy()
+    for name, value in zip(_MASKS, values):
+        out[name] = ds[name].copy(data=np.asarray(value))
+    return out
+
+
+def run_redline_detect(
+    before: _PathLike | Sequence[_PathLike],
+    after: _PathLike | Sequence[_PathLike],
+    out_dir: _PathLike,
+    *,
+    redlines: _PathLike | None = None,
+    redline_columns: RedlineColumns | None = None,
+    mmu_px: int | None = None,
+    params: ChangeParams | None = None,
+    band_map: dict | None = None,
+    previous: _PathLike | None = None,
+    quicklooks: bool = True,
+    max_quicklooks: int = 200,
+    checksums: bool = True,
+) -> RedlineResult:
+    """Detect human-activity change between optical scenes and write the change products.
+
+    Parameters
+    ----------
+    before, after : path or sequence of paths
+        Scenes :func:`rsmon.io.optical.open_optical` reads (OSCD band folder, SAFE or per-band
+        Sentinel-2 folder, Landsat C2 L2 folder, ENVI stack, multi-band GeoTIFF with ``band_map``).
+    out_dir : path
+        Output folder: ``change.tif`` (uint8 1 change / 0 none / 255 no data, on the first after
+        scene's grid), ``change_class.tif``, ``confidence.tif``, ``patches.gpkg``,
+        ``patches.geojson``, ``quicklooks/<patch_id>.png``, ``summary.json``.
+    redlines : path, optional
+        Redline / reserve polygons (any vector format and CRS); patches are clipped to them and
+        those outside dropped. Without it every patch is kept (``redline_id`` empty).
+    mmu_px : int, optional
+        Minimum mapping unit in pixels (default ``ChangeParams().mmu_px`` = 4).
+    params : ChangeParams, optional
+        Every other threshold (one parameter set for all sites, see docs/validation_change.md).
+    previous : path, optional
+        Patches of an earlier run to keep ids from (default: ``out_dir/patches.gpkg`` if present).
+    quicklooks : bool
+        Write one before/after PNG per patch (the largest ``max_quicklooks``).
+
+    Raises
+    ------
+    RsmonError
+        Bad scene (named), scenes that do not overlap, bad redline file or geometry, bad
+        parameter, unwritable output folder. Nothing is written then.
+    """
+    out = precheck_output_dir(out_dir)
+    before_paths, after_paths = _as_paths(before, "--before"), _as_paths(after, "--after")
+    if not after_paths:
+        raise InputError("--after: at least one scene is needed")
+    p = params or ChangeParams()
+    if mmu_px is not None:
+        if int(mmu_px) != mmu_px or mmu_px < 1:
+            raise InputError(f"--mmu-px: expected a whole number of pixels >= 1, got {mmu_px}")
+        p = dataclasses.replace(p, mmu_px=int(mmu_px))
+
+    # 1. read everything (lazily) and align onto the first after scene's grid
+    afters = [_open(path, band_map, "after") for path in after_paths]
+    befores = [_open(path, band_map, "before") for path in before_paths]
+    grid = afters[0]
+    befores = [align_pair(b, grid)[0] for b in befores]
+    afters = [grid] + [align_pair(a, grid)[0] for a in afters[1:]]
+    redline_gdf = read_vectors(redlines) if redlines is not None else None
+    prev = _previous_patches(out, previous)
+
+    # 2. compute: masks once, then the patch table (index means read strip by strip)
+    ds = _with_eager_masks(_change_dataset(befores, afters, p))
+    patches = patches_from_change(ds, redlines=redline_gdf, previous=prev, redline_columns=redline_columns)
+    change = np.asarray(ds["change"].values)
+    result = RedlineResult(
+        n_patches=len(patches), n_change_pixels=int(np.count_nonzero(change == 1)),
+        n_valid_pixels=int(np.count_nonzero(change != 255)),
+        area_m2=float(patches["area_m2"].sum()) if len(patches) else 0.0,
+        reason=ds.attrs.get("no_data_reason"),
+        by_class={str(k): int(v) for k, v in patches["change_class"].value_counts().items()} if len(patches) else {},
+    )
+    if result.reason is None and result.n_patches == 0:
+        result.reason = ("no change patch inside the redlines" if redline_gdf is not None and result.n_change_pixels
+                         else "no change above the automatic threshold and the minimum mapping unit")
+
+    files = [f for scene in [*befores, *afters] for f in _source_files(scene)]
+    prov = Provenance(inputs=[InputRef.from_path(f, checksum=checksums) for f in files],
+                      parameters={"change_params": json.loads(ds.attrs.get("change_params", "{}")),
+                                  "threshold": _json_float(ds.attrs.get("threshold")),
+                                  "redlines": os.fspath(redlines) if redlines is not None else None})
+
+    # 3. write into a staging folder, then move into place
+    with staging(out, ".rsmon-redline-") as stage:
+        written: dict[str, Path] = {}
+        for name in _MASKS:
+            written[name] = write_change_cog(stage / f"{name}.tif", ds, prov, variable=name)
+        gpkg, geojson = write_patches(patches, stage / "patches.gpkg", stage / "patches.geojson")
+        written["patches_gpkg"], written["patches_geojson"] = gpkg, geojson
+        if quicklooks and len(patches):
+            (stage / "quicklooks").mkdir()
+            before_view = befores[-1] if len(befores) == 1 else latest_clear_composite(befores, p)
+            write_quicklooks(patches, before_view, afters[-1], stage, max_patches=max_quicklooks)
+            written["quicklooks"] = stage / "quicklooks"
+        written["summary"] = _write_summary(stage / "summary.json", result, ds, before_paths, after_paths)
+        if (out / "quicklooks").exists() and "quicklooks" not in written:
+            # an older run's quicklooks would describe patches this run no longer has
+            (stage / "quicklooks").mkdir(exist_ok=True)
+            written["quicklooks"] = stage / "quicklooks"
+        result.paths = publish(written, out)
+    return result
+
+
+def _source_files(ds: xr.Dataset) -> list[str]:
+    files = ds.attrs.get("source_files") or ds.attrs.get("source") or []
+    files = [files] if isinstance(files, str) else list(files)
+    return [f for f in files if Path(f).is_file()]
+
+
+def _json_float(value) -> float | None:
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return None
+    return value if np.isfinite(value) else None
+
+
+def _write_summary(path: Path, result: RedlineResult, ds: xr.Dataset, before, after) -> Path:
+    body = {
+        "before": [os.fspath(p) for p in before], "after": [os.fspath(p) for p in after],
+        "before_datetime": ds.attrs.get("before_datetime"), "after_datetime": ds.attrs.get("after_datetime"),
+        "sensor": ds.attrs.get("sensor"), "threshold": _json_float(ds.attrs.get("threshold")),
+        "threshold_method": ds.attrs.get("threshold_method"),
+        "n_patches": result.n_patches, "area_m2": result.area_m2, "by_class": result.by_class,
+        "n_change_pixels": result.n_change_pixels, "n_valid_pixels": result.n_valid_pixels,
+        "reason": result.reason,
+    }
+    with atomic_output(path) as tmp:
+        tmp.write_text(json.dumps(body, indent=2, default=str) + "\n", encoding="utf-8")
+    return path
+
+
+# --------------------------------------------------------------------------------------------------
+# Validation against a reference change map
+# --------------------------------------------------------------------------------------------------
+
+@dataclass
+class ChangeValidationResult:
+    """Scores of a change raster against a reference mask, and the report files."""
+
+    scores: Any
+    paths: dict[str, Path] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        s = self.scores
+        return (f"pixels scored {s.n_scored} (excluded {s.n_excluded}): precision {s.precision:.3f}, "
+                f"recall {s.recall:.3f}, F1 {s.f1:.3f}, IoU {s.iou:.3f}, kappa {s.kappa:.3f}; objects "
+                f"(IoU >= {s.object_iou_min:g}) precision {s.object_precision:.3f}, recall {s.object_recall:.3f}")
+
+
+def _read_change_raster(path: Path) -> np.ndarray:
+    import rasterio
+    from rasterio.errors import RasterioIOError
+
+    if not path.is_file():
+        raise InputError(f"--product {path}: no such file")
+    try:
+        with rasterio.open(path) as src:
+            if src.count != 1 or src.dtypes[0] != "uint8":
+                raise InputError(f"--product {path}: expected a one-band uint8 change raster (1 change, 0 none, "
+                                 f"255 no data), got {src.count} band(s) of {src.dtypes[0]}")
+            data = src.read(1)
+    except RasterioIOError as exc:
+        raise FormatError(f"--product {path}: cannot read ({exc})") from None
+    bad = set(np.unique(data).tolist()) - {0, 1, 255}
+    if bad:
+        raise InputError(f"--product {path}: values {sorted(bad)[:5]} are not 0/1/255")
+    return data
+
+
+def run_change_validation(product: _PathLike, reference, out_dir: _PathLike | None = None, *,
+                          iou_min: float = 0.5) -> ChangeValidationResult:
+    """Score ``change.tif`` against a reference mask (pixel P/R/F1/IoU/kappa, object P/R).
+
+    Parameters
+    ----------
+    product : path
+        A change raster (``rsmon redline detect``'s ``change.tif``).
+    reference : path or sequence of paths
+        A mask :func:`rsmon.validate.change.read_reference_mask` reads: an OSCD ``cm.tif``, a
+        0/1/255 raster, a ``change.bmp`` + ``unchanged.bmp`` pair (or their folder). It must be
+        on the product's pixel grid (the reference masks of the benchmark sets carry no
+        georeference), so the shapes must agree.
+    out_dir : path, optional
+        Folder for ``change_scores.json`` and ``change_scores.md``.
+
+    Raises
+    ------
+    RsmonError
+        Unreadable product or reference (named), shapes that differ, bad values.
+    """
+    from rsmon.validate.change import change_scores, read_reference_mask
+
+    refs = [reference] if isinstance(reference, (str, os.PathLike)) else list(reference)
+    ref = read_reference_mask(refs[0] if len(refs) == 1 else tuple(refs))
+    product = Path(product)
+    pred = _read_change_raster(product)
+    if pred.shape != ref.shape:
+        raise InputError(f"--product {product} is {pred.shape[0]}x{pred.shape[1]} pixels but the reference "
+                         f"{', '.join(map(str, refs))} is {ref.shape[0]}x{ref.shape[1]}: they must share one grid")
+    scores = change_scores(pred, ref, iou_min=iou_min)
+    result = ChangeValidationResult(scores=scores)
+    if out_dir is None:
+        return result
+    out = precheck_output_dir(out_dir)
+    body = {"product": os.fspath(product), "reference": [os.fspath(r) for r in refs], **scores.as_dict()}
+    with staging(out, ".rsmon-change-") as stage:
+        written = {}
+        with atomic_output(stage / "change_scores.json") as tmp:
+            tmp.write_text(json.dumps(body, indent=2, default=_json_float) + "\n", encoding="utf-8")
+        written["scores_json"] = stage / "change_scores.json"
+        lines = ["| metric | value |", "|---|---|"]
+        lines += [f"| {k} | {v:.4f} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in scores.as_dict().items()]
+        with atomic_output(stage / "change_scores.md") as tmp:
+            tmp.write_text(f"# Change map scores\n\nproduct: `{product}`\n\n" + "\n".join(lines) + "\n", encoding="utf-8")
+        written["scores_md"] = stage / "change_scores.md"
+        result.paths = publish(written, out)
+    return result
