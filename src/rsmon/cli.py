@@ -161,6 +161,52 @@ def _cmd_fire_detect(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from rsmon.alerts import cli as alerts_cli
+    from rsmon.alerts.web import ServiceSettings
+
+    settings = ServiceSettings(rate_limit=args.rate_limit, burst=args.burst, max_body_bytes=args.max_body_kb * 1024,
+                               cors_origins=args.cors_origin or [], webhooks=not args.no_webhooks, gzip=args.gzip)
+    alerts_cli.serve(alerts_cli.store_url(args.store), host=args.host, port=args.port, workers=args.workers,
+                     settings=settings, log_level=args.log_level, forwarded_allow_ips=args.forwarded_allow_ips)
+    return 0
+
+
+def _cmd_alerts_import(args: argparse.Namespace) -> int:
+    from rsmon.alerts import cli as alerts_cli
+
+    for report in alerts_cli.import_files(alerts_cli.store_url(args.store), args.files, actor=args.actor):
+        print(report.summary())
+    return 0
+
+
+def _cmd_alerts_export(args: argparse.Namespace) -> int:
+    from rsmon.alerts import cli as alerts_cli
+
+    n = alerts_cli.export(alerts_cli.store_url(args.store), args.format, args.output, redlines=args.redlines,
+                          statuses=args.status)
+    if args.output not in (None, "-"):
+        print(f"{n} alert(s): {args.output}")
+    return 0
+
+
+def _cmd_keys(args: argparse.Namespace) -> int:
+    from rsmon.alerts import cli as alerts_cli
+
+    url = alerts_cli.store_url(args.store)
+    if args.keys_command == "create":
+        token, info = alerts_cli.create_key(url, args.scope, redlines=args.redlines, name=args.name)
+        print(alerts_cli.describe_key(info))
+        print("The key follows; it is shown only this once (the store keeps only its hash):")
+        print(token)
+    elif args.keys_command == "revoke":
+        print(alerts_cli.describe_key(alerts_cli.revoke_key(url, args.key_id)))
+    else:
+        for info in alerts_cli.list_keys(url):
+            print(alerts_cli.describe_key(info))
+    return 0
+
+
 def _parse_ee(text: str | None):
     if text is None:
         return "default"
@@ -281,6 +327,57 @@ def build_parser() -> argparse.ArgumentParser:
     rdet.add_argument("--no-checksums", action="store_true", help="skip SHA-256 of inputs in provenance")
     rdet.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="output folder")
     rdet.set_defaults(func=_cmd_redline_detect)
+
+    store_help = "alert store: sqlite:///PATH or postgresql://... (default $RSMON_ALERT_STORE)"
+    srv = sub.add_parser("serve", help="serve the alert store as OGC API - Features (redline supervision platform)")
+    srv.add_argument("--store", default=None, metavar="URL", help=store_help)
+    srv.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    srv.add_argument("--port", type=int, default=8080, help="port (default 8080)")
+    srv.add_argument("--workers", type=int, default=1, help="server processes (default 1)")
+    srv.add_argument("--rate-limit", type=_number("--rate-limit"), default=50.0, metavar="PER_S",
+                     help="requests/s per key and worker, 0 = unlimited (default 50)")
+    srv.add_argument("--burst", type=_number("--burst"), default=100.0, help="token-bucket burst per key (default 100)")
+    srv.add_argument("--max-body-kb", type=int, default=64, help="largest request body, KiB (default 64)")
+    srv.add_argument("--cors-origin", action="append", default=None, metavar="ORIGIN",
+                     help="allow browser pages from ORIGIN (repeatable; * for any)")
+    srv.add_argument("--forwarded-allow-ips", default=None, metavar="IPS",
+                     help="trust X-Forwarded-* from these proxy addresses (comma-separated)")
+    srv.add_argument("--gzip", action="store_true", help="compress responses for clients that accept gzip")
+    srv.add_argument("--no-webhooks", action="store_true", help="do not deliver webhooks from this server")
+    srv.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    srv.set_defaults(func=_cmd_serve)
+
+    alr = sub.add_parser("alerts", help="alert store: import detections, export (rsmon alerts import|export --help)")
+    alr_sub = alr.add_subparsers(dest="alerts_command", required=True, parser_class=_Parser)
+    aimp = alr_sub.add_parser("import", help="upsert patches.gpkg/.geojson of rsmon redline detect (idempotent)")
+    aimp.add_argument("--store", default=None, metavar="URL", help=store_help)
+    aimp.add_argument("--actor", default=None, help="name recorded in the audit log (default import:FILE)")
+    aimp.add_argument("files", nargs="+", metavar="FILE", help="GeoPackage/GeoJSON alert files")
+    aimp.set_defaults(func=_cmd_alerts_import)
+    aexp = alr_sub.add_parser("export", help="write all alerts with their status")
+    aexp.add_argument("--store", default=None, metavar="URL", help=store_help)
+    aexp.add_argument("--format", required=True, choices=["geojson", "gpkg", "csv"])
+    aexp.add_argument("-o", "--output", default=None, metavar="FILE", help="output file (default: standard output)")
+    aexp.add_argument("--redlines", default=None, metavar="ID,...", help="only these redline ids")
+    aexp.add_argument("--status", default=None, metavar="STATUS,...", help="only these statuses")
+    aexp.set_defaults(func=_cmd_alerts_export)
+
+    keys = sub.add_parser("keys", help="API keys of the alert service (rsmon keys create|revoke|list --help)")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True, parser_class=_Parser)
+    kcr = keys_sub.add_parser("create", help="make a key; prints it once, as the last line")
+    kcr.add_argument("--store", default=None, metavar="URL", help=store_help)
+    kcr.add_argument("--scope", required=True, choices=["read", "write", "admin"],
+                     help="read: query; write: also change status; admin: also webhooks")
+    kcr.add_argument("--redlines", default=None, metavar="ID,...", help="limit the key to these redline ids")
+    kcr.add_argument("--name", default=None, help="label (who holds the key)")
+    kcr.set_defaults(func=_cmd_keys)
+    krv = keys_sub.add_parser("revoke", help="revoke a key by its id")
+    krv.add_argument("--store", default=None, metavar="URL", help=store_help)
+    krv.add_argument("key_id", metavar="KEY_ID")
+    krv.set_defaults(func=_cmd_keys)
+    kls = keys_sub.add_parser("list", help="list keys (ids, scopes, redlines; never the keys)")
+    kls.add_argument("--store", default=None, metavar="URL", help=store_help)
+    kls.set_defaults(func=_cmd_keys)
 
     demo = sub.add_parser("demo", help="simulate a day over eastern China and run the NO2 product on it")
     demo.add_argument("--out", default="demo-output", help="output folder (default demo-output)")
