@@ -248,3 +248,45 @@ def test_quicklooks_need_display_bands(scene, tmp_path):
     only_red = image(scene, ("red",), 0, [])
     with pytest.raises(InputError, match="red, green and blue"):
         write_quicklooks(patches, only_red, only_red, tmp_path)
+
+
+def test_quicklooks_from_numpy_images_are_the_same_in_one_or_two_threads(tmp_path):
+    scene = make_scene(shape=(300, 400))
+    patches = patches_from_change(scene)
+    before = image(scene, ("red", "green", "blue"), 0, []).compute()  # numpy-backed
+    after = image(scene, ("red", "green", "blue"), 1, []).compute()
+    one = write_quicklooks(patches, before, after, tmp_path / "one", threads=1)
+    two = write_quicklooks(patches, before, after, tmp_path / "two", threads=2)
+    assert [p.read_bytes() for p in one] == [p.read_bytes() for p in two]
+    png = imread(one[0])[..., :3]
+    yellow = (png[..., 0] > 0.9) & (png[..., 1] > 0.9) & (png[..., 2] < 0.1)
+    width = png.shape[1]
+    assert yellow[:, : width // 2].sum() > 50 and yellow[:, width // 2 :].sum() > 50  # outline on both chips
+
+
+def test_quicklook_of_a_patch_outside_one_image_still_written(tmp_path):
+    scene = make_scene(shape=(300, 400))
+    patches = patches_from_change(scene)
+    before = image(scene, ("red", "green", "blue"), 0, [])
+    after = image(scene, ("red", "green", "blue"), 1, []).isel(x=slice(200, None))  # misses patch A
+    paths = write_quicklooks(patches, before, after, tmp_path)
+    assert len(paths) == 2 and all(imread(p).shape[:2] == (560, 1000) for p in paths)
+
+
+def test_geojson_reads_back_as_gdals_rfc7946_output(patches, tmp_path):
+    """The fast GeoJSON writer against OGR's RFC 7946 writer: same features, values and coordinates."""
+    import pyogrio
+
+    table = pd.concat([patches, patches.iloc[:1].assign(ndvi_after=np.nan, redline_zone=None)], ignore_index=True)
+    table.loc[0, "geometry"] = table.geometry.iat[0].buffer(-5).difference(table.geometry.iat[0].centroid.buffer(4))
+    ours = tmp_path / "ours.geojson"
+    write_patches(table, None, ours)
+    gdal = tmp_path / "gdal.geojson"
+    pyogrio.write_dataframe(vectors._file_frame(table).to_crs(4326), gdal, layer="patches", driver="GeoJSON",
+                            geometry_type="MultiPolygon", promote_to_multi=True, layer_options={"RFC7946": "YES"})
+    a, b = gpd.read_file(ours), gpd.read_file(gdal)
+    pd.testing.assert_frame_equal(a.drop(columns="geometry"), b.drop(columns="geometry"))
+    assert a.geometry.geom_equals_exact(b.geometry, tolerance=0).all()  # 7 decimals, same ring order
+    assert json.loads(ours.read_text())["name"] == "patches"
+    back = [f["properties"] for f in json.loads(ours.read_text())["features"]]
+    assert back[-1]["ndvi_after"] is None and back[-1]["redline_zone"] is None

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import geopandas as gpd
 import numpy as np
+import pandas as pd
 import pytest
 import rasterio.features
 import rioxarray  # noqa: F401
@@ -14,6 +15,7 @@ from affine import Affine
 from pyproj import Transformer
 
 from rsmon.errors import InputError
+from rsmon.products.patch_regions import label_regions
 from rsmon.products.patches import (
     INDEX_VARIABLES,
     PATCH_COLUMNS,
@@ -144,13 +146,21 @@ def test_same_scene_in_lonlat_gives_the_same_area(patches):
         assert by_class(got, cls)["area_m2"] == pytest.approx(by_class(patches, cls)["area_m2"], rel=5e-3)
 
 
-def test_classless_change_pixels_are_other_and_classes_split_touching_regions():
+def test_touching_classes_form_one_patch_of_the_majority_class():
+    """A connected change area is one patch (the MMU applies to it); classless pixels count as other."""
     ds = make_scene([(slice(10, 20), slice(10, 20), ChangeClass.construction, Confidence.low),
                      (slice(10, 20), slice(20, 30), ChangeClass.none, Confidence.low),
                      (slice(10, 20), slice(30, 35), 255, Confidence.low)])
     got = patches_from_change(ds)
-    assert sorted(got["change_class"]) == ["construction", "other"]
-    assert list(got["n_pixels"]) == [150, 100]
+    assert list(got["change_class"]) == ["other"] and list(got["n_pixels"]) == [250]  # 100 vs 150 other
+    ds2 = make_scene([(slice(10, 20), slice(10, 22), ChangeClass.construction, Confidence.low),
+                      (slice(10, 20), slice(22, 30), ChangeClass.mining_quarrying, Confidence.low)])
+    got2 = patches_from_change(ds2)
+    assert list(got2["change_class"]) == ["construction"] and list(got2["n_pixels"]) == [200]
+    change = np.asarray(ds["change"].values)
+    classes = np.asarray(ds["change_class"].values)
+    assert label_regions(change, classes, 8, split_classes=True).n == 2
+    assert label_regions(change, classes, 8).n == 1
 
 
 def test_connectivity_diagonal_pixels():
@@ -287,3 +297,187 @@ def test_ids_are_unique_when_patches_share_an_id_cell():
     got = patches_from_change(make_scene(rects))
     assert len(got) == 9 and got["patch_id"].is_unique
     assert list(patches_from_change(make_scene(rects))["patch_id"]) == list(got["patch_id"])
+
+
+# --------------------------------------------------------------------------------------------
+# the fast path against the plain whole-raster algorithm, and the fused pass's samples
+# --------------------------------------------------------------------------------------------
+def random_scene(shape=(240, 320), seed=3) -> xr.Dataset:
+    """Irregular blobs with holes, islands and diagonal joins; classes that touch inside a blob,
+    unknown class codes, mixed confidence, NaN index values; a no-data strip."""
+    from scipy import ndimage
+
+    rng = np.random.default_rng(seed)
+    field = ndimage.gaussian_filter(rng.random(shape), 2.5)
+    blobs = field > np.quantile(field, 0.72)
+    blobs ^= rng.random(shape) < 0.004  # stray pixels and pin holes
+    field = ndimage.gaussian_filter(rng.random(shape), 10)  # classes in broad zones crossing blobs
+    classes = np.floor((field - field.min()) / np.ptp(field) * 6).clip(0, 5).astype(np.uint8) + 1
+    classes[rng.random(shape) < 0.003] = 0
+    classes[rng.random(shape) < 0.003] = 255
+    change = blobs.astype(np.uint8)
+    change[:, -4:] = 255
+    confidence = rng.integers(1, 4, shape).astype(np.uint8) * blobs
+    ds = make_scene(shape=shape, change=change, classes=classes, confidence=confidence)
+    ds["ndbi_after"].values[rng.random(shape) < 0.05] = np.nan
+    return ds
+
+
+def random_redlines() -> gpd.GeoDataFrame:
+    """Wiggly, partly overlapping features (edges never through pixel centres by design)."""
+    rng = np.random.default_rng(8)
+    geoms = []
+    for cx, cy, r in ((900.0, -800.0, 700.0), (2200.0, -1500.0, 900.0), (1500.0, -1000.0, 350.0)):
+        theta = np.linspace(0, 2 * np.pi, 90, endpoint=False)
+        radius = r * (1 + 0.2 * np.sin(5 * theta) + 0.03 * rng.standard_normal(theta.size))
+        geoms.append(shapely.Polygon(np.c_[X0 + cx + radius * np.cos(theta) + 0.123,
+                                           Y0 + cy + radius * np.sin(theta) + 0.321]))
+    return gpd.GeoDataFrame({"id": ["A", "B", "C"]}, geometry=geoms, crs=UTM)
+
+
+def reference_patches(ds: xr.Dataset, redlines=None) -> pd.DataFrame:
+    """The plain algorithm (one ndimage.label, majority class per region, GDALPolygonize of the whole raster,
+    make_valid, pieces rasterised on the whole grid, means by hand) for the same columns."""
+    from scipy import ndimage
+
+    transform = ds.rio.transform()
+    change, classes, conf = (ds[v].values for v in ("change", "change_class", "confidence"))
+    codes = np.where(change == 1, np.where((classes >= 1) & (classes <= 6), classes, 6), 0)
+    labels, count = ndimage.label(codes > 0, structure=np.ones((3, 3), bool))
+    label_class = [0] + [int(np.bincount(codes[labels == k], minlength=7).argmax()) for k in range(1, count + 1)]
+    geoms = {}
+    for geojson, value in rasterio.features.shapes(labels, mask=labels > 0, connectivity=8, transform=transform):
+        geoms[int(value)] = shapely.make_valid(shapely.geometry.shape(geojson))
+    pieces = [(k, geoms[k], None) for k in sorted(geoms)]
+    if redlines is not None:
+        zones = redlines.to_crs(UTM)
+        pieces = [(k, piece, rid) for k, g, _ in pieces for rid, z in zip(zones["id"], zones.geometry)
+                  for piece in [shapely.intersection(g, z)] if piece.area > 0]
+    piece_px = rasterio.features.rasterize(((g, i + 1) for i, (_, g, _) in enumerate(pieces)),
+                                           out_shape=labels.shape, transform=transform, dtype="int32")
+    pixels = ndimage.value_indices(labels, ignore_value=0)
+    index = {v: ds[v].values.astype(np.float64) for v in INDEX_VARIABLES}
+    rows = []
+    for i, (k, geom, rid) in enumerate(pieces):
+        at = pixels[k]
+        if redlines is not None:
+            mine = piece_px[at] == i + 1
+            at = tuple(a[mine] for a in at) if mine.any() else at  # a sliver: its patch's values
+            n_pixels = int(mine.sum())
+        else:
+            n_pixels = len(at[0])
+        rows.append({"redline_id": rid, "class_code": label_class[k], "geometry": geom, "n_pixels": n_pixels,
+                     "confidence_code": int(conf[at].max()),
+                     **{v: np.nanmean(values[at]) if np.isfinite(values[at]).any() else np.nan
+                        for v, values in index.items()}})
+    return pd.DataFrame(rows)
+
+
+def sort_key(table) -> pd.DataFrame:
+    bounds = shapely.bounds(np.asarray(table["geometry"]))
+    return table.assign(minx=bounds[:, 0], miny=bounds[:, 1]).sort_values(
+        ["redline_id", "class_code", "n_pixels", "minx", "miny"], na_position="first").reset_index(drop=True)
+
+
+@pytest.mark.parametrize("with_redlines", [False, True])
+def test_fast_path_equals_the_plain_algorithm(with_redlines):
+    ds = random_scene()
+    redlines = random_redlines() if with_redlines else None
+    got = sort_key(patches_from_change(ds, redlines=redlines))
+    want = sort_key(reference_patches(ds, redlines))
+    assert len(got) == len(want) > 100
+    assert got.geometry.is_valid.all()
+    assert shapely.equals(got.geometry.to_numpy(), np.asarray(want["geometry"])).all()
+    for col in ("class_code", "n_pixels", "confidence_code"):
+        assert list(got[col]) == list(want[col]), col
+    assert [r or None for r in got["redline_id"]] == [r or None for r in want["redline_id"]]
+    for col in INDEX_VARIABLES:
+        np.testing.assert_allclose(got[col], want[col], rtol=1e-9, equal_nan=True, err_msg=col)
+    assert (got["n_pixels"] == 0).any() == with_redlines  # slivers get their patch's values
+    assert got["patch_id"].is_unique
+
+
+def pixel_samples(ds: xr.Dataset, seed: int = 0):
+    """What the fused change pass hands over: change pixels (shuffled, as blocks arrive) and values."""
+    flat = np.flatnonzero(ds["change"].values.ravel() == 1)
+    flat = np.random.default_rng(seed).permutation(flat)
+    return flat, {v: ds[v].values.ravel()[flat].astype(np.float32) for v in INDEX_VARIABLES}
+
+
+@pytest.mark.parametrize("with_redlines", [False, True])
+def test_index_samples_give_the_dense_means_without_reading_the_dataset(with_redlines):
+    ds = random_scene()
+    redlines = random_redlines() if with_redlines else None
+    dense = patches_from_change(ds, redlines=redlines)
+    flat, values = pixel_samples(ds)
+    no_index = ds.drop_vars(list(INDEX_VARIABLES))  # the fused pass never builds these rasters
+    fused = patches_from_change(no_index, redlines=redlines, index_samples=(flat, values))
+    assert fused.drop(columns=list(INDEX_VARIABLES)).equals(dense.drop(columns=list(INDEX_VARIABLES)))
+    for col in INDEX_VARIABLES:
+        np.testing.assert_allclose(fused[col], dense[col], rtol=1e-12, equal_nan=True, err_msg=col)
+    # samples off the change pixels are ignored; raster order and int32 indices are fine too
+    off = np.flatnonzero(ds["change"].values.ravel() != 1)[:50]
+    order = np.argsort(np.r_[flat, off])
+    more = (np.r_[flat, off][order].astype(np.int32), {v: np.r_[a, np.full(50, 99.0, np.float32)][order]
+                                                         for v, a in values.items()})
+    again = patches_from_change(no_index, redlines=redlines, index_samples=more)
+    np.testing.assert_allclose(again[list(INDEX_VARIABLES)], fused[list(INDEX_VARIABLES)], rtol=1e-12)
+
+
+def test_index_samples_partial_and_bad_input(caplog):
+    ds = random_scene(shape=(60, 80))
+    flat, values = pixel_samples(ds)
+    partial = {k: v for k, v in values.items() if k != "bsi_after"}
+    got = patches_from_change(ds, index_samples=(flat, partial))
+    assert got["bsi_after"].isna().all() and got["ndvi_before"].notna().all()
+    assert "bsi_after" in caplog.text
+    bad = [
+        ("not a pair", "expected a pair"),
+        ((flat.astype(float), values), "integer"),
+        ((np.r_[flat, ds["change"].size], {k: np.r_[v, 0] for k, v in values.items()}), "must lie in"),
+        ((flat, {"ndvi": values["ndvi_before"]}), "unknown variable"),
+        ((flat, {**values, "ndvi_after": values["ndvi_after"][:-1]}), "'ndvi_after' has shape"),
+        ((flat, list(values.values())), "mapping"),
+    ]
+    for samples, message in bad:
+        with pytest.raises(InputError, match=message):
+            patches_from_change(ds, index_samples=samples)
+
+
+def test_geometries_of_diagonal_joins_holes_and_islands_are_valid_pixel_edges():
+    from scipy import ndimage
+
+    pattern = np.array([
+        [1, 0, 0, 0, 0, 0, 0, 0],
+        [0, 1, 1, 1, 1, 1, 0, 0],
+        [0, 1, 0, 0, 0, 1, 0, 0],  # ring with a hole ...
+        [0, 1, 0, 1, 0, 1, 0, 1],  # ... holding an island (own patch) ...
+        [0, 1, 0, 0, 1, 1, 0, 1],  # ... whose hole meets the ring at a corner
+        [0, 1, 1, 1, 1, 0, 1, 0],  # diagonal joins
+        [0, 0, 0, 0, 0, 1, 0, 0],
+    ], np.uint8)
+    change = np.zeros((20, 20), np.uint8)
+    change[5:12, 5:13] = pattern
+    ds = make_scene(change=change, classes=change * 4, confidence=change, shape=change.shape)
+    for connectivity in (8, 4):
+        got = patches_from_change(ds, connectivity=connectivity)
+        assert got.geometry.is_valid.all()
+        assert got["n_pixels"].sum() == pattern.sum()
+        np.testing.assert_allclose(got.geometry.area, got["n_pixels"] * RES * RES)
+        structure = np.ones((3, 3), bool) if connectivity == 8 else None
+        assert len(got) == ndimage.label(pattern, structure=structure)[1]
+    assert (got.geom_type == "Polygon").all()  # 4-connected regions: one polygon each
+    assert list(patches_from_change(ds).geom_type) == ["MultiPolygon"]  # parts meeting at corners
+
+
+def test_more_regions_than_uint16_labels():
+    from affine import Affine
+
+    from rsmon.products.patch_regions import label_regions, region_polygons
+
+    change = np.zeros((514, 512), np.uint8)
+    change[::2, ::2] = 1  # 257 x 256 = 65792 one-pixel regions
+    regions = label_regions(change, change, 8)
+    assert regions.n == 65792
+    geoms = region_polygons(regions, Affine(RES, 0, X0, 0, -RES, Y0))
+    assert shapely.area(geoms[1:]).sum() == pytest.approx(65792 * RES * RES)

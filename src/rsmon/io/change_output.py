@@ -8,7 +8,8 @@ class, never a value that is not in the data), provenance tags. ``change_class``
 ``variable=``).
 
 Quicklooks: ``OUTDIR/quicklooks/<patch_id>.png``, before and after chips side by side around the
-patch with its outline. Only the window around each patch is read from the (lazy) images.
+patch with its outline and a title, drawn with PIL (no matplotlib figure per patch) in two threads.
+Only the window around each patch is read from the (lazy) images.
 """
 
 from __future__ import annotations
@@ -17,17 +18,20 @@ import logging
 import math
 import os
 import re
-from dataclasses import replace
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import xarray as xr
+from affine import Affine
 from rasterio.windows import Window, from_bounds
 from rasterio.windows import bounds as window_bounds
 
 from rsmon.errors import InputError
+from rsmon.io.atomic import atomic_output
 from rsmon.io.cog import COGProfile, write_raster_cog
-from rsmon.io.maps import save_figure
 from rsmon.provenance import Provenance
 
 log = logging.getLogger(__name__)
@@ -118,24 +122,57 @@ def _band_names(ds: xr.Dataset, bands: dict[str, tuple[str, ...]]) -> tuple[list
     )
 
 
-def _chip(ds: xr.Dataset, names: list[str], bounds, pad_px: int, max_px: int):
-    """Read the window around ``bounds`` (image CRS); returns ``(bands x rows x cols array, extent)``."""
-    transform = ds.rio.transform()
-    height, width = ds.sizes["y"], ds.sizes["x"]
-    win = from_bounds(*bounds, transform=transform)
-    c0, c1 = max(math.floor(win.col_off) - pad_px, 0), min(math.ceil(win.col_off + win.width) + pad_px, width)
-    r0, r1 = max(math.floor(win.row_off) - pad_px, 0), min(math.ceil(win.row_off + win.height) + pad_px, height)
-    if c0 >= c1 or r0 >= r1:
-        return None, None
-    step = max(1, math.ceil(max(r1 - r0, c1 - c0) / max_px))  # decimate big patches' chips
-    part = ds[names].isel(y=slice(r0, r1, step), x=slice(c0, c1, step)).compute()
-    cube = np.stack([np.asarray(part[n].values, dtype=np.float64) for n in names])
-    left, bottom, right, top = window_bounds(Window(c0, r0, cube.shape[2] * step, cube.shape[1] * step), transform)
-    return cube, (left, right, bottom, top)
+@dataclass(frozen=True)
+class _Window:
+    """A chip window of one image: rows/cols with a stride and its extent (image CRS)."""
+
+    rows: slice
+    cols: slice
+    extent: tuple[float, float, float, float]  # left, right, bottom, top
+
+
+@dataclass(frozen=True)
+class _Image:
+    """One date's image for the quicklooks: display variables, the patches in its CRS, its grid."""
+
+    ds: xr.Dataset
+    names: list[str]
+    label: str
+    geoms: np.ndarray
+    transform: Affine
+    shape: tuple[int, int]
+
+    def window(self, k: int, pad_fraction: float, min_pad_px: int, max_px: int) -> _Window | None:
+        """The window around patch ``k`` plus its margin, strided to at most ``max_px`` a side."""
+        bounds = self.geoms[k].bounds
+        size = max(bounds[2] - bounds[0], bounds[3] - bounds[1])
+        pad = max(min_pad_px, math.ceil(pad_fraction * size / abs(self.transform.a)))
+        win = from_bounds(*bounds, transform=self.transform)
+        height, width = self.shape
+        c0, c1 = max(math.floor(win.col_off) - pad, 0), min(math.ceil(win.col_off + win.width) + pad, width)
+        r0, r1 = max(math.floor(win.row_off) - pad, 0), min(math.ceil(win.row_off + win.height) + pad, height)
+        if c0 >= c1 or r0 >= r1:
+            return None
+        step = max(1, math.ceil(max(r1 - r0, c1 - c0) / max_px))  # decimate big patches' chips
+        n_rows, n_cols = len(range(r0, r1, step)), len(range(c0, c1, step))
+        left, bottom, right, top = window_bounds(Window(c0, r0, n_cols * step, n_rows * step), self.transform)
+        return _Window(slice(r0, r1, step), slice(c0, c1, step), (left, right, bottom, top))
+
+
+def _read_chips(images: list[_Image], windows: dict[int, list[_Window | None]], threads: int) -> dict[int, list]:
+    """Chips (bands x rows x cols, float64; None outside an image) of several patches, both dates,
+    in one dask computation: windows only (dask fuses the slicing into the readers), in parallel."""
+    import dask
+
+    lazy = [[image.ds[n].data[w.rows, w.cols] for n in image.names]
+            for wins in windows.values() for image, w in zip(images, wins) if w is not None]
+    done = iter(dask.compute(lazy, scheduler="threads", num_workers=max(threads, 1))[0])
+    return {k: [None if w is None else np.stack([np.asarray(a, dtype=np.float64) for a in next(done)]) for w in wins]
+            for k, wins in windows.items()}
 
 
 def _stretch(cubes: list[np.ndarray | None]) -> list[np.ndarray | None]:
-    """2-98 % linear stretch per band, common to the before and after chips; no data -> black."""
+    """2-98 % linear stretch per band, common to the before and after chips; no data -> black (uint8 RGB)."""
     valid = [c for c in cubes if c is not None]
     out = []
     for cube in cubes:
@@ -149,19 +186,97 @@ def _stretch(cubes: list[np.ndarray | None]) -> list[np.ndarray | None]:
                 lo, hi = np.percentile(values, [2, 98])
                 rgb[..., b] = np.clip((cube[b] - lo) / (hi - lo if hi > lo else 1.0), 0, 1)
         rgb[~np.isfinite(cube).all(axis=0)] = 0.0
-        out.append(rgb)
+        out.append(np.round(rgb * 255).astype(np.uint8))
     return out
 
 
-def _draw_outline(ax, geom) -> None:
-    for poly in getattr(geom, "geoms", [geom]):
-        for ring in [poly.exterior, *poly.interiors]:
-            x, y = ring.xy
-            ax.plot(x, y, color="#ffff00", linewidth=1.4)
+def _text(value) -> str:
+    """Table value for a title: '' for None / NaN (pandas may hold either)."""
+    return "" if value is None or (isinstance(value, float) and math.isnan(value)) else str(value)
 
 
 def _safe_name(patch_id: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]", "_", str(patch_id))
+
+
+# Quicklook layout (pixels): 1000 x 560 like a 10 x 5.6 inch figure at 100 dpi.
+_SIZE = (1000, 560)
+_MARGIN, _GAP, _TITLE_H, _PANEL_TITLE_H = 12, 16, 46, 22
+_OUTLINE = (255, 255, 0)
+_BATCH = 16  # patches read in one dask computation, then drawn in the threads
+
+
+_FONTS = threading.local()  # a FreeType face must not be used by two threads at once
+
+
+def _font(size: int):
+    """DejaVu Sans (shipped with matplotlib) at ``size`` pixels, one per thread; PIL's default
+    font if it is missing."""
+    from PIL import ImageFont
+
+    fonts = _FONTS.__dict__.setdefault("by_size", {})
+    if size not in fonts:
+        try:
+            import matplotlib
+
+            path = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"
+            fonts[size] = ImageFont.truetype(str(path), size)
+        except (ImportError, OSError):
+            fonts[size] = ImageFont.load_default()
+    return fonts[size]
+
+
+def _centred_text(draw, xy_centre, text: str, size: int) -> None:
+    font = _font(size)
+    draw.multiline_text(xy_centre, text, fill=(0, 0, 0), font=font, anchor="ma", align="center", spacing=3)
+
+
+def _draw_panel(image, draw, box, rgb: np.ndarray | None, extent, geom, title: str) -> None:
+    """One chip scaled (nearest) into ``box`` = (x0, y0, x1, y1) with the patch outline, and its title."""
+    from PIL import Image
+
+    x0, y0, x1, y1 = box
+    _centred_text(draw, ((x0 + x1) / 2, y0 - _PANEL_TITLE_H + 2), title, 13)
+    if rgb is None:
+        draw.rectangle(box, outline=(0, 0, 0))
+        _centred_text(draw, ((x0 + x1) / 2, (y0 + y1) / 2 - 8), "no image data here", 13)
+        return
+    rows, cols = rgb.shape[:2]
+    scale = min((x1 - x0) / cols, (y1 - y0) / rows)
+    width, height = max(1, round(cols * scale)), max(1, round(rows * scale))
+    left, top = x0 + ((x1 - x0) - width) // 2, y0 + ((y1 - y0) - height) // 2
+    image.paste(Image.fromarray(rgb, "RGB").resize((width, height), Image.NEAREST), (left, top))
+    draw.rectangle((left - 1, top - 1, left + width, top + height), outline=(0, 0, 0))
+    west, east, south, north = extent
+    sx, sy = width / (east - west), height / (north - south)
+    for poly in getattr(geom, "geoms", [geom]):
+        for ring in [poly.exterior, *poly.interiors]:
+            xy = np.asarray(ring.coords)[:, :2]
+            points = np.column_stack([left + (xy[:, 0] - west) * sx, top + (north - xy[:, 1]) * sy])
+            draw.line([tuple(p) for p in points.tolist()], fill=_OUTLINE, width=2, joint="curve")
+
+
+def _quicklook_png(path: Path, row: dict, chips, extents, images: list[_Image], k: int) -> Path:
+    """Compose one quicklook (title, before | after panels) and write it atomically as PNG."""
+    from PIL import Image, ImageDraw
+
+    image = Image.new("RGB", _SIZE, (255, 255, 255))
+    draw = ImageDraw.Draw(image)
+    area = row.get("area_m2")
+    area_text = f"{area / 1e4:.2f} ha" if area is not None and np.isfinite(area) else ""
+    title = (f"{row['patch_id']}: {_text(row.get('change_class'))}, confidence {_text(row.get('confidence'))}, "
+             f"{area_text}\n{_text(row.get('before_date'))} -> {_text(row.get('after_date'))}"
+             + (f", redline {_text(row.get('redline_id'))}" if _text(row.get("redline_id")) else ""))
+    _centred_text(draw, (_SIZE[0] / 2, 6), title, 14)
+    panel_w = (_SIZE[0] - 2 * _MARGIN - _GAP) // 2
+    y0 = _TITLE_H + _PANEL_TITLE_H
+    for i, (rgb, extent, im, when) in enumerate(zip(chips, extents, images, ("before", "after"))):
+        x0 = _MARGIN + i * (panel_w + _GAP)
+        _draw_panel(image, draw, (x0, y0, x0 + panel_w, _SIZE[1] - _MARGIN), rgb, extent, im.geoms[k],
+                    f"{when} {_text(row.get(f'{when}_date'))} ({im.label})")
+    with atomic_output(path) as tmp:
+        image.save(tmp, format="PNG", compress_level=3)
+    return path
 
 
 def write_quicklooks(
@@ -175,8 +290,15 @@ def write_quicklooks(
     pad_fraction: float = 0.5,
     min_pad_px: int = 16,
     max_chip_px: int = 400,
+    threads: int = 2,
 ) -> list[Path]:
     """Write one before/after PNG per patch: ``out_dir/quicklooks/<patch_id>.png``.
+
+    Each PNG (1000 x 560 pixels) shows the before and after chips side by side around the patch,
+    its outline in yellow, and a title with the patch id, class, confidence, area, dates and
+    redline. Only the window around each patch is read from the (lazy) images, both dates and
+    16 patches in one dask computation; the PNGs are drawn with PIL and written in ``threads``
+    threads, each file atomically.
 
     Parameters
     ----------
@@ -194,6 +316,9 @@ def write_quicklooks(
         Margin around the patch's bounding box: ``max(min_pad_px, pad_fraction * patch size)`` pixels.
     max_chip_px : int
         Chips larger than this (pixels per side) are read with a stride.
+    threads : int
+        Threads reading the chips and drawing the PNGs (GDAL decoding, PIL resizing and PNG
+        encoding release the GIL).
 
     Returns
     -------
@@ -206,7 +331,6 @@ def write_quicklooks(
         An image lacks the display bands, or the patch table has no CRS / ``patch_id``.
     """
     import rioxarray  # noqa: F401
-    from matplotlib.figure import Figure
 
     if patches.crs is None or "patch_id" not in patches.columns:
         raise InputError("quicklooks: the patch table needs a CRS and a 'patch_id' column")
@@ -218,43 +342,21 @@ def write_quicklooks(
     images = []
     for ds in (before_ds, after_ds):
         names, label = _band_names(ds, bands)
-        images.append((ds, names, label, order.to_crs(ds.rio.crs).geometry.to_numpy()))
+        images.append(_Image(ds, names, label, order.to_crs(ds.rio.crs).geometry.to_numpy(), ds.rio.transform(),
+                             (ds.sizes["y"], ds.sizes["x"])))
     folder = Path(out_dir) / "quicklooks"
+    rows = order.drop(columns=order.geometry.name).to_dict("records")
+
+    def draw(k: int, windows: list[_Window | None], chips: list) -> Path:
+        return _quicklook_png(folder / f"{_safe_name(rows[k]['patch_id'])}.png", rows[k], _stretch(chips),
+                              [None if w is None else w.extent for w in windows], images, k)
+
     written = []
-    for k, (_, row) in enumerate(order.iterrows()):
-        chips, extents = [], []
-        for ds, names, _, geoms in images:
-            minx, miny, maxx, maxy = geoms[k].bounds
-            res = abs(ds.rio.transform().a)
-            pad = max(min_pad_px, math.ceil(pad_fraction * max(maxx - minx, maxy - miny) / res))
-            cube, extent = _chip(ds, names, geoms[k].bounds, pad, max_chip_px)
-            chips.append(cube)
-            extents.append(extent)
-        fig = Figure(figsize=(10, 5.6), dpi=100)
-        for i, (rgb, extent, (_, _, label, geoms), when) in enumerate(
-            zip(_stretch(chips), extents, images, ("before", "after"))
-        ):
-            ax = fig.add_subplot(1, 2, i + 1)
-            date = row.get(f"{when}_date") or ""
-            if rgb is None:
-                ax.text(0.5, 0.5, "no image data here", ha="center", va="center", transform=ax.transAxes)
-            else:
-                ax.imshow(rgb, extent=extent, interpolation="nearest")
-                _draw_outline(ax, geoms[k])
-                ax.set_xlim(extent[0], extent[1])
-                ax.set_ylim(extent[2], extent[3])
-            ax.set_title(f"{when} {date} ({label})", fontsize=9)
-            ax.set_xticks([])
-            ax.set_yticks([])
-        area = row.get("area_m2")
-        area_text = f"{area / 1e4:.2f} ha" if area is not None and np.isfinite(area) else ""
-        fig.suptitle(
-            f"{row['patch_id']}: {row.get('change_class', '')}, confidence {row.get('confidence', '')}, "
-            f"{area_text}\n{row.get('before_date', '')} -> {row.get('after_date', '')}"
-            + (f", redline {row['redline_id']}" if row.get("redline_id") else ""),
-            fontsize=10,
-        )
-        fig.tight_layout()
-        written.append(save_figure(fig, folder / f"{_safe_name(row['patch_id'])}.png"))
+    with ThreadPoolExecutor(max(threads, 1)) as pool:
+        for start in range(0, len(rows), _BATCH):
+            windows = {k: [image.window(k, pad_fraction, min_pad_px, max_chip_px) for image in images]
+                       for k in range(start, min(start + _BATCH, len(rows)))}
+            chips = _read_chips(images, windows, threads)
+            written += pool.map(draw, windows, windows.values(), chips.values())
     log.info("wrote %d quicklooks to %s", len(written), folder)
     return written

@@ -6,7 +6,8 @@ Patches are written twice (issue 5, item 5):
   polygons are pixel edges there, so the file overlays ``change.tif`` exactly and keeps areas and
   coordinates free of reprojection error. Analysts' GIS reprojects on the fly.
 * GeoJSON in EPSG:4326 longitude/latitude (RFC 7946, 7 decimals, about 1 cm), for the alert
-  service and web clients.
+  service and web clients; written with GEOS and :mod:`json` rather than OGR (the same text
+  content, several times faster for thousands of patches).
 
 Both files go through :func:`rsmon.io.atomic.atomic_output` (temporary file beside the target,
 then rename): a failed write leaves no partial file and keeps an existing older one. Geometries are
@@ -16,12 +17,16 @@ written as MultiPolygon so an empty table still produces valid files with a type
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
+import math
 import os
 from pathlib import Path
 
 import geopandas as gpd
+import numpy as np
 import pandas as pd
+import shapely
 
 from rsmon.errors import FormatError, InputError, OutputError
 from rsmon.io.atomic import atomic_output
@@ -70,21 +75,74 @@ def write_vector(tmp: Path, gdf: gpd.GeoDataFrame, driver: str, *, layer: str,
                  geometry_type: str = "MultiPolygon") -> None:
     """Write ``gdf`` to the temporary path of an :func:`atomic_output` (GPKG or GeoJSON).
 
+    GeoJSON is RFC 7946 (:func:`_write_geojson`); ``geometry_type="MultiPolygon"`` promotes
+    polygons to multipolygons.
+
     Raises
     ------
     OutputError
-        GDAL cannot write the file or layer.
+        GDAL cannot write the file or layer, or the GeoJSON file cannot be written.
     """
+    if driver == "GeoJSON":
+        _write_geojson(tmp, gdf, layer=layer, promote=geometry_type == "MultiPolygon")
+        return
     import pyogrio
     from pyogrio.errors import DataLayerError, DataSourceError
 
-    options = {"layer_options": {"RFC7946": "YES"}} if driver == "GeoJSON" else {}
     tmp.unlink(missing_ok=True)  # GDAL drivers want to create the file themselves
     try:
         pyogrio.write_dataframe(gdf, tmp, layer=layer, driver=driver, geometry_type=geometry_type,
-                                promote_to_multi=True, **options)
+                                promote_to_multi=True)
     except (DataSourceError, DataLayerError) as exc:
         raise OutputError(f"{tmp}: cannot write {driver} ({exc})") from exc
+
+
+def _json_column(values: pd.Series) -> list:
+    """A column as JSON-ready Python values: non-finite numbers and missing values as None."""
+    if pd.api.types.is_bool_dtype(values.dtype) or pd.api.types.is_integer_dtype(values.dtype):
+        return values.astype(object).where(values.notna(), None).tolist()
+    if pd.api.types.is_float_dtype(values.dtype):
+        array = values.to_numpy(dtype=np.float64, na_value=np.nan)
+        out = array.astype(object)
+        out[~np.isfinite(array)] = None
+        return out.tolist()
+    return [None if v is None or (isinstance(v, float) and not math.isfinite(v)) or v is pd.NA or v is pd.NaT
+            else v if isinstance(v, (str, int, float, bool)) else str(v) for v in values]
+
+
+def _write_geojson(tmp: Path, gdf: gpd.GeoDataFrame, *, layer: str, promote: bool) -> None:
+    """RFC 7946 GeoJSON as GDAL's driver writes it with ``RFC7946=YES``: longitude/latitude,
+    coordinates rounded to 7 decimals, exterior rings counter-clockwise and holes clockwise,
+    non-finite numbers as null, a ``name`` member with the layer name. The geometry text comes
+    from GEOS (:func:`shapely.to_geojson`) and the properties from :mod:`json`: several times
+    faster than OGR's feature-by-feature writer on thousands of patches. Geometries crossing the
+    antimeridian are not split (rsmon's areas never do)."""
+    if gdf.crs is not None and gdf.crs.to_epsg() != 4326:
+        gdf = gdf.to_crs("EPSG:4326")
+    geoms = np.array(gdf.geometry.to_numpy(), dtype=object)
+    present = np.flatnonzero(~(shapely.is_missing(geoms) | shapely.is_empty(geoms)))
+    shapes = geoms[present]
+    if promote:
+        single = shapely.get_type_id(shapes) == 3  # Polygon -> MultiPolygon of one part
+        shapes[single] = shapely.multipolygons(shapes[single][:, np.newaxis])
+    shapes = shapely.orient_polygons(shapes, exterior_cw=False)
+    coords = shapely.get_coordinates(shapes)
+    shapes = shapely.set_coordinates(shapes, np.round(coords, 7))
+    text = np.full(len(geoms), "null", dtype=object)
+    text[present] = shapely.to_geojson(shapes)
+    names = [c for c in gdf.columns if c != gdf.geometry.name]
+    columns = [_json_column(gdf[c]) for c in names]
+    features = [
+        f'{{"type": "Feature", "properties": {json.dumps(dict(zip(names, row)), ensure_ascii=False)}, '
+        f'"geometry": {geom}}}'
+        for row, geom in zip(zip(*columns) if columns else [()] * len(geoms), text)
+    ]
+    body = ",\n".join(features)
+    try:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(f'{{"type": "FeatureCollection", "name": {json.dumps(layer)}, "features": [\n{body}\n]}}\n')
+    except OSError as exc:
+        raise OutputError(f"{tmp}: cannot write GeoJSON ({exc.strerror or exc})") from exc
 
 
 def write_patches(

@@ -9,8 +9,10 @@ Output is a GeoDataFrame with the columns :data:`PATCH_COLUMNS`, in the raster C
 
 Rules
 -----
-* A patch is a connected region (``connectivity`` 8 or 4) of change pixels of one class; a change
-  pixel with class 0 or an unknown code (255) counts as ``other``. Touching regions of different classes are separate patches.
+* A patch is a connected region (``connectivity`` 8 or 4) of change pixels; its class is the most
+  frequent class of its pixels (ties: the lower code), a change pixel with class 0 or an unknown
+  code (255) counting as ``other``. Touching regions of different classes are one patch (the
+  minimum mapping unit applies to the change area, and an interpreter checks one site).
 * ``area_m2`` is the ellipsoidal area in :data:`EQUAL_AREA_CRS` (EPSG:6933, WGS 84 / NSIDC
   EASE-Grid 2.0 Global, a cylindrical equal-area projection): equal-area on the WGS 84 ellipsoid
   everywhere (no per-scene parameters), and lon/lat pixel edges map to straight lines in it, so
@@ -21,7 +23,8 @@ Rules
 * ``confidence`` is the MAXIMUM pixel confidence of the patch: confirmation by a later observation
   or a second sensor (GLAD/RADD practice, redline_eqi.md section 2) usually reaches part of a
   patch first, and that confirms the activity as a whole. Index values are zonal means over the
-  patch's pixels (NaN pixels skipped).
+  patch's pixels (NaN pixels skipped), read strip by strip from the dataset, or taken from
+  ``index_samples`` handed over by a fused change pass (then the dataset needs no index variables).
 * With ``redlines``, patches are clipped to each redline feature (a patch crossing two features
   becomes two rows) and patches outside every feature are dropped. Pixel statistics of a clipped
   piece come from the pixels whose centres lie in it; a sliver holding no pixel centre keeps its
@@ -50,21 +53,19 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import math
-import warnings
-from dataclasses import dataclass
+from collections.abc import Mapping
 from datetime import date, datetime
 from enum import IntEnum
 
 import geopandas as gpd
 import numpy as np
 import pandas as pd
-import rasterio.features
 import shapely
 import xarray as xr
-from scipy import ndimage
 
 from rsmon.errors import InputError
+from rsmon.products.patch_regions import MeanAccumulator, Regions, assign_pieces, label_regions, region_polygons
+from rsmon.products.redlines import RedlineColumns, as_text, clip_to_redlines, polygonal, prepare_redlines
 from rsmon.provenance import parse_datetime
 
 log = logging.getLogger(__name__)
@@ -136,20 +137,7 @@ PATCH_COLUMNS: dict[str, str] = {
 }
 
 CHANGE_NODATA = 255
-# Redline attribute names recognised without being told (compared case-insensitively; bh/mc/gkfq
-# are the pinyin abbreviations of 编号/名称/管控分区 used in Chinese redline layers).
-_ID_NAMES = ("redline_id", "id", "code", "bh", "bm", "objectid", "fid")
-_NAME_NAMES = ("redline_name", "name", "mc", "hxmc", "name_zh", "name_en")
-_ZONE_NAMES = ("redline_zone", "zone", "gkfq", "zone_type", "fq")
-
-
-@dataclass(frozen=True)
-class RedlineColumns:
-    """Redline attribute names to use; None detects a common name (``id``, ``NAME``, ``zone``...)."""
-
-    id: str | None = None
-    name: str | None = None
-    zone: str | None = None
+_REDLINE_KEYS = ("redline_id", "redline_name", "redline_zone")
 
 
 def empty_patches(crs) -> gpd.GeoDataFrame:
@@ -158,30 +146,10 @@ def empty_patches(crs) -> gpd.GeoDataFrame:
     return gpd.GeoDataFrame(data, geometry=gpd.GeoSeries([], crs=crs), crs=crs)
 
 
-# --------------------------------------------------------------------------------------------
-# redlines
-# --------------------------------------------------------------------------------------------
-def _pick_column(gdf: gpd.GeoDataFrame, explicit: str | None, candidates: tuple[str, ...], what: str) -> str | None:
-    if explicit is not None:
-        if explicit not in gdf.columns:
-            raise InputError(f"redlines: no column {explicit!r} for the {what}; columns: {list(gdf.columns)}")
-        return explicit
-    lower = {str(c).lower(): c for c in gdf.columns if c != gdf.geometry.name}
-    return next((lower[c] for c in candidates if c in lower), None)
-
-
-def _as_text(value) -> str | None:
-    if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA:
-        return None
-    if isinstance(value, (float, np.floating)) and float(value).is_integer():
-        return str(int(value))  # ids read back from shapefiles as 3.0
-    return str(value)
-
-
 def _as_date(value, where: str) -> str | None:
     """``YYYY-MM-DD`` (UTC) from an ISO string, date, datetime or Timestamp (GeoJSON readers
     turn date strings into Timestamps); None for missing values."""
-    if value is None or value is pd.NaT or (isinstance(value, float) and math.isnan(value)):
+    if value is None or value is pd.NaT or (isinstance(value, float) and np.isnan(value)):
         return None
     if isinstance(value, np.datetime64):
         value = pd.Timestamp(value)
@@ -192,89 +160,8 @@ def _as_date(value, where: str) -> str | None:
     return parse_datetime(value if isinstance(value, datetime) else str(value), where).date().isoformat()
 
 
-def _polygonal(geoms: np.ndarray) -> np.ndarray:
-    """Keep the polygonal part of each geometry (make_valid/intersection may add lines, points)."""
-    out = np.array(geoms, dtype=object)
-    types = shapely.get_type_id(out)
-    for i in np.flatnonzero(~np.isin(types, (3, 6))):  # not Polygon / MultiPolygon
-        parts = shapely.get_parts(out[i])
-        polys = parts[np.isin(shapely.get_type_id(parts), (3, 6))]
-        out[i] = shapely.union_all(polys) if len(polys) else shapely.Polygon()
-    return out
-
-
-def prepare_redlines(redlines: gpd.GeoDataFrame, crs, columns: RedlineColumns | None = None) -> gpd.GeoDataFrame:
-    """Check and repair redline polygons; return ``redline_id``, ``redline_name``, ``redline_zone``.
-
-    Parameters
-    ----------
-    redlines : GeoDataFrame
-        Redline or reserve polygons in any CRS (:func:`rsmon.io.vectors.read_vectors`).
-    crs
-        The raster CRS the result is reprojected to.
-    columns : RedlineColumns, optional
-        Attribute names; by default common names are detected. Without an id column the
-        1-based row number is the id.
-
-    Raises
-    ------
-    InputError
-        No CRS, a named column is missing, a feature has no id, no geometry or a non-polygon
-        geometry, or an invalid geometry that :func:`shapely.make_valid` cannot turn into an area.
-
-    Warns
-    -----
-    UserWarning
-        Listing the ids of the features whose invalid geometries were repaired.
-    """
-    columns = columns or RedlineColumns()
-    if redlines.crs is None:
-        raise InputError("redlines: the layer has no CRS; set one (e.g. EPSG:4490 or EPSG:4326)")
-    id_col = _pick_column(redlines, columns.id, _ID_NAMES, "redline id")
-    name_col = _pick_column(redlines, columns.name, _NAME_NAMES, "redline name")
-    zone_col = _pick_column(redlines, columns.zone, _ZONE_NAMES, "redline zone")
-    n = len(redlines)
-    if id_col is None:
-        log.warning("redlines: no id column (tried %s); using row numbers 1..%d", ", ".join(_ID_NAMES), n)
-        ids = [str(i + 1) for i in range(n)]
-    else:
-        ids = [_as_text(v) for v in redlines[id_col]]
-        missing = [i for i, v in enumerate(ids) if v is None]
-        if missing:
-            raise InputError(f"redlines: feature(s) at row(s) {missing[:10]} have no {id_col!r}")
-    def text(col):
-        return pd.Series([_as_text(v) for v in redlines[col]] if col else [None] * n, dtype=object)
-
-    out = gpd.GeoDataFrame(
-        {"redline_id": pd.Series(ids, dtype=object), "redline_name": text(name_col), "redline_zone": text(zone_col)},
-        geometry=redlines.geometry.to_crs(crs).to_numpy(),
-        crs=crs,
-    )
-    geoms = out.geometry.to_numpy()
-    for i in np.flatnonzero(shapely.is_missing(geoms) | shapely.is_empty(geoms)):
-        raise InputError(f"redlines: feature {ids[i]!r} (row {i}) has no geometry")
-    for i in np.flatnonzero(~np.isin(shapely.get_type_id(geoms), (3, 6))):
-        raise InputError(f"redlines: feature {ids[i]!r} (row {i}) is a {geoms[i].geom_type}, expected a polygon")
-    invalid = np.flatnonzero(~shapely.is_valid(geoms))
-    if invalid.size:
-        repaired = _polygonal(shapely.make_valid(geoms[invalid]))
-        for i, geom in zip(invalid, repaired):
-            if geom.is_empty or geom.area <= 0:
-                raise InputError(
-                    f"redlines: feature {ids[i]!r} (row {i}) has an invalid geometry "
-                    f"({shapely.is_valid_reason(geoms[i])}) that cannot be repaired into an area"
-                )
-        geoms[invalid] = repaired
-        out = out.set_geometry(geoms, crs=crs)
-        warnings.warn(
-            f"redlines: repaired invalid geometries of feature(s) {[ids[i] for i in invalid]}",
-            UserWarning, stacklevel=2,
-        )
-    return out
-
-
 # --------------------------------------------------------------------------------------------
-# raster steps
+# inputs
 # --------------------------------------------------------------------------------------------
 def _georef(ds: xr.Dataset):
     import rioxarray  # noqa: F401  (registers the .rio accessor)
@@ -299,85 +186,86 @@ def _scene_attrs(ds: xr.Dataset) -> dict[str, str | None]:
     return {
         "before_date": dates["before_datetime"],
         "after_date": dates["after_datetime"],
-        **{key: _as_text(ds.attrs.get(key)) for key in ("sensor", "before_source", "after_source")},
+        **{key: as_text(ds.attrs.get(key)) for key in ("sensor", "before_source", "after_source")},
     }
 
 
-def _label(change: np.ndarray, classes: np.ndarray, connectivity: int) -> tuple[np.ndarray, np.ndarray]:
-    """Connected regions of change pixels of one class: labels 1..n and each label's class code."""
-    if connectivity not in (4, 8):
-        raise InputError(f"connectivity: expected 4 or 8, got {connectivity}")
-    structure = ndimage.generate_binary_structure(2, 2 if connectivity == 8 else 1)
-    known = (classes >= ChangeClass.construction) & (classes <= ChangeClass.other)
-    codes = np.where(change == 1, np.where(known, classes, np.uint8(ChangeClass.other)), np.uint8(0))
-    labels = np.zeros(change.shape, dtype=np.int32)
-    label_class = [0]
-    for code in np.unique(codes[codes > 0]):
-        lab, count = ndimage.label(codes == code, structure=structure)
-        inside = lab > 0
-        labels[inside] = lab[inside] + len(label_class) - 1
-        label_class += [int(code)] * count
-    return labels, np.asarray(label_class, dtype=np.int32)
+def _check_samples(index_samples, shape: tuple[int, int]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Validate ``index_samples = (flat, {name: values})``; return them as arrays."""
+    try:
+        flat, values = index_samples
+    except (TypeError, ValueError):
+        raise InputError("index_samples: expected a pair (flat pixel indices, {variable: values})") from None
+    flat = np.asarray(flat)
+    if flat.ndim != 1 or not (np.issubdtype(flat.dtype, np.integer) or flat.size == 0):
+        raise InputError(f"index_samples: flat indices must be a 1-D integer array, got {flat.dtype} {flat.shape}")
+    if flat.size and (flat.min() < 0 or flat.max() >= shape[0] * shape[1]):
+        raise InputError(f"index_samples: flat indices must lie in 0..{shape[0] * shape[1] - 1} "
+                         f"(row * {shape[1]} + col on the {shape[0]} x {shape[1]} grid)")
+    if not isinstance(values, Mapping):
+        raise InputError(f"index_samples: values must be a mapping {{variable: array}}, got {type(values).__name__}")
+    unknown = sorted(set(values) - set(INDEX_VARIABLES))
+    if unknown:
+        raise InputError(f"index_samples: unknown variable(s) {unknown}; expected names from {list(INDEX_VARIABLES)}")
+    arrays = {}
+    for name, array in values.items():
+        array = np.asarray(array)
+        if array.shape != flat.shape:
+            raise InputError(f"index_samples: {name!r} has shape {array.shape}, expected {flat.shape} like the indices")
+        arrays[name] = array
+    return flat.astype(np.int64, copy=False), arrays
 
 
-def _vectorise(labels: np.ndarray, transform, connectivity: int) -> np.ndarray:
-    """One (Multi)Polygon per label 1..n, from rasterio.features.shapes (GDALPolygonize)."""
-    n = int(labels.max())
-    values, geoms = [], []
-    for geojson, value in rasterio.features.shapes(labels, mask=labels > 0, connectivity=connectivity,
-                                                   transform=transform):
-        values.append(int(value))
-        geoms.append(shapely.geometry.shape(geojson))
-    geoms = np.asarray(geoms, dtype=object)
-    bad = ~shapely.is_valid(geoms)  # 8-connected diagonal joins give self-touching rings
-    geoms[bad] = _polygonal(shapely.make_valid(geoms[bad]))
-    out = np.empty(n + 1, dtype=object)
-    for value, group in pd.Series(range(len(values))).groupby(np.asarray(values)):
-        idx = group.to_numpy()
-        out[value] = geoms[idx[0]] if len(idx) == 1 else shapely.union_all(geoms[idx])
-    return out
+# --------------------------------------------------------------------------------------------
+# index means
+# --------------------------------------------------------------------------------------------
+def _dense_index_means(ds: xr.Dataset, names: list[str], regions: Regions, bins: list[np.ndarray],
+                       acc: MeanAccumulator) -> None:
+    """Accumulate index values read from ``ds`` in row strips.
 
-
-def _zonal(ds: xr.Dataset, label_sets: list[tuple[np.ndarray, int]], names: list[str],
-           confidence: np.ndarray) -> list[dict]:
-    """Per-label ``n_pixels``, maximum ``confidence`` and means of ``names``, for each ``(labels, n)``.
-
-    One pass of row strips: each strip of the index variables is computed once (one dask graph per
-    strip, only the columns holding labels) and only its labelled pixels are accumulated with
-    ``np.bincount`` (sum and count of finite values). The first label set must cover the others.
+    One dask graph per strip (only the columns holding change pixels), only its change pixels
+    accumulated, so the index variables are computed once and never held whole.
     """
-    stats = [{"n_pixels": np.zeros(n + 1, np.int64), "confidence": np.zeros(n + 1, np.int64),
-              **{f"sum_{v}": np.zeros(n + 1) for v in names}, **{f"count_{v}": np.zeros(n + 1) for v in names}}
-             for _, n in label_sets]
-    chunks = ds[names[0]].chunks if names else None
+    chunks = ds[names[0]].chunks
     rows = max(int(chunks[0][0]), 256) if chunks else 512
-    first = label_sets[0][0]
-    for r0 in range(0, first.shape[0], rows):
-        busy = first[r0 : r0 + rows] > 0
-        if not busy.any():
+    height, width = regions.shape
+    edges = np.searchsorted(regions.flat, np.arange(0, height + rows, rows) * width)
+    for r0, lo, hi in zip(range(0, height, rows), edges[:-1], edges[1:]):
+        if hi == lo:
             continue
-        cols = np.flatnonzero(busy.any(axis=0))
-        window = (slice(r0, r0 + rows), slice(int(cols[0]), int(cols[-1]) + 1))
-        where = np.flatnonzero(busy[:, window[1]])
-        labs = [lab[window].ravel()[where] for lab, _ in label_sets]
-        conf = confidence[window].ravel()[where]
-        for st, lab in zip(stats, labs):
-            st["n_pixels"] += np.bincount(lab, minlength=len(st["n_pixels"]))
-            np.maximum.at(st["confidence"], lab, conf)
-        if not names:
-            continue
-        part = ds[names].isel(y=window[0], x=window[1]).compute()
-        for v in names:
-            values = np.asarray(part[v].values, dtype=np.float64).ravel()[where]
-            finite = np.isfinite(values)
-            for st, lab in zip(stats, labs):
-                st[f"sum_{v}"] += np.bincount(lab[finite], weights=values[finite], minlength=len(st["n_pixels"]))
-                st[f"count_{v}"] += np.bincount(lab[finite], minlength=len(st["n_pixels"]))
-    for st in stats:
-        for v in names:
-            total, count = st.pop(f"sum_{v}"), st.pop(f"count_{v}")
-            st[v] = np.divide(total, count, out=np.full(total.shape, np.nan), where=count > 0)
-    return stats
+        r, c = np.divmod(regions.flat[lo:hi], width)
+        c0 = int(c.min())
+        part = ds[names].isel(y=slice(r0, r0 + rows), x=slice(c0, int(c.max()) + 1)).compute()
+        acc.add([b[lo:hi] for b in bins], {v: np.asarray(part[v].values)[r - r0, c - c0] for v in names})
+
+
+def _sample_index_means(samples: tuple[np.ndarray, dict], names: list[str], regions: Regions,
+                        bins: list[np.ndarray], acc: MeanAccumulator) -> None:
+    """Accumulate index values handed over per change pixel (samples off the change pixels are ignored)."""
+    flat, values = samples
+    if np.array_equal(flat, regions.flat):  # exactly the change pixels, in raster order
+        acc.add(bins, {v: values[v] for v in names})
+        return
+    at = regions.positions(flat)
+    on = at >= 0
+    at = at[on]
+    acc.add([b[at] for b in bins], {v: np.asarray(values[v])[on] for v in names})
+
+
+def _equal_area(geoms: np.ndarray, crs, res: float):
+    """Geometries in :data:`EQUAL_AREA_CRS` (edges densified to ``100 * res`` first), their areas
+    (m2), their centroids there and the centroids in EPSG:4326 longitude/latitude."""
+    bounds = shapely.bounds(geoms)
+    # only pieces whose bounding-box diagonal exceeds the step can hold a longer edge to split;
+    # most patches are far smaller
+    long = np.flatnonzero(np.hypot(bounds[:, 2] - bounds[:, 0], bounds[:, 3] - bounds[:, 1]) > 100 * res)
+    dense = np.array(geoms, dtype=object)
+    dense[long] = shapely.segmentize(dense[long], 100 * res)
+    ea = gpd.GeoSeries(dense, crs=crs).to_crs(EQUAL_AREA_CRS)
+    centroids = ea.centroid
+    lonlat = centroids.to_crs("EPSG:4326")
+    return (ea.to_numpy(), shapely.area(ea.to_numpy()), (centroids.x.to_numpy(), centroids.y.to_numpy()),
+            (lonlat.x.to_numpy(), lonlat.y.to_numpy()))
 
 
 # --------------------------------------------------------------------------------------------
@@ -390,31 +278,32 @@ def _confidence_name(code) -> str:
         return str(int(code))
 
 
-def _location_id(redline_id, zone, class_code: int, point, cell_m: float) -> str:
-    ix, iy = math.floor(point.x / cell_m), math.floor(point.y / cell_m)
-    text = f"{redline_id or ''}|{zone or ''}|{class_code}|{ix}|{iy}"
-    return "chg-" + hashlib.sha1(text.encode("utf-8")).hexdigest()[:16]
+def _location_ids(redline_id, zone, class_code, x, y, cell_m: float) -> list[str]:
+    """``chg-`` + 16 hex digits of SHA-1 over redline id, zone, class and the snapped centroid."""
+    ix, iy = np.floor(x / cell_m).astype(np.int64), np.floor(y / cell_m).astype(np.int64)
+    return ["chg-" + hashlib.sha1(f"{r or ''}|{z or ''}|{c}|{i}|{j}".encode("utf-8")).hexdigest()[:16]
+            for r, z, c, i, j in zip(redline_id, zone, class_code.tolist(), ix.tolist(), iy.tolist())]
 
 
 def _key(redline_id, zone) -> str:
-    return f"{_as_text(redline_id) or ''}|{_as_text(zone) or ''}"
+    return f"{as_text(redline_id) or ''}|{as_text(zone) or ''}"
 
 
-def _reconcile(table: gpd.GeoDataFrame, ea_geoms: np.ndarray, previous: gpd.GeoDataFrame,
+def _reconcile(redline_id, zone, ea_geoms: np.ndarray, previous: gpd.GeoDataFrame,
                match_iou: float) -> tuple[list, list]:
-    """Previous ``patch_id``/``first_detected`` for each row of ``table`` (None when unmatched)."""
+    """Previous ``patch_id``/``first_detected`` for each new piece (None when unmatched)."""
     if "patch_id" not in previous.columns:
         raise InputError("previous patches: column 'patch_id' is missing")
     if previous.crs is None:
         raise InputError("previous patches: no CRS")
-    ids, first = [None] * len(table), [None] * len(table)
-    if not len(previous) or not len(table):
+    ids, first = [None] * len(ea_geoms), [None] * len(ea_geoms)
+    if not len(previous) or not len(ea_geoms):
         return ids, first
     prev = previous.to_crs(EQUAL_AREA_CRS)
-    prev_geoms = _polygonal(shapely.make_valid(prev.geometry.to_numpy()))
+    prev_geoms = polygonal(shapely.make_valid(prev.geometry.to_numpy()))
     prev_keys = np.asarray([_key(r, z) for r, z in zip(prev.get("redline_id", [None] * len(prev)),
                                                          prev.get("redline_zone", [None] * len(prev)))])
-    new_keys = np.asarray([_key(r, z) for r, z in zip(table["redline_id"], table["redline_zone"])])
+    new_keys = np.asarray([_key(r, z) for r, z in zip(redline_id, zone)])
     inew, iprev = shapely.STRtree(prev_geoms).query(ea_geoms, predicate="intersects")
     same = new_keys[inew] == prev_keys[iprev]
     inew, iprev = inew[same], iprev[same]
@@ -426,7 +315,7 @@ def _reconcile(table: gpd.GeoDataFrame, ea_geoms: np.ndarray, previous: gpd.GeoD
     ok = (iou >= match_iou) | inside
     order = np.lexsort((iprev[ok], inew[ok], -iou[ok]))
     used_prev = set()
-    prev_ids = [_as_text(v) for v in prev["patch_id"]]
+    prev_ids = [as_text(v) for v in prev["patch_id"]]
     prev_first = [_as_date(v, "previous patches: first_detected") for v in prev["first_detected"]] \
         if "first_detected" in prev else [None] * len(prev)
     for i, j in zip(inew[ok][order], iprev[ok][order]):
@@ -434,6 +323,21 @@ def _reconcile(table: gpd.GeoDataFrame, ea_geoms: np.ndarray, previous: gpd.GeoD
             ids[i], first[i] = prev_ids[j], prev_first[j]
             used_prev.add(j)
     return ids, first
+
+
+def _stable_ids(matched: list, taken: set, redline_id, zone, codes, area, cx, cy, cell_m: float) -> list[str]:
+    """Matched ids, else location ids; collisions get ``-2``, ``-3``... (larger piece first)."""
+    ids = list(matched)
+    new = [i for i in np.lexsort((cy, cx, -area)).tolist() if ids[i] is None]
+    bases = _location_ids(redline_id[new], zone[new], codes[new], cx[new], cy[new], cell_m)
+    for i, base in zip(new, bases):
+        candidate, k = base, 1
+        while candidate in taken:
+            k += 1
+            candidate = f"{base}-{k}"
+        ids[i] = candidate
+        taken.add(candidate)
+    return ids
 
 
 # --------------------------------------------------------------------------------------------
@@ -448,6 +352,7 @@ def patches_from_change(
     redline_columns: RedlineColumns | None = None,
     match_iou: float = 0.3,
     id_cell_m: float = 100.0,
+    index_samples: tuple[np.ndarray, Mapping[str, np.ndarray]] | None = None,
 ) -> gpd.GeoDataFrame:
     """Vectorise change regions into a patch table with class, confidence, area, evidence and stable ids.
 
@@ -469,6 +374,14 @@ def patches_from_change(
         Minimum intersection over union for a previous patch to pass its id on (0-1).
     id_cell_m : float
         Grid step (m, in :data:`EQUAL_AREA_CRS`) the centroid is snapped to for new ids.
+    index_samples : (ndarray, mapping), optional
+        Index values of the change pixels from a fused change pass: ``(flat, values)`` with
+        ``flat`` the flat pixel indices (``row * width + col`` on the dataset grid, int, each
+        pixel once, any order) and ``values`` ``{name: array}`` aligned with ``flat`` for names
+        of :data:`INDEX_VARIABLES` (float32; missing names give NaN columns and a warning).
+        The patch means are NaN-skipping means of the samples falling in the patch (or clipped
+        piece); samples off the change pixels are ignored, change pixels without a sample do
+        not count. The dataset's index variables are then not read (they may be absent).
 
     Returns
     -------
@@ -479,7 +392,8 @@ def patches_from_change(
     Raises
     ------
     InputError
-        Missing variables/attributes/CRS, bad parameters or redlines (:func:`prepare_redlines`).
+        Missing variables/attributes/CRS, bad parameters, bad ``index_samples`` or redlines
+        (:func:`prepare_redlines`).
     """
     crs, transform = _georef(ds)
     if not 0.0 < match_iou <= 1.0:
@@ -487,104 +401,95 @@ def patches_from_change(
     if not id_cell_m > 0:
         raise InputError(f"id_cell_m: expected a positive length in metres, got {id_cell_m}")
     scene = _scene_attrs(ds)
+    shape = (ds.sizes["y"], ds.sizes["x"])
+    samples = _check_samples(index_samples, shape) if index_samples is not None else None
     zones = prepare_redlines(redlines, crs, redline_columns) if redlines is not None else None
     masks = ds[["change", "change_class", "confidence"]].compute()
-    change = np.asarray(masks["change"].values)
-    labels, label_class = _label(change, np.asarray(masks["change_class"].values), connectivity)
-    n = len(label_class) - 1
+    regions = label_regions(np.asarray(masks["change"].values), np.asarray(masks["change_class"].values),
+                            connectivity)
+    n = regions.n
     if n == 0:
         log.info("no change pixels: empty patch table")
         return empty_patches(crs)
-    confidence = np.asarray(masks["confidence"].values)
-    geoms = _vectorise(labels, transform, connectivity)
+    pixel_conf = np.asarray(masks["confidence"].values).ravel()[regions.flat]
+    del masks
+    geoms = region_polygons(regions, transform)
 
     # pieces: patches, or patches clipped to redline features
     if zones is None:
         parent = np.arange(1, n + 1)
         piece_geoms = geoms[1:]
-        redline = pd.DataFrame({"redline_id": [None] * n, "redline_name": [None] * n, "redline_zone": [None] * n})
-        piece_labels = labels
+        redline = {k: np.full(n, None, dtype=object) for k in _REDLINE_KEYS}
+        bins = [regions.label]
     else:
-        ipatch, izone = shapely.STRtree(zones.geometry.to_numpy()).query(geoms[1:], predicate="intersects")
-        clipped = _polygonal(shapely.intersection(geoms[1:][ipatch], zones.geometry.to_numpy()[izone]))
-        keep = shapely.area(clipped) > 0
-        order = np.lexsort((izone[keep], ipatch[keep]))
-        parent, izone, piece_geoms = ipatch[keep][order] + 1, izone[keep][order], clipped[keep][order]
-        redline = zones.iloc[izone][["redline_id", "redline_name", "redline_zone"]].reset_index(drop=True)
-        if not len(piece_geoms):
+        clipped = clip_to_redlines(geoms[1:], zones.geometry.to_numpy())
+        if not len(clipped.geometry):
             log.info("%d change patches, none inside the redlines: empty patch table", n)
             return empty_patches(crs)
-        piece_labels = rasterio.features.rasterize(
-            zip(piece_geoms, range(1, len(piece_geoms) + 1)), out_shape=labels.shape, transform=transform,
-            fill=0, dtype="int32",
-        )
-        piece_labels[labels == 0] = 0
+        parent, piece_geoms = clipped.patch + 1, clipped.geometry
+        redline = {k: np.asarray([as_text(v) for v in zones[k]], dtype=object)[clipped.zone] for k in _REDLINE_KEYS}
+        bins = [regions.label, assign_pieces(regions, parent, clipped.zone, clipped.whole, zones.geometry.to_numpy(),
+                                             transform)]
     n_pieces = len(piece_geoms)
-    names = [v for v in INDEX_VARIABLES if v in ds.data_vars]
+    sizes = [n + 1, n_pieces + 1][: len(bins)]
+    n_pixels = [np.bincount(b, minlength=size) for b, size in zip(bins, sizes)]
+    conf = [np.zeros(size, np.int64) for size in sizes]
+    for b, c in zip(bins, conf):
+        np.maximum.at(c, b, pixel_conf)
+    names = [v for v in INDEX_VARIABLES if v in (samples[1] if samples else ds.data_vars)]
     if len(names) < len(INDEX_VARIABLES):
-        log.warning("change dataset lacks %s: their columns are NaN", sorted(set(INDEX_VARIABLES) - set(names)))
-    label_sets = [(labels, n)] if zones is None else [(labels, n), (piece_labels, n_pieces)]
-    stats = _zonal(ds, label_sets, names, confidence)
-    piece_stats = stats[-1]
-    has_px = piece_stats["n_pixels"][1:] > 0  # slivers without a pixel centre use their patch's values
-    conf = np.where(has_px, piece_stats["confidence"][1:], stats[0]["confidence"][parent])
+        log.warning("change %s lacks %s: their columns are NaN", "index_samples" if samples else "dataset",
+                    sorted(set(INDEX_VARIABLES) - set(names)))
+    acc = MeanAccumulator(sizes, names)
+    if samples is not None:
+        _sample_index_means(samples, names, regions, bins, acc)
+    elif names:
+        _dense_index_means(ds, names, regions, bins, acc)
+    patch_means, piece_means = acc.means(0), acc.means(len(bins) - 1)
+    has_px = n_pixels[-1][1:] > 0  # slivers without a pixel centre use their patch's values
+    piece_conf = np.where(has_px, conf[-1][1:], conf[0][parent])
 
-    # equal-area measures
-    res = max(abs(transform.a), abs(transform.e))
-    ea = gpd.GeoSeries(shapely.segmentize(piece_geoms, 100 * res), crs=crs).to_crs(EQUAL_AREA_CRS)
-    ea_geoms = ea.to_numpy()
-    centroids = ea.centroid
-    lonlat = centroids.to_crs("EPSG:4326")
-    codes = label_class[parent]
-    conf = np.asarray(conf, dtype=np.int64)
-    table = gpd.GeoDataFrame(
-        {
-            "change_class": [ChangeClass(int(c)).name for c in codes],
-            "class_code": codes.astype("int32"),
-            "confidence": [_confidence_name(c) for c in conf],
-            "confidence_code": conf.astype("int32"),
-            "area_m2": shapely.area(ea_geoms),
-            "n_pixels": piece_stats["n_pixels"][1:].astype("int64"),
-            "centroid_lon": lonlat.x.to_numpy(),
-            "centroid_lat": lonlat.y.to_numpy(),
-            **{k: redline[k].to_numpy(dtype=object) for k in ("redline_id", "redline_name", "redline_zone")},
-            **{k: [scene[k]] * n_pieces for k in ("before_date", "after_date")},
-            "first_detected": [scene["after_date"]] * n_pieces,
-            "last_detected": [scene["after_date"]] * n_pieces,
-            **{k: [scene[k]] * n_pieces for k in ("sensor", "before_source", "after_source")},
-            **{v: (np.where(has_px, piece_stats[v][1:], stats[0][v][parent]) if v in names else np.full(n_pieces, np.nan))
-               for v in INDEX_VARIABLES},
-        },
-        geometry=piece_geoms,
-        crs=crs,
-    )
+    ea_geoms, area, (cx, cy), (lon, lat) = _equal_area(piece_geoms, crs, max(abs(transform.a), abs(transform.e)))
+    codes = regions.label_class[parent]
 
     # stable ids
     if previous is not None:
-        matched_ids, matched_first = _reconcile(table, ea_geoms, previous, match_iou)
+        matched_ids, matched_first = _reconcile(redline["redline_id"], redline["redline_zone"], ea_geoms,
+                                                previous, match_iou)
     else:
         matched_ids, matched_first = [None] * n_pieces, [None] * n_pieces
     taken = {i for i in matched_ids if i}
     if previous is not None and "patch_id" in previous:
-        taken |= {_as_text(v) for v in previous["patch_id"] if _as_text(v)}
-    ids = list(matched_ids)
-    for i in sorted(range(n_pieces), key=lambda i: (-table["area_m2"].iat[i], centroids.x.iat[i], centroids.y.iat[i])):
-        if ids[i] is None:
-            base = _location_id(table["redline_id"].iat[i], table["redline_zone"].iat[i], int(codes[i]),
-                                centroids.iat[i], id_cell_m)
-            candidate, k = base, 1
-            while candidate in taken:
-                k += 1
-                candidate = f"{base}-{k}"
-            ids[i] = candidate
-            taken.add(candidate)
-    table.insert(0, "patch_id", ids)
-    table["first_detected"] = [min(f, scene["after_date"]) if f else scene["after_date"] for f in matched_first]
+        taken |= {as_text(v) for v in previous["patch_id"] if as_text(v)}
+    ids = _stable_ids(matched_ids, taken, redline["redline_id"], redline["redline_zone"], codes, area, cx, cy,
+                      id_cell_m)
+
+    def same(value):
+        return np.full(n_pieces, value, dtype=object)
+
+    columns = {
+        "patch_id": ids,
+        "change_class": [ChangeClass(c).name for c in codes.tolist()],
+        "class_code": codes,
+        "confidence": [_confidence_name(c) for c in piece_conf.tolist()],
+        "confidence_code": piece_conf,
+        "area_m2": area,
+        "n_pixels": n_pixels[-1][1:],
+        "centroid_lon": lon,
+        "centroid_lat": lat,
+        **redline,
+        "before_date": same(scene["before_date"]),
+        "after_date": same(scene["after_date"]),
+        "first_detected": [min(f, scene["after_date"]) if f else scene["after_date"] for f in matched_first],
+        "last_detected": same(scene["after_date"]),
+        **{k: same(scene[k]) for k in ("sensor", "before_source", "after_source")},
+        **{v: (np.where(has_px, piece_means[v][1:], patch_means[v][parent]) if v in names
+               else np.full(n_pieces, np.nan)) for v in INDEX_VARIABLES},
+    }
+    # object text with None for missing, also under pandas 3 (whose default str dtype holds NaN)
+    table = gpd.GeoDataFrame({k: pd.Series(v, dtype=PATCH_COLUMNS[k]) for k, v in columns.items()},
+                             geometry=piece_geoms, crs=crs)
     table = table.sort_values(["area_m2", "patch_id"], ascending=[False, True], kind="stable").reset_index(drop=True)
     log.info("%d change patches (%d pieces kept), %d matched to previous patches", n, n_pieces,
              sum(1 for i in matched_ids if i))
-    table = table[[*PATCH_COLUMNS, "geometry"]].astype({k: v for k, v in PATCH_COLUMNS.items() if v != "object"})
-    for col in (k for k, v in PATCH_COLUMNS.items() if v == "object"):
-        # object text with None for missing, also under pandas 3 (whose default str dtype holds NaN)
-        table[col] = pd.Series([_as_text(v) for v in table[col]], index=table.index, dtype=object)
-    return table
+    return table[[*PATCH_COLUMNS, "geometry"]]
