@@ -50,6 +50,7 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "write_product_item",
+    "write_item",
     "load_catalog",
     "load_collection",
     "load_item",
@@ -346,11 +347,12 @@ def _collection_extent_of_items(collection_dir: Path, links: list[dict[str, Any]
     return extents
 
 
-def _new_collection(collection_id: str, item_extent: tuple[list[float], str, str]) -> dict[str, Any]:
+def _new_collection(collection_id: str, item_extent: tuple[list[float], str, str],
+                    description: str | None = None) -> dict[str, Any]:
     bbox, start, end = item_extent
     collection = pystac.Collection(
         id=collection_id,
-        description=f"rsmon gridded products: {collection_id}",
+        description=description or f"rsmon gridded products: {collection_id}",
         extent=pystac.Extent(
             pystac.SpatialExtent([bbox]),
             pystac.TemporalExtent([[parse_datetime(start), parse_datetime(end)]]),
@@ -367,13 +369,14 @@ def _new_collection(collection_id: str, item_extent: tuple[list[float], str, str
     return data
 
 
-def _update_collection(collection_file: Path, collection_id: str, item_id: str, item_data: dict[str, Any]) -> None:
+def _update_collection(collection_file: Path, collection_id: str, item_id: str, item_data: dict[str, Any],
+                       description: str | None = None) -> None:
     item_extent = _item_extent(item_data)
     assert item_extent is not None
     if collection_file.exists():
         data = _read_json(collection_file)
     else:
-        data = _new_collection(collection_id, item_extent)
+        data = _new_collection(collection_id, item_extent, description)
     href = f"./{item_id}/{item_id}.json"
     links = data.get("links", [])
     kept = [lk for lk in links if not (lk.get("rel") == "item" and lk.get("href") == href)]
@@ -467,13 +470,65 @@ def write_product_item(
     root_dir = check_output_dir(catalog_dir)
     item_file = item_path(root_dir, collection_id, item_id)
     item = _build_item(item_file, collection_id, item_id, assets, grid, ds, provenance, title)
-    item_data = _item_dict(item)
+    return _store_item(root_dir, collection_id, item_id, _item_dict(item))
+
+
+def _store_item(root_dir: Path, collection_id: str, item_id: str, item_data: dict[str, Any],
+                description: str | None = None) -> Path:
+    """Write the Item JSON and update its Collection and the root, under the catalog lock."""
+    item_file = item_path(root_dir, collection_id, item_id)
     with _catalog_lock(root_dir):
         _write_json(item_file, item_data)
-        _update_collection(root_dir / collection_id / "collection.json", collection_id, item_id, item_data)
+        _update_collection(root_dir / collection_id / "collection.json", collection_id, item_id, item_data,
+                           description)
         _update_root(root_dir / "catalog.json", collection_id)
     log.info("catalogued %s/%s in %s", collection_id, item_id, root_dir)
     return item_file
+
+
+def write_item(catalog_dir: str | os.PathLike, item: Mapping[str, Any], description: str | None = None) -> Path:
+    """Add (or replace) an Item given as STAC JSON, and update its Collection and the root.
+
+    For items that are not gridded products (catalogued input files, job outputs such as fire
+    points or change patches). The Item's ``collection`` names the Collection; its ``root``,
+    ``parent`` and ``collection`` links are set here; asset hrefs are kept as given (relative
+    hrefs are relative to the Item file, ``<catalog_dir>/<collection>/<id>/<id>.json``).
+
+    Parameters
+    ----------
+    catalog_dir : str or path-like
+        Root folder of the catalog (created if missing).
+    item : mapping
+        STAC Item JSON with ``id``, ``collection``, ``bbox``, ``geometry`` and ``properties``
+        holding ``start_datetime``/``end_datetime`` or ``datetime``.
+    description : str, optional
+        Description of the Collection when this Item creates it.
+
+    Returns
+    -------
+    pathlib.Path
+        The Item JSON file.
+
+    Raises
+    ------
+    InputError
+        Ids that cannot name a folder, an Item without time, or not a valid STAC Item.
+    FormatError, OutputError
+        As :func:`write_product_item`.
+    """
+    data = json.loads(json.dumps(dict(item)))  # a deep, JSON-clean copy
+    item_id = _check_id(data.get("id"), "item id")
+    collection_id = _check_id(data.get("collection"), "item collection")
+    if _item_extent(data) is None:
+        raise InputError(f"item {item_id}: needs bbox and datetime or start_datetime/end_datetime")
+    data["links"] = [lk for lk in data.get("links", []) if lk.get("rel") not in ("self", "root", "parent", "collection")]
+    data["links"] += [_link("root", "../../catalog.json"), _link("parent", "../collection.json"),
+                      _link("collection", "../collection.json")]
+    try:
+        pystac.Item.from_dict(data, preserve_dict=True)
+    except Exception as exc:  # pystac raises several classes for malformed items
+        raise InputError(f"item {item_id}: not a valid STAC Item ({exc})") from None
+    return _store_item(check_output_dir(catalog_dir), collection_id, item_id, data, description)
 
 
 # --------------------------------------------------------------------------------------------

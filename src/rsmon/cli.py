@@ -15,6 +15,7 @@ from typing import Sequence
 
 from rsmon import __version__
 from rsmon.errors import InputError, RsmonError
+from rsmon.workflow import cli as workflow_cli
 
 log = logging.getLogger("rsmon")
 
@@ -383,6 +384,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", default="demo-output", help="output folder (default demo-output)")
     demo.add_argument("--seed", type=int, default=20190612)
     demo.set_defaults(func=_cmd_demo)
+    workflow_cli.register(sub, _Parser)  # ingest, run, schedule, runs
     return p
 
 
