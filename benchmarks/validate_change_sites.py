@@ -6,6 +6,12 @@ hongkong, mumbai, rennes with <city>-cm.tif labels. One parameter set (ChangePar
 every site. Prints a markdown table (and, with --ablation, the F1 of design variants).
 
     .venv/bin/python benchmarks/validate_change_sites.py [--ablation] [--sites taizhou,nanjing,...]
+    .venv/bin/python benchmarks/validate_change_sites.py --fit-sample PAIR_DIR [--budgets 4e6,16e6]
+
+``--fit-sample`` compares, on a large pair (``PAIR_DIR/before``, ``PAIR_DIR/after``, e.g. the
+simulated tile of ``rsmon sim s2``), the fit on a subset of blocks (``ChangeParams.fit_sample_px``)
+with the whole-scene fit (streamed over every block, two passes), and the raw change codes both
+give on an independent set of blocks.
 
 The scenes are read by the private loader below into the ``rsmon.io.optical.open_optical``
 structure (float32 bands on ("y", "x"), attrs datetime/sensor/radiometry), with dask chunks of
@@ -205,6 +211,7 @@ ABLATIONS = {
     "no closing, no MMU": {"closing_px": 0, "mmu_px": 0},
     "opening 1 px": {"opening_px": 1},
     "MMU 8 px": {"mmu_px": 8},
+    "fit on 250k px of blocks": {"fit_sample_px": 250_000},
 }
 #: the index rule combined with the (default) CVA change instead of only classifying it
 RULE_COMBINATIONS = ("CVA or rule", "CVA and rule")
@@ -216,7 +223,7 @@ def ablation(sites, chunk: int, load=load_site) -> str:
     lines = ["| site | baseline | " + " | ".join(cols) + " |", "|" + "---|" * (len(cols) + 2)]
     for name in sites:
         before, after, reference, *_ = load(name, chunk)
-        before, after = before.compute(), after.compute()
+        before, after = before.compute().chunk(chunk), after.compute().chunk(chunk)  # blocks for the fit
         cells = [_fmt(change_scores(cva_otsu_baseline(before, after).values, reference).f1)]
         for changes in ABLATIONS.values():
             ds = detect_change(before, after, dataclasses.replace(ChangeParams(), **changes))
@@ -230,6 +237,93 @@ def ablation(sites, chunk: int, load=load_site) -> str:
     return "\n".join(lines)
 
 
+def _whole_scene_fit(inputs, params):
+    """The fit of ``rsmon.products.change_numpy.fit_whole_scene`` streamed block row by block row:
+    strided sample of the whole scene, then the histogram of every valid land pixel."""
+    import math
+
+    from rsmon.products.change_fit import read_blocks
+    from rsmon.products.change_numpy import threshold_attrs
+    from rsmon.products.change_threshold import fit_normalisation, masked_histogram
+
+    p = params
+    height, width = inputs.shape
+    rows0, cols0 = inputs.block_starts
+    n_rows, n_cols = len(inputs.chunks[0]), len(inputs.chunks[1])
+    step = max(1, int(math.floor(math.sqrt(height * width / p.normalisation_sample_px))))
+    keys, sb, sa, land = [], [], [], []
+    for i in range(n_rows):
+        for j, block in enumerate(read_blocks(inputs, [(i, j) for j in range(n_cols)])):
+            valid, on_land = block.masks()
+            r0, c0 = int(rows0[i]), int(cols0[j])
+            rs, cs = slice((-r0) % step, None, step), slice((-c0) % step, None, step)
+            ok = valid[rs, cs]
+            rr, cc = np.nonzero(ok)
+            keys.append((rr * step + r0 + (-r0) % step) * width + cc * step + c0 + (-c0) % step)
+            sb.append(np.stack([band[rs, cs][ok] for band in block.before]))
+            sa.append(np.stack([band[rs, cs][ok] for band in block.after]))
+            land.append(on_land[rs, cs][ok])
+    order = np.argsort(np.concatenate(keys), kind="stable")
+    sb = np.concatenate(sb, axis=1)[:, order].astype(np.float64)
+    sa = np.concatenate(sa, axis=1)[:, order].astype(np.float64)
+    land = np.concatenate(land)[order]
+    norm = fit_normalisation(sb, sa, p, scale_mask=land)
+    gains, offsets, scales = (np.asarray(v) for v in (norm.gains, norm.offsets, norm.diff_scales))
+    sample_mag = np.sqrt((((sa[:, land] - (gains[:, None] * sb[:, land] + offsets[:, None])) / scales[:, None]) ** 2)
+                         .sum(axis=0))
+    upper = float(np.quantile(sample_mag, p.histogram_quantile))
+    counts = np.zeros(p.histogram_bins, np.int64)
+    for i in range(n_rows):
+        for block in read_blocks(inputs, [(i, j) for j in range(n_cols)]):
+            valid, on_land = block.masks()
+            values = block.magnitudes(norm, valid & on_land)
+            part, edges = masked_histogram(values, np.ones(values.shape, bool), p.histogram_bins, upper)
+            counts += part
+    return norm, threshold_attrs(counts, edges, norm, p, True)["threshold"], upper / p.histogram_bins
+
+
+def fit_sample_check(folder: Path, budgets) -> str:
+    """Markdown table: block-subset fits against the whole-scene fit on a large pair."""
+    import rasterio
+
+    from rsmon.io.optical import align_pair, open_optical
+    from rsmon.products.change_fit import fit_change, read_blocks
+    from rsmon.products.change_pixels import pair_inputs
+
+    after = open_optical(folder / "after")
+    before = align_pair(open_optical(folder / "before"), after)[0]
+    params = ChangeParams()
+    inputs = pair_inputs(before, after, params, after.attrs.get("radiometry", "reflectance"))
+    n_rows, n_cols = len(inputs.chunks[0]), len(inputs.chunks[1])
+    with rasterio.Env(GDAL_CACHEMAX=128 << 20):
+        t0 = time.perf_counter()
+        norm, thr, bin_width = _whole_scene_fit(inputs, params)
+        seconds = time.perf_counter() - t0
+        # evaluation blocks: every third block, off the fit grids' centres
+        evaluation = read_blocks(inputs, [(i, j) for i in range(1, n_rows, 3) for j in range(2, n_cols, 3)])
+        reference = [block.codes(norm, thr) for block in evaluation]
+        n_valid = sum(int((c != 255).sum()) for c in reference)
+        n_change = sum(int((c == 1).sum()) for c in reference)
+        lines = [f"whole-scene fit: threshold {thr:.3f} (histogram bin {bin_width:.4f}), {seconds:.0f} s; "
+                 f"evaluated on {len(evaluation)} blocks, {n_valid:,} valid and {n_change:,} change pixels", "",
+                 "| fit_sample_px | fit blocks (pixels) | fit s | threshold (bins from whole) | max band-scale "
+                 "difference | max gain difference | change pixels vs whole | pixels that differ (% of change) |",
+                 "|" + "---|" * 8]
+        for budget in budgets:
+            t0 = time.perf_counter()
+            fit = fit_change(inputs, dataclasses.replace(params, fit_sample_px=int(budget)))
+            seconds = time.perf_counter() - t0
+            codes = [block.codes(fit.normalisation, fit.threshold) for block in evaluation]
+            differ = sum(int(((c == 1) != (r == 1)).sum()) for c, r in zip(codes, reference))
+            n = sum(int((c == 1).sum()) for c in codes)
+            scale = np.max(np.abs(np.array(fit.normalisation.diff_scales) / np.array(norm.diff_scales) - 1))
+            gain = np.max(np.abs(np.array(fit.normalisation.gains) / np.array(norm.gains) - 1))
+            lines.append(f"| {int(budget):,} | {fit.n_fit_blocks} ({fit.n_fit_px:,}) | {seconds:.1f} | "
+                         f"{fit.threshold:.3f} ({(fit.threshold - thr) / bin_width:+.1f}) | {scale:.1%} | {gain:.1%} | "
+                         f"{n / n_change - 1:+.2%} | {differ:,} ({differ / n_change:.2%}) |")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sites", default=",".join(ALL_SITES))
@@ -237,7 +331,14 @@ def main(argv=None) -> int:
     parser.add_argument("--ablation", action="store_true", help="also print F1 of design variants")
     parser.add_argument("--reader", choices=("auto", "rsmon", "private"), default="auto",
                         help="rsmon.io.optical (auto: when installed) or this script's private loader")
+    parser.add_argument("--fit-sample", type=Path, default=None, metavar="PAIR_DIR",
+                        help="instead: compare block-subset fits with the whole-scene fit on PAIR_DIR/{before,after}")
+    parser.add_argument("--budgets", default="2e6,4e6,6.5e6,10e6,16e6",
+                        help="fit_sample_px values for --fit-sample (default 2e6,4e6,6.5e6,10e6,16e6)")
     args = parser.parse_args(argv)
+    if args.fit_sample is not None:
+        print(fit_sample_check(args.fit_sample, [float(b) for b in args.budgets.split(",")]))
+        return 0
     sites = [s.strip() for s in args.sites.split(",") if s.strip()]
     unknown = sorted(set(sites) - set(ALL_SITES))
     if unknown:

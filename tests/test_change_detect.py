@@ -134,7 +134,7 @@ def test_detect_change_lazy_and_chunk_independent():
     before, after = pair(chunks=32)
     with dask.config.set(scheduler=counter):
         lazy = detect_change(before, after)
-    assert counter.calls == 2          # the normalisation sample and the magnitude histogram
+    assert counter.calls == 1          # the fit blocks (normalisation and magnitude histogram)
     for name in ("change", "change_class", "confidence", "magnitude", "ndvi_after"):
         assert isinstance(lazy[name].data, da.Array), name
     whole = detect_change(*pair())
@@ -193,3 +193,131 @@ def test_bad_input():
         ChangeParams.from_dict({"mmu": 4})
     with pytest.raises(InputError, match="mmu_connectivity"):
         ChangeParams(mmu_connectivity=6)
+
+
+# ------------------------------------------------------------------------------------------------
+# fused kernel and block pass against the whole-array NumPy reference
+# ------------------------------------------------------------------------------------------------
+
+def _with_qa_and_bad_pixels(before, after):
+    """The synthetic pair with product QA layers, a NaN, a saturated pixel and a QA-cloudy strip."""
+    before, after = before.copy(), after.copy()
+    shape = before["blue"].shape
+    clear_b = np.ones(shape, bool)
+    clear_a = np.ones(shape, bool)
+    clear_a[60:64, :] = False                       # QA cloud over a strip
+    water = np.zeros(shape, bool)
+    water[100:115, 20:50] = True                    # the lake, flagged by the QA
+    for ds, clear in ((before, clear_b), (after, clear_a)):
+        ds["clear"] = (("y", "x"), clear)
+        ds["water"] = (("y", "x"), water)
+    blue = after["blue"].values.copy()
+    blue[5, 5] = np.nan
+    blue[6, 6] = 1.5                                 # saturated
+    after["blue"] = (("y", "x"), blue)
+    return before, after
+
+
+def _dn(ds):
+    out = ds.copy()
+    for b in BANDS:
+        out[b] = np.clip(np.round(ds[b] * 600.0), 0, 255).astype(np.float32)
+    return out.assign_attrs(radiometry="dn")
+
+
+@pytest.mark.parametrize("variant", ["reflectance", "qa", "dn", "em-opening"])
+def test_fused_kernel_equals_numpy_reference(variant):
+    from rsmon.products.change import detect_change_blocks, detect_change_numpy
+    from rsmon.products.patches import INDEX_VARIABLES
+
+    before, after = pair(chunks=32)                  # 16 blocks: the halo crosses block edges
+    params = ChangeParams()
+    if variant == "qa":
+        before, after = _with_qa_and_bad_pixels(before, after)
+    elif variant == "dn":
+        before, after = _dn(before), _dn(after)
+    elif variant == "em-opening":
+        params = ChangeParams(threshold_method="em", opening_px=1, closing_px=2, mmu_px=6, mmu_connectivity=8)
+    ref = detect_change_numpy(before, after, params)
+    lazy = detect_change(before, after, params).compute()
+    blocks = detect_change_blocks(before, after, params)
+    assert int((ref["change"] == 1).sum()) >= 200 and int((ref["change"] == 255).sum()) >= 100   # the cloud
+    for name in ref.data_vars:
+        np.testing.assert_array_equal(lazy[name].values, ref[name].values, err_msg=name)  # NaN == NaN here
+    for name in ("change", "change_class", "confidence"):
+        np.testing.assert_array_equal(getattr(blocks, name), ref[name].values, err_msg=name)
+    for key in ("threshold", "n_sample", "n_pif", "normalisation_nir", "change_params"):
+        assert blocks.attrs[key] == lazy.attrs[key] == ref.attrs[key], key
+    # the sparse samples: every change pixel once, with the reference index values
+    change = ref["change"].values.ravel() == 1
+    order = np.argsort(blocks.index_flat)
+    np.testing.assert_array_equal(blocks.index_flat[order], np.flatnonzero(change))
+    assert set(blocks.index_values) == set(INDEX_VARIABLES)
+    for name, values in blocks.index_values.items():
+        np.testing.assert_array_equal(values[order], ref[name].values.ravel()[change], err_msg=name)
+    assert blocks.n_change == int(change.sum()) and blocks.n_valid == int((ref["change"].values != 255).sum())
+
+
+def test_block_fit_equals_the_whole_scene_fit_on_a_small_scene():
+    from rsmon.products.change_fit import fit_block_indices, fit_change
+    from rsmon.products.change_numpy import fit_whole_scene
+    from rsmon.products.change_pixels import pair_inputs
+
+    before, after = pair(chunks=32)
+    params = ChangeParams()
+    fit = fit_change(pair_inputs(before, after, params, "reflectance"), params)
+    assert (fit.n_fit_blocks, fit.n_blocks, fit.n_fit_px) == (16, 16, 120 * 120)   # small: every pixel
+    *_, norm, attrs = fit_whole_scene(*(ds.compute() for ds in pair()), params, "reflectance")
+    assert fit.normalisation == norm
+    assert fit.attrs == attrs
+    # a larger scene is fitted on a regular subset of blocks, about the budget
+    chunks = ((512,) * 21 + (228,), (512,) * 21 + (228,))          # a Sentinel-2 tile
+    blocks = fit_block_indices(chunks, 4_000_000)
+    assert blocks == [(i, j) for i in (2, 8, 13, 19) for j in (2, 8, 13, 19)]
+    assert len(fit_block_indices(chunks, 16_000_000)) == 64
+    assert fit_block_indices(chunks, 200_000_000) == [(i, j) for i in range(22) for j in range(22)]
+
+
+def test_block_fit_reads_more_blocks_when_the_subset_is_cloudy():
+    from rsmon.products.change_fit import fit_change
+    from rsmon.products.change_pixels import pair_inputs
+
+    before, after = pair(chunks=40)                  # 3 x 3 blocks; a budget of one block reads the centre
+    cloud = np.array(SPECTRA["cloud"], np.float32)
+    after = after.copy()
+    for i, b in enumerate(BANDS):
+        values = after[b].values.copy()
+        values[40:80, 40:80] = cloud[i]
+        after[b] = (("y", "x"), values)
+    after = after.chunk(40)
+    params = ChangeParams(fit_sample_px=1600)
+    fit = fit_change(pair_inputs(before, after, params, "reflectance"), params)
+    assert fit.n_fit_blocks == 4 and fit.normalisation.n_sample > 0 and np.isfinite(fit.threshold)   # the corners
+
+
+@pytest.mark.parametrize("opening, closing, mmu, conn", [(1, 2, 1, 4), (0, 1, 4, 8), (2, 1, 7, 4)])
+def test_numba_cleanup_equals_scipy(opening, closing, mmu, conn):
+    from rsmon.kernels.change import clean_codes
+
+    rng = np.random.default_rng(mmu)
+    codes = (rng.random((97, 83)) < 0.3).astype(np.uint8)
+    codes[rng.random(codes.shape) < 0.08] = 255
+    np.testing.assert_array_equal(clean_codes(codes, opening, closing, mmu, conn),
+                                  clean_block(codes, opening, closing, mmu, conn))
+
+
+def test_detect_change_blocks_dataset_and_all_cloud():
+    rioxarray = pytest.importorskip("rioxarray")  # noqa: F841
+    from rsmon.products.change import detect_change_blocks
+
+    before, after = (ds.rio.write_crs("EPSG:32650") for ds in pair(chunks=64))
+    blocks = detect_change_blocks(before, after)
+    ds = blocks.to_dataset(after)
+    assert ds.rio.crs.to_epsg() == 32650 and ds.rio.transform() == after.rio.transform()
+    assert all(ds[v].dtype == np.uint8 for v in ("change", "change_class", "confidence"))
+    assert ds["change"].attrs["flag_meanings"] == "no_change change no_data"
+    assert blocks.index_flat.dtype == np.int64 and blocks.index_values["ndvi_after"].dtype == np.float32
+    cloud = np.broadcast_to(np.array(SPECTRA["cloud"], np.float32)[:, None, None], (6, 40, 40)).copy()
+    out = detect_change_blocks(pair()[0].isel(y=slice(0, 40), x=slice(0, 40)), scene(cloud, "2021-05-01"))
+    assert (out.change == 255).all() and out.n_valid == 0 and out.index_flat.size == 0
+    assert "clear" in out.attrs["no_data_reason"]

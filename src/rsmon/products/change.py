@@ -1,25 +1,31 @@
 """Redline human-activity change detection from optical image pairs and series.
 
-Pure functions, xarray in -> xarray out, no file I/O; lazy (dask) input stays lazy except for three
-bounded global reductions per pair (a strided sample, one magnitude histogram, nothing else).
+Pure functions, xarray in -> xarray out, no file I/O. Per pixel, one fused numba kernel
+(:mod:`rsmon.kernels.change`) does the work; the whole-array NumPy version of the same steps,
+:func:`detect_change_numpy`, is its reference.
 
 :func:`detect_change` (one before/after pair on the after grid):
 
 1. masks (:func:`~rsmon.products.change_indices.spectral_masks`): a pixel is valid where both
    dates are clear (product QA ``clear`` and the spectral cloud/shadow/snow/saturation tests);
 2. relative radiometric normalisation of the before bands onto the after bands, per-band linear
-   regression over pseudo-invariant pixels fitted on a regular sample
-   (:mod:`~rsmon.products.change_threshold`);
+   regression over pseudo-invariant pixels (:mod:`~rsmon.products.change_threshold`);
 3. standardised change vector analysis: ``magnitude = sqrt(sum_b ((after_b - norm_before_b) /
    s_b)^2)`` with ``s_b`` the robust standard deviation (1.4826 x MAD) of the band difference
    (Malila 1980; the scaling puts DN and reflectance pairs, 10 and 30 m, in units of the unchanged
    pixels' spread, so one threshold rule serves all);
-4. automatic threshold (Otsu, or a two-Gaussian EM mixture) on the magnitude histogram counted
-   over valid pixels with dask, never below a chi-square noise floor, applied blockwise;
+4. automatic threshold (Otsu, or a two-Gaussian EM mixture) on the magnitude histogram of the
+   valid pixels, never below a chi-square noise floor. Normalisation, band scales and threshold
+   are fitted on a bounded regular subset of blocks, every pixel of scenes up to
+   ``ChangeParams.fit_sample_px`` (:mod:`~rsmon.products.change_fit`): one dask compute;
 5. clean-up: opening/closing and the minimum mapping unit, blockwise with a halo
    (:mod:`~rsmon.products.change_morphology`), equal to the whole-array result;
 6. the index rule (dNDVI, dBSI/dNDBI, MNDWI sign change) as the second signal, rule classes and a
    single-pair confidence (:mod:`~rsmon.products.change_classes`).
+
+:func:`detect_change_blocks` computes the same rasters for a whole scene in one pass over its
+blocks (every input block decoded once, bounded memory) and hands the index values of the change
+pixels over as sparse samples for the patch table (:mod:`~rsmon.products.change_blocks`).
 
 The index rule does not add or remove change pixels: on the six validation sites both the union
 and the intersection with the CVA detection lowered F1 (docs/validation_change.md). It classifies
@@ -40,147 +46,40 @@ import numpy as np
 import xarray as xr
 
 from rsmon.errors import InputError
+from rsmon.kernels.change import INDEX_PLANES
+from rsmon.products.change_blocks import ChangeBlocks, detect_change_blocks
 from rsmon.products.change_classes import (CLASS_NAMES, CLEARING, CONFIDENCE_NAMES, FARMLAND, NODATA,
-                                           classify_change, confirm_observations, index_rule)
-from rsmon.products.change_indices import (BANDS, INDICES, check_scene, pair_valid, spectral_indices,
-                                           spectral_masks)
+                                           confirm_observations)
+from rsmon.products.change_fit import fitted_pair
+from rsmon.products.change_indices import BANDS, INDICES
 from rsmon.products.change_morphology import clean_change_mask
+from rsmon.products.change_numpy import change_magnitude, detect_change_numpy
+from rsmon.products.change_pair import FLAG_MEANINGS, FLAG_VALUES, base_attrs, change_variable_attrs
+from rsmon.products.change_pair import check_pair as _check_pair
+from rsmon.products.change_pair import on_after_grid as _on_after_grid
+from rsmon.products.change_pair import on_grid as _on_grid
+from rsmon.products.change_pair import scene_attrs as _scene_attrs
 from rsmon.products.change_params import ChangeParams
-from rsmon.products.change_threshold import (fit_normalisation, masked_histogram, otsu_threshold,
-                                             regular_sample, sample_step, threshold)
+from rsmon.products.change_pixels import PLANES, BlockPair
+from rsmon.products.change_threshold import masked_histogram, otsu_threshold
 
-__all__ = ["ChangeParams", "CLASS_NAMES", "CONFIDENCE_NAMES", "detect_change", "detect_series",
-           "cva_otsu_baseline", "change_magnitude"]
+__all__ = ["ChangeParams", "ChangeBlocks", "CLASS_NAMES", "CONFIDENCE_NAMES", "detect_change", "detect_change_blocks",
+           "detect_change_numpy", "detect_series", "cva_otsu_baseline", "change_magnitude"]
 
 log = logging.getLogger(__name__)
-
-FLAG_VALUES = [0, 1, 255]
-FLAG_MEANINGS = "no_change change no_data"
-
-
-def _scene_attrs(before: xr.Dataset, after: xr.Dataset) -> dict:
-    """``before_datetime``, ``after_datetime``, ``sensor``, ``before_source``, ``after_source`` (where known)."""
-    out = {}
-    for when, ds in (("before", before), ("after", after)):
-        if ds.attrs.get("datetime"):
-            out[f"{when}_datetime"] = str(ds.attrs["datetime"])
-        if ds.attrs.get("source"):
-            out[f"{when}_source"] = str(ds.attrs["source"])
-    sensors = [str(ds.attrs["sensor"]) for ds in (before, after) if ds.attrs.get("sensor")]
-    if sensors:
-        out["sensor"] = "/".join(dict.fromkeys(sensors))
-    return out
-
-
-def _check_pair(before: xr.Dataset, after: xr.Dataset) -> tuple[str, str]:
-    rb = check_scene(before, "before")
-    ra = check_scene(after, "after")
-    if rb != ra:
-        raise InputError(f"before is {rb!r} and after is {ra!r}: both dates must have the same radiometry")
-    shape_b = (before.sizes["y"], before.sizes["x"])
-    shape_a = (after.sizes["y"], after.sizes["x"])
-    if shape_b != shape_a:
-        raise InputError(f"before grid {shape_b} differs from after grid {shape_a}; put both on one grid "
-                         "first (rsmon.io.optical.align_pair)")
-    for dim in ("y", "x"):
-        if dim in before.coords and dim in after.coords and before.sizes[dim] > 1:
-            cb, ca = np.asarray(before[dim], float), np.asarray(after[dim], float)
-            step = abs(ca[1] - ca[0])
-            if np.nanmax(np.abs(cb - ca)) > 0.5 * step:
-                raise InputError(f"before and after {dim} coordinates differ by more than half a pixel; put both on "
-                                 "one grid first (rsmon.io.optical.align_pair)")
-    return rb, ra
-
-
-def _on_after_grid(before: xr.Dataset, after: xr.Dataset) -> xr.Dataset:
-    """``before`` with the after grid's coordinates (checked equal to half a pixel), so that no
-    xarray alignment ever drops a row over float noise."""
-    coords = {d: after[d] for d in ("y", "x") if d in after.coords}
-    return before.assign_coords(coords) if coords else before
-
-
-def _on_grid(data, like: xr.DataArray, name: str, attrs: dict | None = None) -> xr.DataArray:
-    return xr.DataArray(data, dims=("y", "x"), coords=like.coords, name=name, attrs=attrs or {})
 
 
 def _data(arr):
     return arr.data if isinstance(arr, xr.DataArray) else arr
 
 
-def pair_masks(before: xr.Dataset, after: xr.Dataset, params: ChangeParams, radiometry: str):
-    """(valid, land) of an aligned pair: both dates clear; land (not water) on at least one date.
-
-    ``land`` is None unless ``radiometry == "reflectance"`` and ``params.statistics_on_land``.
-    Open water on both dates is spectrally stable: where it covers much of a scene the no-change
-    magnitudes become bimodal (water / land) and a two-class threshold would split water from
-    land, so scales and threshold come from the land pixels.
-    """
-    masks_b = spectral_masks(before, params)
-    masks_a = spectral_masks(after, params)
-    like = after[BANDS[0]]
-    valid = _on_grid(_data(pair_valid(masks_b, masks_a)), like, "valid")
-    land = None
-    if radiometry == "reflectance" and params.statistics_on_land:
-        land = _on_grid(_data(~(masks_b["water"] & masks_a["water"])), like, "land")
-    return valid, land
-
-
-def change_magnitude(before: xr.Dataset, after: xr.Dataset, valid: xr.DataArray,
-                     params: ChangeParams | None = None, land: xr.DataArray | None = None):
-    """Relatively normalised, standardised CVA magnitude of a pair (float32, NaN where not valid).
-
-    The normalisation and band scales are fitted on a regular sample of the input bands (the
-    masks are computed on the sample only, so this pass costs little more than reading it);
-    ``land`` (bool, default all True) marks the pixels the band scales and the threshold statistics
-    come from; the normalisation regression uses every valid pixel (dark water is a good anchor).
-
-    Returns
-    -------
-    magnitude : xarray.DataArray
-        On the after grid, lazy if the input is.
-    normalised_before : dict
-        Band name -> normalised before band (DataArray).
-    normalisation : Normalisation
-        The fitted gains, offsets, scales and sample sizes.
-    sample_magnitude : numpy.ndarray
-        Magnitude of the valid sampled land pixels (for the histogram range).
-    """
-    p = params or ChangeParams()
-    like = after[BANDS[0]]
-    step = sample_step((like.sizes["y"], like.sizes["x"]), p.normalisation_sample_px)
-    names = [b for b in BANDS] + [v for v in ("clear", "water") if v in before.data_vars and v in after.data_vars]
-    sample = regular_sample([before[v] for v in names] + [after[v] for v in names], step)
-    n = len(names)
-    shape = (len(range(0, like.sizes["y"], step)), len(range(0, like.sizes["x"], step)))
-
-    def small(rows, attrs):
-        return xr.Dataset({v: (("y", "x"), rows[i].reshape(shape).astype(bool if v in ("clear", "water") else np.float32))
-                           for i, v in enumerate(names)}, attrs=attrs)
-
-    s_before, s_after = small(sample[:n], before.attrs), small(sample[n:], after.attrs)
-    s_valid, s_land = pair_masks(s_before, s_after, p, after.attrs.get("radiometry", "reflectance"))
-    ok = np.asarray(s_valid).ravel()
-    on_land = (np.ones(ok.shape, bool) if land is None or s_land is None else np.asarray(s_land).ravel())[ok]
-    sb = sample[:len(BANDS)][:, ok].astype(np.float64)
-    sa = sample[n:n + len(BANDS)][:, ok].astype(np.float64)
-    norm = fit_normalisation(sb, sa, p, scale_mask=on_land)
-    gains, offsets, scales = (np.asarray(v) for v in (norm.gains, norm.offsets, norm.diff_scales))
-    normalised = {}
-    total = None
-    for i, b in enumerate(BANDS):
-        nb = (before[b].astype("float32").data * np.float32(gains[i]) + np.float32(offsets[i]))
-        normalised[b] = _on_grid(nb, like, b)
-        term = ((after[b].astype("float32").data - nb) / np.float32(scales[i])) ** 2
-        total = term if total is None else total + term
-    magnitude = _on_grid(da.sqrt(total) if isinstance(total, da.Array) else np.sqrt(total), like, "magnitude")
-    magnitude = magnitude.where(valid).astype("float32")
-    sl, sa_l = sb[:, on_land], sa[:, on_land]
-    sample_mag = np.sqrt((((sa_l - (gains[:, None] * sl + offsets[:, None])) / scales[:, None]) ** 2).sum(axis=0))
-    return magnitude, normalised, norm, sample_mag
+def _pixel_planes(*values, has_qa, k, reflectance, fit, threshold):
+    """Every per-pixel output of one block as float32 planes (``change_pixels.PLANES``)."""
+    return BlockPair.of(values, has_qa, k, reflectance).planes(fit, threshold)
 
 
 def detect_change(before: xr.Dataset, after: xr.Dataset, params: ChangeParams | None = None) -> xr.Dataset:
-    """Bi-temporal change detection of an aligned optical pair (steps in the module doc).
+    """Bi-temporal change detection of an aligned optical pair (steps in the module doc), lazy.
 
     Parameters
     ----------
@@ -193,7 +92,8 @@ def detect_change(before: xr.Dataset, after: xr.Dataset, params: ChangeParams | 
 
     Returns
     -------
-    xarray.Dataset on the after grid (coords and attrs of ``after``), lazy if the input is:
+    xarray.Dataset on the after grid (coords and attrs of ``after``), lazy (dask, the after
+    scene's chunks; 512-pixel blocks for in-memory input):
 
     - ``change`` uint8: 1 change, 0 no change, 255 no data (not clear on either date);
     - ``change_class`` uint8: 0 none, 1 construction, 2 mining/quarrying, 3 farmland reclamation,
@@ -205,79 +105,45 @@ def detect_change(before: xr.Dataset, after: xr.Dataset, params: ChangeParams | 
     - ``{ndvi,ndbi,mndwi,bsi}_{before,after}`` float32: index values (before after normalisation).
 
     attrs: ``threshold`` (magnitude), ``threshold_method``, normalisation gains, ``n_sample``,
-    ``change_params`` (JSON), ``before_datetime``, ``after_datetime``, ``sensor`` (e.g. "L7" or
-    "S2A/S2B"), ``before_source``/``after_source`` (from the inputs' ``source``) and, when no pixel
-    is clear on both dates, ``no_data_reason``.
+    ``n_fit_px``/``n_fit_blocks`` (what the fit read), ``change_params`` (JSON),
+    ``before_datetime``, ``after_datetime``, ``sensor`` (e.g. "L7" or "S2A/S2B"),
+    ``before_source``/``after_source`` (from the inputs' ``source``) and, when no pixel is clear
+    on both dates, ``no_data_reason``.
+
+    The fit reads its blocks in one dask compute when called; everything else stays lazy. For a
+    whole scene written to files, :func:`detect_change_blocks` computes the same rasters in one
+    bounded pass.
 
     Raises
     ------
     InputError
         Missing bands, different grids or radiometries.
     """
-    p = params or ChangeParams()
-    radiometry, _ = _check_pair(before, after)
-    before = _on_after_grid(before, after)
-    valid, land = pair_masks(before, after, p, radiometry)
-    magnitude, normalised_b, norm, sample_mag = change_magnitude(before, after, valid, p, land)
-
-    attrs = {"threshold_method": p.threshold_method, "n_sample": norm.n_sample, "n_pif": norm.n_pif,
-             "radiometry": radiometry, "change_params": json.dumps(p.as_dict(), sort_keys=True)}
-    attrs.update(_scene_attrs(before, after))
-    attrs.update(norm.as_attrs(BANDS))
-    if sample_mag.size:
-        upper = float(np.quantile(sample_mag, p.histogram_quantile))
-        stats_mask = valid if land is None else valid & land
-        counts, edges = masked_histogram(magnitude, stats_mask, p.histogram_bins, upper if upper > 0 else 1.0)
-        thr = threshold(counts, edges, p.threshold_method)
-        floor = p.magnitude_floor(len(BANDS))
-        if np.isfinite(thr) and thr < floor:
-            log.info("automatic threshold %.3f below the noise floor %.3f: floor used", thr, floor)
-            attrs["threshold_automatic"] = float(thr)
-            thr = floor
-    else:
-        thr = float("nan")
-    if not np.isfinite(thr):
-        reason = ("no pixel is clear on both dates (clouds, shadow, snow, saturation or product QA)"
-                  if norm.n_sample == 0 else "the change magnitude has no usable histogram")
-        log.warning("change detection: %s; no change is reported", reason)
-        attrs["no_data_reason"] = reason
-    attrs["threshold"] = float(thr)
-
-    detected = valid & (magnitude > thr) if np.isfinite(thr) else valid & False
-    raw = xr.where(valid, detected.astype("uint8"), np.uint8(NODATA)).astype("uint8")
+    p, before, inputs, fit = fitted_pair(before, after, params)
+    planes = da.map_blocks(_pixel_planes, *inputs.arrays, has_qa=inputs.has_qa, k=inputs.k,
+                           reflectance=inputs.reflectance, fit=fit.normalisation, threshold=fit.threshold,
+                           new_axis=0, chunks=((len(PLANES),),) + inputs.chunks, dtype=np.float32,
+                           meta=np.empty((0, 0, 0), np.float32))
+    plane = {name: planes[m] for m, name in enumerate(PLANES)}
+    like = after[BANDS[0]]
+    valid = _on_grid(plane["valid"].astype(bool), like, "valid")
+    raw = _on_grid(plane["raw"].astype(np.uint8), like, "change")
     change = clean_change_mask(raw, p)
-    is_change = change == 1
+    klass = plane["klass"].astype(np.uint8)
+    classes = da.where(change.data == NODATA, np.uint8(NODATA), da.where(change.data == 1, klass, np.uint8(0)))
 
-    idx_b = spectral_indices(xr.Dataset(normalised_b))
-    idx_a = spectral_indices(after)
-    ib = {k: idx_b[k] for k in INDICES}
-    ia = {k: idx_a[k].data for k in INDICES}
-    ia = {k: _on_grid(v, after[BANDS[0]], k) for k, v in ia.items()}
-    if radiometry == "reflectance":
-        brightness = sum(after[b].astype("float32") for b in BANDS) / len(BANDS)
-        brightness = _on_grid(_data(brightness), after[BANDS[0]], "brightness")
-    else:
-        brightness = xr.full_like(magnitude, np.nan)
-    rule = index_rule(ib, ia, p) & valid
-    classes = classify_change(ib, ia, brightness, is_change, p)
-    classes = xr.where(valid, classes, np.uint8(NODATA)).astype("uint8")
-    confidence = is_change.astype("uint8")   # 0 also where no data (``change`` == 255 says so)
-
-    out = xr.Dataset(coords=after.coords, attrs=attrs)
-    out["change"] = change.assign_attrs(flag_values=FLAG_VALUES, flag_meanings=FLAG_MEANINGS,
-                                        long_name="human-activity change")
-    out["change_class"] = classes.assign_attrs(
-        flag_values=list(CLASS_NAMES), flag_meanings=" ".join(n.replace(" ", "_").replace("/", "_or_")
-                                                              for n in CLASS_NAMES.values()),
-        long_name="rule class of the change")
-    out["confidence"] = confidence.assign_attrs(flag_values=[0, 1, 2, 3], flag_meanings="none low high highest",
-                                                long_name="alert confidence")
-    out["rule"] = rule.assign_attrs(long_name="index-difference rule fired")
-    out["magnitude"] = magnitude.assign_attrs(units="1", long_name="standardised change vector magnitude")
+    out = xr.Dataset(coords=after.coords, attrs=base_attrs(before, after, p, inputs.radiometry, fit))
+    out["change"] = change.assign_attrs(change_variable_attrs("change"))
+    out["change_class"] = _on_grid(classes.astype(np.uint8), like, "change_class",
+                                   change_variable_attrs("change_class"))
+    out["confidence"] = _on_grid((change.data == 1).astype(np.uint8), like, "confidence",
+                                 change_variable_attrs("confidence"))
+    out["rule"] = _on_grid(plane["rule"].astype(bool), like, "rule", {"long_name": "index-difference rule fired"})
+    out["magnitude"] = _on_grid(plane["magnitude"], like, "magnitude",
+                                {"units": "1", "long_name": "standardised change vector magnitude"})
     out["valid"] = valid.assign_attrs(long_name="clear on both dates")
-    for k in INDICES:
-        out[f"{k}_before"] = ib[k].astype("float32").assign_attrs(units="1")
-        out[f"{k}_after"] = ia[k].astype("float32").assign_attrs(units="1")
+    for name in INDEX_PLANES:
+        out[name] = _on_grid(plane[name], like, name, {"units": "1"})
     return out
 
 
@@ -412,3 +278,4 @@ def detect_series(scenes: Sequence[xr.Dataset], params: ChangeParams | None = No
     for name, arr in zip(index_names, results[4:]):
         out[name] = _on_grid(_data(arr), like, name, {"units": "1"})
     return out
+

@@ -10,9 +10,11 @@ The mask is uint8: 1 change, 0 no change, 255 no data. Steps, in order:
    neighbour; with two classes that neighbour is the other class; no-data pixels belong to no
    polygon). GDAL processes polygons one after another; here islands go first, then holes.
 
-:func:`clean_change_mask` runs :func:`clean_block` on each dask block with a halo of
-:attr:`ChangeParams.halo_px` pixels (``map_overlap``, no padding at the array edge), which gives
-exactly the whole-array result: a component smaller than the MMU lies within ``mmu_px - 1``
+:func:`clean_block` is the scipy version (the reference, used on whole arrays by
+:func:`rsmon.products.change.detect_change_numpy`); :func:`clean_change_mask` runs the numba twin
+:func:`rsmon.kernels.change.clean_codes` (same result, releases the GIL) on each dask block with a
+halo of :attr:`ChangeParams.halo_px` pixels (``map_overlap``, no padding at the array edge), which
+gives exactly the whole-array result: a component smaller than the MMU lies within ``mmu_px - 1``
 pixels of each of its pixels, and a larger one shows at least ``mmu_px`` pixels inside the halo.
 """
 
@@ -23,6 +25,7 @@ import numpy as np
 import xarray as xr
 from scipy import ndimage
 
+from rsmon.kernels.change import clean_codes
 from rsmon.products.change_params import ChangeParams
 
 CHANGE, NO_CHANGE, NODATA = 1, 0, 255
@@ -85,6 +88,10 @@ def clean_block(codes: np.ndarray, opening_px: int, closing_px: int, mmu_px: int
     return out
 
 
+def _clean_codes(codes: np.ndarray, opening_px: int, closing_px: int, mmu_px: int, connectivity: int) -> np.ndarray:
+    return clean_codes(np.ascontiguousarray(codes, dtype=np.uint8), opening_px, closing_px, mmu_px, connectivity)
+
+
 def clean_change_mask(codes: xr.DataArray, params: ChangeParams) -> xr.DataArray:
     """Opening, closing and MMU sieve of a change mask; blockwise with a halo for dask input.
 
@@ -106,9 +113,12 @@ def clean_change_mask(codes: xr.DataArray, params: ChangeParams) -> xr.DataArray
         return codes
     data = codes.data
     if isinstance(data, da.Array):
-        depth = params.halo_px
-        cleaned = da.map_overlap(clean_block, data, depth=depth, boundary="none", dtype=np.uint8,
+        # an axis shorter than the halo is cleaned whole (one chunk, no overlap)
+        short = {axis: -1 for axis, n in enumerate(data.shape) if n <= params.halo_px}
+        data = data.rechunk(short) if short else data
+        depth = {axis: 0 if axis in short else params.halo_px for axis in range(2)}
+        cleaned = da.map_overlap(_clean_codes, data, depth=depth, boundary="none", dtype=np.uint8,
                                  meta=np.array((), dtype=np.uint8), **kwargs)
     else:
-        cleaned = clean_block(np.asarray(data), **kwargs)
+        cleaned = _clean_codes(np.asarray(data), **kwargs)
     return codes.copy(data=cleaned)

@@ -1,15 +1,20 @@
 """The redline job: optical scenes before and after -> change raster, change patches, quicklooks.
 
 Glue only: readers (:func:`rsmon.io.optical.open_optical`, :func:`rsmon.io.optical.align_pair`,
-:func:`rsmon.io.vectors.read_vectors`), the science (:func:`rsmon.products.change.detect_change`,
+:func:`rsmon.io.vectors.read_vectors`), the science (:func:`rsmon.products.change.detect_change_blocks`,
 :func:`rsmon.products.change.detect_series`, :func:`rsmon.products.patches.patches_from_change`)
 and the writers (:mod:`rsmon.io.change_output`, :func:`rsmon.io.vectors.write_patches`).
 ``rsmon redline detect`` and the workflow runner call :func:`run_redline_detect`.
 
+Resources: a pair is computed in one pass over its blocks on dask's threaded scheduler
+(:func:`~rsmon.products.change.detect_change_blocks`; every input block decoded once, memory
+bounded by the uint8 output rasters and the change pixels' index samples); GDAL's block cache is
+limited to :data:`GDAL_CACHE_MB` while the scenes are read.
+
 Scenes
 ------
 * One ``before`` and one ``after``: a bi-temporal pair; one pair cannot confirm a change, so
-  every patch is "low" confidence (:func:`~rsmon.products.change.detect_change`).
+  every patch is "low" confidence (:func:`~rsmon.products.change.detect_change_blocks`).
 * Several ``after`` scenes: a series; the later ones confirm or expire the first detections
   (:func:`~rsmon.products.change.detect_series`, GLAD/RADD practice).
 * Several ``before`` scenes: the reference is their latest-clear-pixel composite
@@ -34,6 +39,7 @@ Failure rules
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
 import logging
 import os
@@ -42,7 +48,9 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import dask
+import dask.array as da
 import numpy as np
+import rasterio
 import xarray as xr
 
 from rsmon.errors import FormatError, InputError, RsmonError
@@ -50,8 +58,9 @@ from rsmon.io.atomic import atomic_output
 from rsmon.io.change_output import write_change_cog, write_quicklooks
 from rsmon.io.optical import align_pair, open_optical
 from rsmon.io.vectors import read_vectors, write_patches
-from rsmon.products.change import detect_change, detect_series
+from rsmon.products.change import ChangeBlocks, detect_change_blocks, detect_series
 from rsmon.products.change_composite import latest_clear_composite
+from rsmon.products.change_indices import BANDS
 from rsmon.products.change_params import ChangeParams
 from rsmon.products.patches import RedlineColumns, patches_from_change
 from rsmon.provenance import InputRef, Provenance
@@ -65,6 +74,9 @@ _PathLike = str | os.PathLike
 
 #: Variables the patch table needs eagerly; the index values stay lazy (read per patch strip).
 _MASKS = ("change", "change_class", "confidence")
+#: GDAL block cache (MB) while the scenes are read: blocks are read once, so a small cache serves
+#: (GDAL's default is 5 % of the RAM per process).
+GDAL_CACHE_MB = 128
 
 
 @dataclass
@@ -98,13 +110,32 @@ def _as_paths(value, name: str) -> list[Path]:
     return [Path(v) for v in items]
 
 
+def _product_band(ds: xr.Dataset, band: str) -> str:
+    """The product's own name of a standard band (S2 ``B11``, Landsat ``B5``), for messages."""
+    from rsmon.io.optical_landsat import LANDSAT_BAND_OF
+    from rsmon.io.optical_s2 import S2_BAND_OF
+
+    product = str(ds.attrs.get("product", ""))
+    if product.startswith("S2"):
+        return f"{band} ({S2_BAND_OF[band]})"
+    if product.startswith("Landsat"):
+        family = "OLI" if "OLI" in str(ds.attrs.get("sensor", "")) else "TM"
+        return f"{band} (B{LANDSAT_BAND_OF[family][band]})"
+    return band
+
+
 def _open(path: Path, band_map, role: str) -> xr.Dataset:
     try:
-        return open_optical(path, band_map=band_map)
+        ds = open_optical(path, band_map=band_map)
     except RsmonError:
         raise
     except OSError as exc:  # a reader bug on a bad file still names the file
         raise InputError(f"{role} scene {path}: cannot be read ({exc})") from None
+    missing = [_product_band(ds, b) for b in BANDS if b not in ds.data_vars]
+    if missing:
+        raise FormatError(f"{role} scene {path}: missing band(s) {', '.join(missing)}; change detection needs "
+                          f"{', '.join(BANDS)}")
+    return ds
 
 
 def _previous_patches(out: Path, previous) -> Any:
@@ -119,14 +150,8 @@ def _previous_patches(out: Path, previous) -> Any:
     return gdf
 
 
-def _change_dataset(befores: list[xr.Dataset], afters: list[xr.Dataset], params: ChangeParams) -> xr.Dataset:
-    if len(befores) == 1:
-        reference = befores[0]
-    else:
-        reference = latest_clear_composite(befores, params)
-    if len(afters) == 1:
-        return detect_change(reference, afters[0], params)
-    return detect_series([reference, *afters], params)
+def _reference(befores: list[xr.Dataset], params: ChangeParams) -> xr.Dataset:
+    return befores[0] if len(befores) == 1 else latest_clear_composite(befores, params)
 
 
 def _with_eager_masks(ds: xr.Dataset) -> xr.Dataset:
@@ -136,6 +161,39 @@ def _with_eager_masks(ds: xr.Dataset) -> xr.Dataset:
     for name, value in zip(_MASKS, values):
         out[name] = ds[name].copy(data=np.asarray(value))
     return out
+
+
+def _sample_block(block, samples, width: int, block_info=None):
+    """One chunk of an index variable: the sparse samples scattered into NaN (see :func:`_sample_variables`)."""
+    flat, values = samples
+    (r0, r1), (c0, c1) = block_info[None]["array-location"]
+    out = np.full((r1 - r0, c1 - c0), np.nan, np.float32)
+    lo, hi = np.searchsorted(flat, [r0 * width, r1 * width])
+    rows, cols = np.divmod(flat[lo:hi], width)
+    inside = (cols >= c0) & (cols < c1)
+    out[rows[inside] - r0, cols[inside] - c0] = values[lo:hi][inside]
+    return out
+
+
+def _sample_variables(blocks: ChangeBlocks, like: xr.Dataset) -> dict[str, xr.DataArray]:
+    """Lazy index variables that hold the sparse samples at the change pixels and NaN elsewhere:
+    for a patch table that cannot take ``index_samples`` (its zonal means only read change pixels)."""
+    order = np.argsort(blocks.index_flat, kind="stable")
+    flat = blocks.index_flat[order]
+    shape = blocks.change.shape
+    template = da.empty(shape, dtype=np.float32, chunks=512)
+    out = {}
+    for name, values in blocks.index_values.items():
+        data = da.map_blocks(_sample_block, template, samples=(flat, values[order]), width=shape[1], dtype=np.float32)
+        out[name] = xr.DataArray(data, dims=("y", "x"), coords={d: like[d] for d in ("y", "x") if d in like.coords})
+    return out
+
+
+def _pair_patches(blocks: ChangeBlocks, ds: xr.Dataset, **kwargs):
+    """The patch table of a pair, with the index means from the change pass's samples."""
+    if "index_samples" in inspect.signature(patches_from_change).parameters:
+        return patches_from_change(ds, index_samples=blocks.index_samples, **kwargs)
+    return patches_from_change(ds.assign(_sample_variables(blocks, ds)), **kwargs)
 
 
 def run_redline_detect(
@@ -201,13 +259,20 @@ def run_redline_detect(
     redline_gdf = read_vectors(redlines) if redlines is not None else None
     prev = _previous_patches(out, previous)
 
-    # 2. compute: masks once, then the patch table (index means read strip by strip)
-    ds = _with_eager_masks(_change_dataset(befores, afters, p))
-    patches = patches_from_change(ds, redlines=redline_gdf, previous=prev, redline_columns=redline_columns)
-    change = np.asarray(ds["change"].values)
+    # 2. compute: a pair in one pass over its blocks, a series lazily (masks once), then the patch table
+    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB << 20):
+        if len(afters) == 1:
+            blocks = detect_change_blocks(_reference(befores, p), afters[0], p)
+            ds = blocks.to_dataset(afters[0])
+            n_change, n_valid = blocks.n_change, blocks.n_valid
+            patches = _pair_patches(blocks, ds, redlines=redline_gdf, previous=prev, redline_columns=redline_columns)
+        else:
+            ds = _with_eager_masks(detect_series([_reference(befores, p), *afters], p))
+            change = np.asarray(ds["change"].values)
+            n_change, n_valid = int(np.count_nonzero(change == 1)), int(np.count_nonzero(change != 255))
+            patches = patches_from_change(ds, redlines=redline_gdf, previous=prev, redline_columns=redline_columns)
     result = RedlineResult(
-        n_patches=len(patches), n_change_pixels=int(np.count_nonzero(change == 1)),
-        n_valid_pixels=int(np.count_nonzero(change != 255)),
+        n_patches=len(patches), n_change_pixels=n_change, n_valid_pixels=n_valid,
         area_m2=float(patches["area_m2"].sum()) if len(patches) else 0.0,
         reason=ds.attrs.get("no_data_reason"),
         by_class={str(k): int(v) for k, v in patches["change_class"].value_counts().items()} if len(patches) else {},

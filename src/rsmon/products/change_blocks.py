@@ -1,0 +1,214 @@
+"""Change detection of a whole scene in one pass over its blocks (fused kernel, bounded memory).
+
+:func:`detect_change_blocks` is the fast path of :func:`rsmon.products.change.detect_change`:
+after the fit (:func:`~rsmon.products.change_fit.fit_change`, a few million pixels), every input
+block is read and decoded once, and two tasks per block run on dask's threaded scheduler:
+
+1. per block: the fused kernel (:func:`rsmon.kernels.change.detect_pixels`: masks, normalisation,
+   magnitude, threshold) gives the raw change codes; the index values and rule classes of the
+   pixels that can be change after the clean-up (the "candidates": near a detected pixel or the
+   block edge, about 10-15 % of the pixels) are kept (:func:`~rsmon.kernels.change.candidate_samples`);
+   the input bands are then released;
+2. per block, once its neighbours have passed step 1: the clean-up of the block's raw codes with a
+   halo of :attr:`ChangeParams.halo_px` pixels taken from the neighbours' codes
+   (:func:`~rsmon.kernels.change.clean_codes`, exact as the whole-array clean-up), the final
+   ``change``, ``change_class`` and ``confidence`` written into the output rasters, and the index
+   values of the final change pixels kept as sparse samples.
+
+Memory: the three uint8 output rasters, the sparse samples (8 float32 + 1 int64 per change pixel)
+and, per block in flight, its input bands (12 float32 planes) or its step-1 result (two uint8
+plane and the candidate samples): dask's ordering keeps about one block row of step-1 results
+alive. The numba kernels release the GIL, so blocks run in parallel threads; the step-2 tasks
+write into the output arrays, so this is a local threaded computation by design (the lazy
+:func:`~rsmon.products.change.detect_change` serves distributed schedulers).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from functools import partial
+
+import dask
+import numpy as np
+import xarray as xr
+from dask.base import tokenize
+from dask.highlevelgraph import HighLevelGraph
+
+from rsmon.kernels import change as kernel
+from rsmon.products.change_fit import ChangeFit, fitted_pair
+from rsmon.products.change_pair import base_attrs, change_variable_attrs
+from rsmon.products.change_params import ChangeParams
+from rsmon.products.change_pixels import BlockPair, PairInputs
+
+__all__ = ["ChangeBlocks", "detect_change_blocks", "INDEX_SAMPLE_NAMES"]
+
+log = logging.getLogger(__name__)
+
+#: Names of the sparse index samples (the patch table's index columns).
+INDEX_SAMPLE_NAMES = kernel.INDEX_PLANES
+
+
+@dataclass
+class ChangeBlocks:
+    """The result of :func:`detect_change_blocks`.
+
+    Attributes
+    ----------
+    change, change_class, confidence : numpy.ndarray of uint8, (y, x) on the after grid
+        As the variables of :func:`rsmon.products.change.detect_change`.
+    index_flat : numpy.ndarray of int64
+        Flat pixel index (row * width + column) of every change pixel (``change == 1``), block by
+        block.
+    index_values : dict of str -> numpy.ndarray of float32
+        ``ndvi_before, ndvi_after, ndbi_before, ndbi_after, mndwi_before, mndwi_after, bsi_before,
+        bsi_after`` at those pixels.
+    attrs : dict
+        The attributes of :func:`~rsmon.products.change.detect_change` (threshold, normalisation,
+        parameters, dates, sensor, ``no_data_reason``) plus ``n_fit_px`` / ``n_fit_blocks``.
+    n_valid, n_change : int
+        Pixels clear on both dates; change pixels.
+    """
+
+    change: np.ndarray
+    change_class: np.ndarray
+    confidence: np.ndarray
+    index_flat: np.ndarray
+    index_values: dict[str, np.ndarray]
+    attrs: dict = field(default_factory=dict)
+    n_valid: int = 0
+    n_change: int = 0
+
+    @property
+    def index_samples(self) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """``(index_flat, index_values)`` as :func:`rsmon.products.patches.patches_from_change` takes them."""
+        return self.index_flat, self.index_values
+
+    def to_dataset(self, like: xr.Dataset) -> xr.Dataset:
+        """The three rasters as a NumPy-backed Dataset on ``like``'s grid (coords, CRS) with :attr:`attrs`."""
+        import rioxarray  # noqa: F401  (registers the .rio accessor)
+
+        out = xr.Dataset(coords={d: like[d] for d in ("y", "x") if d in like.coords}, attrs=dict(self.attrs))
+        for name in ("change", "change_class", "confidence"):
+            out[name] = xr.DataArray(getattr(self, name), dims=("y", "x"), attrs=change_variable_attrs(name))
+        crs = like.rio.crs
+        if crs is not None:
+            out = out.rio.write_crs(crs).rio.write_transform(like.rio.transform())
+        return out
+
+
+def _step1(*values, has_qa, k, reflectance, fit, threshold, radius):
+    """Raw codes and the candidates' index samples and rule classes of one block (its inputs are then freed)."""
+    block = BlockPair.of(values, has_qa, k, reflectance)
+    raw = block.codes(fit, threshold)
+    flat, samples, classes = block.candidates(raw, fit, radius)
+    return raw, flat, samples, classes
+
+
+def _step2(parts, *, core, pieces, window, params, clean, width, outputs):
+    """Clean one block with its halo, write the outputs, return its change pixels' index samples."""
+    (r0, r1, c0, c1), (wr0, wc0, wh, ww) = core, window
+    raw_core, flat, samples, classes = parts[0]
+    if clean:
+        codes = np.empty((wh, ww), np.uint8)
+        for (raw, _, _, _), (pr0, pc0) in zip(parts, pieces):
+            h, w = raw.shape
+            top, left = max(pr0, wr0), max(pc0, wc0)
+            bottom, right = min(pr0 + h, wr0 + wh), min(pc0 + w, wc0 + ww)
+            codes[top - wr0:bottom - wr0, left - wc0:right - wc0] = raw[top - pr0:bottom - pr0, left - pc0:right - pc0]
+        cleaned = kernel.clean_codes(codes, params.opening_px, params.closing_px, params.mmu_px,
+                                     params.mmu_connectivity)
+        change = np.ascontiguousarray(cleaned[r0 - wr0:r1 - wr0, c0 - wc0:c1 - wc0])
+    else:
+        change = raw_core
+    out_change, out_class, out_confidence = outputs
+    out_change[r0:r1, c0:c1] = change
+    keep = np.empty(flat.shape, np.bool_)
+    n_valid, n_change, n_kept = kernel.finish_codes(change, flat, classes, out_class[r0:r1, c0:c1],
+                                                    out_confidence[r0:r1, c0:c1], keep)
+    if n_kept != n_change:  # the candidate radius covers every pixel the clean-up can add
+        raise AssertionError(f"block at ({r0}, {c0}): {n_change} change pixels but {n_kept} candidates")
+    rows, cols = np.divmod(flat[keep], c1 - c0)
+    return (rows + r0) * width + (cols + c0), [plane[keep] for plane in samples], n_valid, n_change
+
+
+def _overlapping(starts: np.ndarray, lo: int, hi: int) -> list[int]:
+    return [b for b in range(len(starts) - 1) if starts[b] < hi and starts[b + 1] > lo]
+
+
+def _graph(inputs: PairInputs, fit: ChangeFit, params: ChangeParams, outputs) -> tuple[HighLevelGraph, list]:
+    """Step-1 and step-2 tasks of every block on top of the input arrays' graphs."""
+    token = tokenize(*(a.name for a in inputs.arrays), fit, params, id(outputs))
+    name1, name2 = f"change-step1-{token}", f"change-step2-{token}"
+    row_starts, col_starts = inputs.block_starts
+    height, width = inputs.shape
+    clean = params.opening_px > 0 or params.closing_px > 0 or params.mmu_px > 1
+    halo = params.halo_px if clean else 0
+    step1 = partial(_step1, has_qa=inputs.has_qa, k=inputs.k, reflectance=inputs.reflectance, fit=fit.normalisation,
+                    threshold=fit.threshold,
+                    radius=params.closing_px + params.mmu_px)
+    dsk: dict = {}
+    for i in range(len(row_starts) - 1):
+        for j in range(len(col_starts) - 1):
+            dsk[(name1, i, j)] = (step1, *inputs.block_keys(i, j))
+    keys = []
+    for i in range(len(row_starts) - 1):
+        for j in range(len(col_starts) - 1):
+            r0, r1, c0, c1 = int(row_starts[i]), int(row_starts[i + 1]), int(col_starts[j]), int(col_starts[j + 1])
+            wr0, wr1 = max(r0 - halo, 0), min(r1 + halo, height)
+            wc0, wc1 = max(c0 - halo, 0), min(c1 + halo, width)
+            neighbours = [(i, j)] + [(a, b) for a in _overlapping(row_starts, wr0, wr1)
+                                     for b in _overlapping(col_starts, wc0, wc1) if (a, b) != (i, j)]
+            pieces = [(int(row_starts[a]), int(col_starts[b])) for a, b in neighbours]
+            task = partial(_step2, core=(r0, r1, c0, c1), pieces=pieces, window=(wr0, wc0, wr1 - wr0, wc1 - wc0),
+                           params=params, clean=clean, width=width, outputs=outputs)
+            dsk[(name2, i, j)] = (task, [(name1, a, b) for a, b in neighbours])
+            keys.append((name2, i, j))
+    graph = HighLevelGraph.from_collections(name2, dsk, dependencies=list(inputs.arrays))
+    return graph, keys
+
+
+def detect_change_blocks(before: xr.Dataset, after: xr.Dataset, params: ChangeParams | None = None, *,
+                         num_workers: int | None = None) -> ChangeBlocks:
+    """Change detection of an aligned pair in one pass over its blocks (module doc).
+
+    Parameters
+    ----------
+    before, after : xarray.Dataset
+        As for :func:`rsmon.products.change.detect_change` (lazy or in memory); the blocks are the
+        after scene's dask chunks (512 x 512 for in-memory input).
+    params : ChangeParams, optional
+    num_workers : int, optional
+        Threads of dask's threaded scheduler (default: dask's, one per core).
+
+    Returns
+    -------
+    ChangeBlocks
+        The uint8 rasters, the sparse index samples of the change pixels and the attributes; equal
+        to :func:`~rsmon.products.change.detect_change` (same fit, same kernel).
+
+    Raises
+    ------
+    InputError
+        Missing bands, different grids or radiometries.
+    """
+    p, before, inputs, fit = fitted_pair(before, after, params)
+    height, width = inputs.shape
+    outputs = (np.empty((height, width), np.uint8), np.empty((height, width), np.uint8),
+               np.empty((height, width), np.uint8))
+    graph, keys = _graph(inputs, fit, p, outputs)
+    # the step-2 tasks write into ``outputs``: a local threaded computation by design
+    results = dask.threaded.get(graph, keys, num_workers=num_workers)
+    flat = np.concatenate([np.empty(0, np.int64)] + [r[0] for r in results])
+    values = {}
+    for m, name in enumerate(INDEX_SAMPLE_NAMES):  # plane by plane, each block's piece freed once copied
+        values[name] = np.concatenate([np.empty(0, np.float32)] + [r[1][m] for r in results])
+        for r in results:
+            r[1][m] = None
+    out = ChangeBlocks(*outputs, index_flat=flat, index_values=values,
+                       attrs=base_attrs(before, after, p, inputs.radiometry, fit),
+                       n_valid=sum(int(r[2]) for r in results), n_change=sum(int(r[3]) for r in results))
+    log.info("change: %d of %d valid pixels (%d blocks), threshold %.3f", out.n_change, out.n_valid, len(keys),
+             fit.threshold)
+    return out
+
