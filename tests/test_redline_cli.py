@@ -273,3 +273,15 @@ def test_validate_change_rejects_a_reference_on_another_grid(taizhou, capsys):
     _one_line_error(rc, err, "--reference")
     rc, _, err = _run(capsys, "validate", "--kind", "no2", "--product", taizhou / "change.tif", "--out", "x")
     _one_line_error(rc, err, "--stations")
+
+
+def test_series_confirms_and_several_befores_make_a_reference(taizhou, tmp_path, capsys):
+    """Two after observations that agree confirm every patch (GLAD practice: high, or highest where
+    the index rule agrees too); two before scenes make a latest-clear reference."""
+    rc, _, err = _run(capsys, "redline", "detect", "--before", TAIZHOU / "2000TM", TAIZHOU / "2000TM",
+                      "--after", TAIZHOU / "2003TM", TAIZHOU / "2003TM", "--no-quicklooks", "-o", tmp_path / "out")
+    assert rc == 0, err
+    series = gpd.read_file(tmp_path / "out" / "patches.gpkg")
+    pair = gpd.read_file(taizhou / "patches.gpkg")
+    assert set(series["confidence"]) <= {"high", "highest"} and "highest" in set(series["confidence"])
+    assert series["area_m2"].sum() == pytest.approx(pair["area_m2"].sum(), rel=1e-9)
