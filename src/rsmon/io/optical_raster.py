@@ -342,8 +342,7 @@ def _lazy(src: BandSource, grid: PixelGrid, chunks: tuple[int, int], name: str):
                           lock=False, meta=np.empty((0, 0), dtype=src.out_dtype))
 
 
-def _mask_defective(values: np.ndarray, qa: np.ndarray, defective: Callable) -> np.ndarray:
-    bad = defective(qa)
+def _mask_defective(values: np.ndarray, bad: np.ndarray) -> np.ndarray:
     return np.where(bad, np.float32(np.nan), values) if bad.any() else values
 
 
@@ -370,14 +369,17 @@ def build_dataset(layout: OpticalLayout, chunks: Any = DEFAULT_CHUNK) -> xr.Data
     grid = layout.grid
     qa_data = None
     data_vars: dict[str, xr.DataArray] = {}
+    defective = None
     if layout.qa is not None:
         qa_data = _lazy(layout.qa.source, grid, sizes, layout.qa.name)
+        if layout.qa.defective is not None:  # one mask per block, shared by every band
+            defective = qa_data.map_blocks(layout.qa.defective, dtype=bool)
     for name in BANDS:
         if name not in layout.bands:
             continue
         data = _lazy(layout.bands[name], grid, sizes, name)
-        if qa_data is not None and layout.qa.defective is not None:
-            data = data.map_blocks(_mask_defective, qa_data, layout.qa.defective, dtype=np.float32)
+        if defective is not None:
+            data = data.map_blocks(_mask_defective, defective, dtype=np.float32)
         data_vars[name] = xr.DataArray(data, dims=("y", "x"), attrs=dict(layout.band_attrs.get(name, {})))
     if qa_data is not None:
         qa = layout.qa
