@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from rsmon.provenance import parse_datetime
+from rsmon.workflow.ledger import open_sqlite
 
 log = logging.getLogger(__name__)
 
@@ -97,10 +98,7 @@ class InputIndex:
         self.catalog = check_output_dir(catalog_dir)
         self.path = self.catalog / INDEX_NAME
         fresh = not self.path.exists()
-        self._db = sqlite3.connect(self.path, timeout=60.0, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA busy_timeout=60000")
-        self._db.executescript(_SCHEMA)
+        self._db = open_sqlite(self.path, setup=(_SCHEMA,))
         if fresh:
             self._rebuild_from_items()
 

@@ -105,6 +105,35 @@ def _pid_start(pid: int) -> int | None:
         return None
 
 
+def open_sqlite(path: str | os.PathLike, *, setup: Sequence[str] = (), wait_s: float = 60.0,
+                check_same_thread: bool = True) -> sqlite3.Connection:
+    """Open an SQLite file shared by several processes: WAL mode, a busy timeout, and ``setup``
+    statements (schema) run with retries.
+
+    SQLite answers "database is locked" at once, without calling its busy handler, when a
+    connection switches a file to WAL or creates the schema while another process does the same
+    (two schedulers started together); those steps are retried with a short back-off for up to
+    ``wait_s`` seconds.
+    """
+    db = sqlite3.connect(path, timeout=wait_s, isolation_level=None, check_same_thread=check_same_thread)
+    deadline = time.monotonic() + wait_s
+    delay = 0.02
+    statements = ["PRAGMA journal_mode=WAL", f"PRAGMA busy_timeout={int(wait_s * 1000)}", *setup]
+    done = 0
+    while done < len(statements):
+        try:
+            sql = statements[done]
+            db.executescript(sql) if ";" in sql.strip().rstrip(";") else db.execute(sql)
+            done += 1
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc) or time.monotonic() > deadline:
+                db.close()
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.5)
+    return db
+
+
 @dataclass(frozen=True)
 class LockHolder:
     """Who holds (or held) the lock of a logical run."""
@@ -160,10 +189,7 @@ class Ledger:
                 path = Path.cwd() / path
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
-                self._db = sqlite3.connect(path, timeout=60.0, isolation_level=None, check_same_thread=False)
-                self._db.execute("PRAGMA journal_mode=WAL")
-                self._db.execute("PRAGMA busy_timeout=60000")
-                self._db.execute("PRAGMA synchronous=NORMAL")
+                self._db = open_sqlite(path, setup=("PRAGMA synchronous=NORMAL",), check_same_thread=False)
             except (OSError, sqlite3.Error) as exc:
                 raise OutputError(f"ledger {url}: cannot open ({exc})") from None
             self.path: Path | None = path
