@@ -101,14 +101,17 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _reject_station_options(args: argparse.Namespace, what: str, names: Sequence[str]) -> None:
+    """InputError naming the station-collocation options given to a kind they do not apply to."""
+    unused = ["--" + name.replace("_", "-") for name in names if getattr(args, name) is not None]
+    if unused:
+        raise InputError(f"validate --kind {args.kind}: {', '.join(unused)} do(es) not apply to {what}")
+
+
 def _cmd_validate_fire(args: argparse.Namespace) -> int:
     from rsmon.workflow.fire import run_fire_validation
 
-    unused = [opt for opt, value in (("--sites", args.sites), ("--radius-km", args.radius_km),
-                                     ("--overpass", args.overpass), ("--qa", args.qa), ("--stamp", args.stamp),
-                                     ("--ee", args.ee)) if value is not None]
-    if unused:
-        raise InputError(f"validate --kind fire: {', '.join(unused)} do(es) not apply to fire points")
+    _reject_station_options(args, "fire points", ("sites", "radius_km", "overpass", "qa", "stamp", "ee"))
     window = 20.0 if args.window_min is None else args.window_min
     result = run_fire_validation(args.product, args.stations, args.out, max_distance_m=args.max_distance_m,
                                  max_dt_min=window)
@@ -121,12 +124,8 @@ def _cmd_validate_fire(args: argparse.Namespace) -> int:
 def _cmd_validate_change(args: argparse.Namespace) -> int:
     from rsmon.workflow.redline import run_change_validation
 
-    unused = [opt for opt, value in (("--stations", args.stations), ("--sites", args.sites),
-                                     ("--radius-km", args.radius_km), ("--window-min", args.window_min),
-                                     ("--overpass", args.overpass), ("--qa", args.qa), ("--stamp", args.stamp),
-                                     ("--ee", args.ee)) if value is not None]
-    if unused:
-        raise InputError(f"validate --kind change: {', '.join(unused)} do(es) not apply to change maps")
+    _reject_station_options(args, "change maps", ("stations", "sites", "radius_km", "window_min", "overpass", "qa",
+                                                  "stamp", "ee"))
     if args.reference is None:
         raise InputError("validate --kind change: --reference MASK is required")
     if len(args.product) != 1:

@@ -122,8 +122,7 @@ def open_sqlite(path: str | os.PathLike, *, setup: Sequence[str] = (), wait_s: f
     done = 0
     while done < len(statements):
         try:
-            sql = statements[done]
-            db.executescript(sql) if ";" in sql.strip().rstrip(";") else db.execute(sql)
+            db.executescript(statements[done])
             done += 1
         except sqlite3.OperationalError as exc:
             if "locked" not in str(exc) and "busy" not in str(exc) or time.monotonic() > deadline:

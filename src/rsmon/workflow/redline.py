@@ -39,7 +39,6 @@ Failure rules
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import json
 import logging
 import os
@@ -48,7 +47,6 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import dask
-import dask.array as da
 import numpy as np
 import rasterio
 import xarray as xr
@@ -58,7 +56,7 @@ from rsmon.io.atomic import atomic_output
 from rsmon.io.change_output import write_change_cog, write_quicklooks
 from rsmon.io.optical import align_pair, open_optical
 from rsmon.io.vectors import read_vectors, write_patches
-from rsmon.products.change import ChangeBlocks, detect_change_blocks, detect_series
+from rsmon.products.change import detect_change_blocks, detect_series
 from rsmon.products.change_composite import latest_clear_composite
 from rsmon.products.change_indices import BANDS
 from rsmon.products.change_params import ChangeParams
@@ -72,7 +70,7 @@ __all__ = ["ChangeValidationResult", "RedlineResult", "run_change_validation", "
 
 _PathLike = str | os.PathLike
 
-#: Variables the patch table needs eagerly; the index values stay lazy (read per patch strip).
+#: The uint8 rasters of a change run (written as COGs; computed together for a series).
 _MASKS = ("change", "change_class", "confidence")
 #: GDAL block cache (MB) while the scenes are read: blocks are read once, so a small cache serves
 #: (GDAL's default is 5 % of the RAM per process).
@@ -150,10 +148,6 @@ def _previous_patches(out: Path, previous) -> Any:
     return gdf
 
 
-def _reference(befores: list[xr.Dataset], params: ChangeParams) -> xr.Dataset:
-    return befores[0] if len(befores) == 1 else latest_clear_composite(befores, params)
-
-
 def _with_eager_masks(ds: xr.Dataset) -> xr.Dataset:
     """Compute the three uint8 masks in one pass (shared reads), keep the rest lazy."""
     values = dask.compute(*(ds[name].data for name in _MASKS))
@@ -161,39 +155,6 @@ def _with_eager_masks(ds: xr.Dataset) -> xr.Dataset:
     for name, value in zip(_MASKS, values):
         out[name] = ds[name].copy(data=np.asarray(value))
     return out
-
-
-def _sample_block(block, samples, width: int, block_info=None):
-    """One chunk of an index variable: the sparse samples scattered into NaN (see :func:`_sample_variables`)."""
-    flat, values = samples
-    (r0, r1), (c0, c1) = block_info[None]["array-location"]
-    out = np.full((r1 - r0, c1 - c0), np.nan, np.float32)
-    lo, hi = np.searchsorted(flat, [r0 * width, r1 * width])
-    rows, cols = np.divmod(flat[lo:hi], width)
-    inside = (cols >= c0) & (cols < c1)
-    out[rows[inside] - r0, cols[inside] - c0] = values[lo:hi][inside]
-    return out
-
-
-def _sample_variables(blocks: ChangeBlocks, like: xr.Dataset) -> dict[str, xr.DataArray]:
-    """Lazy index variables that hold the sparse samples at the change pixels and NaN elsewhere:
-    for a patch table that cannot take ``index_samples`` (its zonal means only read change pixels)."""
-    order = np.argsort(blocks.index_flat, kind="stable")
-    flat = blocks.index_flat[order]
-    shape = blocks.change.shape
-    template = da.empty(shape, dtype=np.float32, chunks=512)
-    out = {}
-    for name, values in blocks.index_values.items():
-        data = da.map_blocks(_sample_block, template, samples=(flat, values[order]), width=shape[1], dtype=np.float32)
-        out[name] = xr.DataArray(data, dims=("y", "x"), coords={d: like[d] for d in ("y", "x") if d in like.coords})
-    return out
-
-
-def _pair_patches(blocks: ChangeBlocks, ds: xr.Dataset, **kwargs):
-    """The patch table of a pair, with the index means from the change pass's samples."""
-    if "index_samples" in inspect.signature(patches_from_change).parameters:
-        return patches_from_change(ds, index_samples=blocks.index_samples, **kwargs)
-    return patches_from_change(ds.assign(_sample_variables(blocks, ds)), **kwargs)
 
 
 def run_redline_detect(
@@ -258,16 +219,18 @@ def run_redline_detect(
     afters = [grid] + [align_pair(a, grid)[0] for a in afters[1:]]
     redline_gdf = read_vectors(redlines) if redlines is not None else None
     prev = _previous_patches(out, previous)
+    reference = befores[0] if len(befores) == 1 else latest_clear_composite(befores, p)
 
     # 2. compute: a pair in one pass over its blocks, a series lazily (masks once), then the patch table
     with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB << 20):
         if len(afters) == 1:
-            blocks = detect_change_blocks(_reference(befores, p), afters[0], p)
+            blocks = detect_change_blocks(reference, afters[0], p)
             ds = blocks.to_dataset(afters[0])
             n_change, n_valid = blocks.n_change, blocks.n_valid
-            patches = _pair_patches(blocks, ds, redlines=redline_gdf, previous=prev, redline_columns=redline_columns)
+            patches = patches_from_change(ds, index_samples=blocks.index_samples, redlines=redline_gdf,
+                                          previous=prev, redline_columns=redline_columns)
         else:
-            ds = _with_eager_masks(detect_series([_reference(befores, p), *afters], p))
+            ds = _with_eager_masks(detect_series([reference, *afters], p))
             change = np.asarray(ds["change"].values)
             n_change, n_valid = int(np.count_nonzero(change == 1)), int(np.count_nonzero(change != 255))
             patches = patches_from_change(ds, redlines=redline_gdf, previous=prev, redline_columns=redline_columns)
@@ -296,8 +259,7 @@ def run_redline_detect(
         written["patches_gpkg"], written["patches_geojson"] = gpkg, geojson
         if quicklooks and len(patches):
             (stage / "quicklooks").mkdir()
-            before_view = befores[-1] if len(befores) == 1 else latest_clear_composite(befores, p)
-            write_quicklooks(patches, before_view, afters[-1], stage, max_patches=max_quicklooks)
+            write_quicklooks(patches, reference, afters[-1], stage, max_patches=max_quicklooks)
             written["quicklooks"] = stage / "quicklooks"
         written["summary"] = _write_summary(stage / "summary.json", result, ds, before_paths, after_paths)
         if (out / "quicklooks").exists() and "quicklooks" not in written:
