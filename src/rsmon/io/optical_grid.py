@@ -16,6 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 from affine import Affine
 
+from rsmon.kernels.decode import bilinear_separable, nearest_gather
+
 __all__ = ["PixelGrid", "integer_offset", "resample_axis_aligned", "same_crs", "source_window", "warp_array"]
 
 # Source pixels added around a window before resampling, so bilinear kernels are complete.
@@ -167,7 +169,8 @@ def _axis(coords: np.ndarray, size: int):
 
 def resample_axis_aligned(values: np.ndarray, src_transform: Affine, dst_transform: Affine, shape: tuple[int, int],
                           *, nearest: bool, fill) -> np.ndarray:
-    """Resample between two north-up grids of the same CRS with separable NumPy indexing.
+    """Resample between two north-up grids of the same CRS (separable; the numba kernels of
+    :mod:`rsmon.kernels.decode`, C-ordered output).
 
     Bilinear between source pixel centres (constant beyond the outermost centres, as GDAL), the
     weights renormalised over the valid (non-NaN) neighbours; NaN where the nearest source pixel is
@@ -178,24 +181,13 @@ def resample_axis_aligned(values: np.ndarray, src_transform: Affine, dst_transfo
     cols = _source_coords(dst_transform.c, dst_transform.a, src_transform.c, src_transform.a, shape[1])
     r0, r1, wy, rn, r_in = _axis(rows, values.shape[0])
     c0, c1, wx, cn, c_in = _axis(cols, values.shape[1])
+    values = np.ascontiguousarray(values)
+    out = np.empty(shape, values.dtype)
     if nearest:
-        out = values[rn][:, cn]
+        nearest_gather(values, rn, cn, out)
     else:
-        valid = np.isfinite(values)
-        if valid.all():
-            out = _separable(values, r0, r1, wy, c0, c1, wx)
-        else:
-            weights = _separable(valid.astype(np.float32), r0, r1, wy, c0, c1, wx)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                out = _separable(np.where(valid, values, np.float32(0)), r0, r1, wy, c0, c1, wx) / weights
-            out[~valid[rn][:, cn]] = np.nan
+        bilinear_separable(values, r0, r1, wy, c0, c1, wx, rn, cn, out)
     if not (r_in.all() and c_in.all()):
-        out = np.array(out, copy=True)
         out[~r_in, :] = fill
         out[:, ~c_in] = fill
-    return out.astype(values.dtype, copy=False)
-
-
-def _separable(values, r0, r1, wy, c0, c1, wx) -> np.ndarray:
-    tmp = values[r0] * (1 - wy)[:, None] + values[r1] * wy[:, None]
-    return tmp[:, c0] * (1 - wx) + tmp[:, c1] * wx
+    return out

@@ -28,6 +28,7 @@ import xarray as xr
 
 from rsmon.errors import FormatError, InputError
 from rsmon.io.optical_grid import PixelGrid, integer_offset, source_window, warp_array
+from rsmon.kernels.decode import lut_decode
 
 log = logging.getLogger(__name__)
 
@@ -96,11 +97,14 @@ class BandSource:
     def decode(self, dn: np.ndarray) -> np.ndarray:
         """DN window -> output values (float32 with NaN at ``invalid``; raw layers unchanged).
 
-        8- and 16-bit DN go through a lookup table (one gather; the table is computed in float64)."""
+        8- and 16-bit DN go through a lookup table (one gather, :func:`rsmon.kernels.decode.lut_decode`;
+        the table is computed in float64)."""
         if self.raw:
             return dn
         if dn.dtype in (np.uint8, np.uint16):
-            return np.take(_decode_table(dn.dtype.str, self.scale, self.offset, tuple(self.invalid)), dn)
+            out = np.empty(dn.shape, np.float32)
+            lut_decode(dn, _decode_table(dn.dtype.str, self.scale, self.offset, tuple(self.invalid)), out)
+            return out
         values = (dn.astype(np.float64) * self.scale + self.offset).astype(np.float32)
         if self.invalid:
             values[np.isin(dn, self.invalid)] = np.nan
@@ -190,15 +194,17 @@ def _read_values(src: BandSource, row0: int, col0: int, height: int, width: int)
     from rasterio.errors import RasterioError
     from rasterio.windows import Window
 
-    out = np.full((height, width), _outside_value(src), dtype=src.out_dtype)
     r0, c0 = max(row0, 0), max(col0, 0)
     r1, c1 = min(row0 + height, src.grid.height), min(col0 + width, src.grid.width)
     if r1 <= r0 or c1 <= c0:
-        return out
+        return np.full((height, width), _outside_value(src), dtype=src.out_dtype)
     try:
         dn = _cached_handle(src.path).read(src.band, window=Window(c0, r0, c1 - c0, r1 - r0))
     except (RasterioError, OSError) as exc:
         raise FormatError(f"{src.path}: band {src.band} cannot be read (truncated or corrupt file?): {exc}") from None
+    if (r1 - r0, c1 - c0) == (height, width):  # inside the file: decoded as read
+        return src.decode(dn)
+    out = np.full((height, width), _outside_value(src), dtype=src.out_dtype)
     out[r0 - row0:r1 - row0, c0 - col0:c1 - col0] = src.decode(dn)
     return out
 
