@@ -20,6 +20,7 @@ from pyproj import Transformer
 from rsmon.errors import FormatError, InputError, UnsupportedFormatError
 from rsmon.io.optical import BANDS, align_pair, open_optical, read_metadata, sniff_optical
 from rsmon.io.optical_landsat import QA_CLEAR_MASK, parse_landsat_id
+from rsmon.io.optical_raster import SceneBlocks
 from rsmon.io.optical_s2 import SCL_CLEAR, estimate_s2a_sensing_date
 from tests.paths import SEEDS, SHARED_DATA
 
@@ -222,6 +223,29 @@ def test_l2a_20m_resampled_at_the_right_coordinates(tmp_path):
     np.testing.assert_array_equal(ds.clear.values, np.isin(scl[i // 2, j // 2], (2, 4, 5, 6, 7)))
     defective = np.isin(ds.scl.values, (0, 1))
     assert np.isnan(ds.red.values[defective]).all() and np.isfinite(ds.red.values[~defective]).all()
+
+
+def test_scene_blocks_equal_the_lazy_arrays_and_refuse_modified_ones(tmp_path):
+    n = 64
+    r, c = np.mgrid[0:n // 2, 0:n // 2]
+    b20 = (2000 + 4 * c + 2 * r).astype(np.uint16)
+    scl = (r * 7 + c) % 12  # SCL 0/1 (no data, defective) scattered: NaN bands
+    ds = open_optical(l2a_folder(tmp_path / "p", n, b20=b20, scl=scl), chunks=16)
+    chunks = ds.red.data.chunks
+    blocks = SceneBlocks.of(ds, [*BANDS, "clear", "water"], chunks)
+    assert blocks is not None
+    for rows, cols in ((slice(16, 32), slice(48, 64)), (slice(0, 16), slice(0, 16))):
+        values = blocks.read(rows, cols)
+        for name in [*BANDS, "clear", "water", "scl"]:
+            expected = ds[name].values[rows, cols]
+            np.testing.assert_array_equal(values[name], expected, err_msg=name)  # bit-identical, NaN included
+            assert values[name].dtype == expected.dtype
+    moved = ds.assign_coords(x=ds.x + 0.0)  # coordinates only: still the reader's arrays
+    assert SceneBlocks.of(moved, BANDS, chunks) is not None
+    changed = ds.assign(red=ds.red * 2)  # a modified band must never be read from the file again
+    assert SceneBlocks.of(changed, BANDS, chunks) is None
+    assert SceneBlocks.of(changed, ["nir"], chunks) is not None
+    assert SceneBlocks.of(ds.chunk(32), BANDS, ds.chunk(32).red.data.chunks) is None
 
 
 def test_scl_clear_mapping(tmp_path):

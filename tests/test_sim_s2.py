@@ -106,3 +106,28 @@ def test_bad_input_and_cli(tmp_path, capsys):
     assert printed[-1].endswith("truth.csv") and open_optical(printed[0]).rio.crs.to_epsg() == 32633
     with pytest.raises(InputError, match="sim s2"):
         main(["--size", "64"])
+
+
+def test_change_pass_reads_scenes_directly_with_the_graphs_result(pair):
+    """The change pass reads reader scenes block by block without their dask graph
+    (PairInputs.scenes); the result equals the graph path and the whole-array NumPy reference."""
+    from rsmon.io.optical_raster import SCENE_BLOCKS
+    from rsmon.products.change import detect_change_blocks, detect_change_numpy
+    from rsmon.products.change_fit import fitted_pair
+
+    before, after = open_optical(pair.before, chunks=128), open_optical(pair.after, chunks=128)
+    assert fitted_pair(before, after)[2].scenes is not None
+    direct = detect_change_blocks(before, after)
+    graph_before, graph_after = before.copy(), after.copy()
+    graph_before.encoding.pop(SCENE_BLOCKS)
+    graph_after.encoding.pop(SCENE_BLOCKS)
+    assert fitted_pair(graph_before, graph_after)[2].scenes is None
+    via_graph = detect_change_blocks(graph_before, graph_after)
+    ref = detect_change_numpy(before, after)
+    assert direct.n_change > 1000
+    for name in ("change", "change_class", "confidence"):
+        np.testing.assert_array_equal(getattr(direct, name), getattr(via_graph, name), err_msg=name)
+        np.testing.assert_array_equal(getattr(direct, name), ref[name].values, err_msg=name)
+    np.testing.assert_array_equal(direct.index_flat, via_graph.index_flat)
+    for name, values in direct.index_values.items():
+        np.testing.assert_array_equal(values, via_graph.index_values[name], err_msg=name)

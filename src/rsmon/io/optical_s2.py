@@ -43,6 +43,7 @@ from rsmon.io.optical_raster import (
     open_raster,
     require_readable,
 )
+from rsmon.kernels.decode import lut_decode
 
 log = logging.getLogger(__name__)
 
@@ -101,9 +102,18 @@ def _table(codes) -> np.ndarray:
 _CLEAR_TABLE, _DEFECTIVE_TABLE = _table(SCL_CLEAR), _table(SCL_DEFECTIVE)
 
 
+def _lookup(table: np.ndarray, scl: np.ndarray) -> np.ndarray:
+    """``table[scl]`` (values beyond the table take its last entry); uint8 blocks in one numba pass."""
+    if scl.dtype == np.uint8 and scl.ndim == 2:
+        out = np.empty(scl.shape, table.dtype)
+        lut_decode(scl, table, out)
+        return out
+    return np.take(table, scl, mode="clip")
+
+
 def scl_clear(scl: np.ndarray) -> np.ndarray:
     """True where the SCL class is clear land or water (:data:`SCL_CLEAR`)."""
-    return np.take(_CLEAR_TABLE, scl, mode="clip")
+    return _lookup(_CLEAR_TABLE, scl)
 
 
 def scl_water(scl: np.ndarray) -> np.ndarray:
@@ -113,7 +123,7 @@ def scl_water(scl: np.ndarray) -> np.ndarray:
 
 def scl_defective(scl: np.ndarray) -> np.ndarray:
     """True where SCL says no data (0) or saturated/defective (1): reflectance becomes NaN there."""
-    return np.take(_DEFECTIVE_TABLE, scl, mode="clip")
+    return _lookup(_DEFECTIVE_TABLE, scl)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -174,7 +174,7 @@ def _run(inputs: PairInputs, fit: ChangeFit, params: ChangeParams, outputs, num_
     n_rows, n_cols = len(row_starts) - 1, len(col_starts) - 1
     clean = params.opening_px > 0 or params.closing_px > 0 or params.mmu_px > 1
     halo = params.halo_px if clean else 0
-    read = _InputBlocks(inputs)
+    read = inputs.read_block if inputs.scenes else _InputBlocks(inputs)
     step1 = partial(_step1, has_qa=inputs.has_qa, k=inputs.k, reflectance=inputs.reflectance, fit=fit.normalisation,
                     threshold=fit.threshold, radius=params.closing_px + params.mmu_px)
     first: dict[tuple[int, int], tuple] = {}

@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import logging
 import math
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import dask
@@ -83,8 +85,13 @@ def fit_block_indices(chunks, budget_px: int, scale: int = 1) -> list[tuple[int,
 
 
 def read_blocks(inputs: PairInputs, indices) -> list[BlockPair]:
-    """Blocks ``indices`` (row, column) of a pair in memory: one computation of their input chunks
-    on the configured dask scheduler (the chunks themselves, not copies assembled into arrays)."""
+    """Blocks ``indices`` (row, column) of a pair in memory: read by the scenes' readers on a local
+    thread pool when the inputs have them (:attr:`PairInputs.scenes`), else one computation of
+    their input chunks on the configured dask scheduler (the chunks themselves, not copies
+    assembled into arrays)."""
+    if inputs.scenes:
+        with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
+            return [inputs.block(values) for values in pool.map(lambda ij: inputs.read_block(*ij), indices)]
     keys = [key for i, j in indices for key in inputs.block_keys(i, j)]
     graph = HighLevelGraph.merge(*(a.__dask_graph__() for a in inputs.arrays)).cull(set(keys))
     get = dask.base.get_scheduler() or dask.threaded.get

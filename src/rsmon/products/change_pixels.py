@@ -14,6 +14,7 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 
+from rsmon.io.optical_raster import SceneBlocks
 from rsmon.kernels import change as kernel
 from rsmon.products.change_indices import BANDS
 from rsmon.products.change_params import ChangeParams
@@ -81,13 +82,17 @@ class PairInputs:
 
     ``arrays``: the six before bands, the six after bands (float32), then the present QA masks
     (bool) in :data:`QA_NAMES` order; ``has_qa``: which of the four are present; ``k``: the
-    threshold vector; ``chunks``: the common block grid."""
+    threshold vector; ``chunks``: the common block grid; ``scenes``: the readers' own block
+    access (:class:`rsmon.io.optical_raster.SceneBlocks`) of the before and after scenes when
+    every array is still a reader's array on these chunks (:meth:`read_block` then skips the
+    graph), else None."""
 
     arrays: tuple[da.Array, ...]
     has_qa: tuple[bool, ...]
     k: np.ndarray
     chunks: tuple[tuple[int, ...], tuple[int, ...]]
     radiometry: str
+    scenes: tuple[SceneBlocks, SceneBlocks] | None = None
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -110,6 +115,19 @@ class PairInputs:
         """Dask keys of block (i, j) of every input array."""
         return [(a.name, i, j) for a in self.arrays]
 
+    def read_block(self, i: int, j: int) -> list[np.ndarray]:
+        """Block (i, j) of every input array, in :attr:`arrays` order, read directly by the
+        scenes' readers (requires :attr:`scenes`)."""
+        row_starts, col_starts = self.block_starts
+        rows = slice(int(row_starts[i]), int(row_starts[i + 1]))
+        cols = slice(int(col_starts[j]), int(col_starts[j + 1]))
+        before, after = (scene.read(rows, cols) for scene in self.scenes)
+        values = [before[b] for b in BANDS] + [after[b] for b in BANDS]
+        for present, (name, when, _) in zip(self.has_qa, QA_NAMES):
+            if present:
+                values.append((before if when == "before" else after)[name])
+        return values
+
 
 def pair_inputs(before: xr.Dataset, after: xr.Dataset, params: ChangeParams, radiometry: str) -> PairInputs:
     """The kernel inputs of a pair already on one grid (``before`` with the after coordinates)."""
@@ -121,7 +139,12 @@ def pair_inputs(before: xr.Dataset, after: xr.Dataset, params: ChangeParams, rad
         has_qa.append(name in ds.data_vars)
         if has_qa[-1]:
             arrays.append(_on_chunks(ds[name], chunks, np.bool_))
-    return PairInputs(tuple(arrays), tuple(has_qa), pack_thresholds(params, radiometry), chunks, radiometry)
+    scenes = []
+    for ds, when in ((before, "before"), (after, "after")):
+        names = list(BANDS) + [name for present, (name, date, _) in zip(has_qa, QA_NAMES) if present and date == when]
+        scenes.append(SceneBlocks.of(ds, names, chunks))
+    return PairInputs(tuple(arrays), tuple(has_qa), pack_thresholds(params, radiometry), chunks, radiometry,
+                      tuple(scenes) if all(scene is not None for scene in scenes) else None)
 
 
 @dataclass
