@@ -1,9 +1,11 @@
 """Change outputs: patch GeoPackage/GeoJSON round trips, atomic writes, redline files, the change
-COG (valid COG, uint8, nodata 255, exact grid) and per-patch quicklook PNGs read lazily."""
+COGs (valid COG, uint8, nodata 255, exact grid, 2x2 mode overviews, written concurrently) and
+per-patch quicklook PNGs read lazily."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import datetime, timezone
 
 import dask.array as da
@@ -21,9 +23,10 @@ from test_patches import UTM, make_scene, rect_box, split_redlines
 import rsmon.io.cog as cog
 import rsmon.io.vectors as vectors
 from rsmon.errors import FormatError, InputError, OutputError
-from rsmon.io.change_output import write_change_cog, write_quicklooks
-from rsmon.io.cog import read_cog_tags
+from rsmon.io.change_output import CHANGE_COG_PROFILE, write_change_cog, write_change_cogs, write_quicklooks
+from rsmon.io.cog import read_cog_tags, write_raster_cog
 from rsmon.io.vectors import read_vectors, write_patches
+from rsmon.kernels.overviews import mode_halve
 from rsmon.products.patches import PATCH_COLUMNS, patches_from_change
 from rsmon.provenance import InputRef, Provenance
 
@@ -168,6 +171,55 @@ def test_change_cog_is_valid_uint8_on_the_exact_grid(big_scene, tmp_path):
     assert meta["provenance"].parameters == {"mmu_px": 4}
 
 
+def overview_levels(path) -> list[np.ndarray]:
+    with rasterio.open(path) as src:
+        count = len(src.overviews(1))
+    levels = []
+    for level in range(count):
+        with rasterio.open(path, overview_level=level) as ovr:
+            levels.append(ovr.read(1))
+    return levels
+
+
+def test_overviews_are_the_2x2_mode_chain_whatever_the_block_size(big_scene, tmp_path):
+    values = big_scene["change_class"].values.copy()
+    values[100:140, 201:263] = 255  # nodata inside and across the 2x2 windows and the blocks
+    band = big_scene["change_class"].copy(data=values)
+    expected = [mode_halve(values, 255)]
+    expected.append(mode_halve(expected[0], 255))
+    for block_size in (2048, 126):  # blocks that split the raster, tiles and windows unevenly
+        path = write_raster_cog(tmp_path / f"b{block_size}.tif", band, provenance(), nodata=255,
+                                profile=CHANGE_COG_PROFILE, block_size=block_size)
+        assert cog_validate(str(path), quiet=True)[0]
+        got = overview_levels(path)
+        assert [g.shape for g in got] == [(300, 550), (150, 275)]
+        for g, e in zip(got, expected):
+            np.testing.assert_array_equal(g, e)
+    with pytest.raises(InputError, match="even"):
+        write_raster_cog(tmp_path / "odd.tif", band, provenance(), nodata=255, profile=CHANGE_COG_PROFILE,
+                         block_size=125)
+
+
+def test_large_rasters_staged_on_disk_give_the_same_cog(scene, tmp_path):
+    memory = write_change_cog(tmp_path / "memory" / "change.tif", scene, provenance())
+    disk = write_change_cog(tmp_path / "disk" / "change.tif", scene, provenance(),
+                            profile=replace(CHANGE_COG_PROFILE, max_memory_bytes=0))
+    assert disk.read_bytes() == memory.read_bytes()
+    assert folder_files(tmp_path / "disk") == ["change.tif"]  # the staging folder is gone
+
+
+def test_several_cogs_written_concurrently_equal_the_single_writes(big_scene, tmp_path):
+    names = ("change", "change_class", "confidence")
+    paths = write_change_cogs(tmp_path / "many", big_scene, provenance(), names)
+    assert paths == {name: tmp_path / "many" / f"{name}.tif" for name in names}
+    for name in names:
+        one = write_change_cog(tmp_path / "one" / f"{name}.tif", big_scene, provenance(), variable=name)
+        assert paths[name].read_bytes() == one.read_bytes()
+    with pytest.raises(InputError, match="'nope'"):
+        write_change_cogs(tmp_path / "bad", big_scene, provenance(), ("change", "nope", "confidence"))
+    assert folder_files(tmp_path / "bad") == ["change.tif", "confidence.tif"]  # complete files, no partial
+
+
 def test_extra_variables_and_bad_input(scene, tmp_path):
     write_change_cog(tmp_path / "change_class.tif", scene, provenance(), variable="change_class")
     with rasterio.open(tmp_path / "change_class.tif") as src:
@@ -193,6 +245,32 @@ def test_failed_cog_write_keeps_the_older_file(scene, tmp_path, monkeypatch):
         write_change_cog(path, scene.assign(change=scene["change"] * 0), provenance())
     assert path.read_bytes() == before
     assert folder_files(tmp_path) == ["change.tif"]
+
+
+# --------------------------------------------------------------------------------------------
+# overview kernel
+# --------------------------------------------------------------------------------------------
+def test_mode_halve_known_answer_with_nodata_ties_and_odd_size():
+    n = 255
+    values = np.array([[1, 1, 2, 3, 7],
+                       [1, 0, 3, 2, n],
+                       [n, n, 4, n, 9],
+                       [n, n, 5, n, 9],
+                       [0, 6, n, n, 8]], dtype=np.uint8)
+    # windows: 3 votes for 1 | 2-2 tie, first in row-major order | clipped column, nodata ignored
+    #          all nodata      | 1-1 tie among the valid           | clipped column
+    #          clipped row tie | clipped row of nodata             | corner pixel alone
+    np.testing.assert_array_equal(mode_halve(values, 255), [[1, 2, 7], [n, 4, 9], [0, n, 8]])
+    # without nodata, 255 is a class like any other
+    np.testing.assert_array_equal(mode_halve(values), [[1, 2, 7], [n, n, 9], [0, n, 8]])
+    # other integer types; a nodata value the type cannot hold is no nodata; a view as input and output
+    np.testing.assert_array_equal(mode_halve(np.where(values == n, -1, values.astype(np.int16)), -1),
+                                  [[1, 2, 7], [-1, 4, 9], [0, -1, 8]])
+    np.testing.assert_array_equal(mode_halve(values, -1), mode_halve(values))
+    out = np.zeros((4, 5), np.uint8)
+    mode_halve(np.asfortranarray(values)[1:, 1:], 255, out=out[1:3, 2:4])
+    np.testing.assert_array_equal(out[1:3, 2:4], [[0, 2], [5, 9]])
+    assert not out[0].any() and not out[3].any()
 
 
 # --------------------------------------------------------------------------------------------

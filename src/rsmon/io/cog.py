@@ -11,6 +11,10 @@ GDAL's COG driver copies it into the :func:`~rsmon.io.atomic.atomic_output` temp
 compressing the tiles and computing the overviews with ``AVERAGE`` resampling (which skips
 NaN/nodata pixels). The final name appears only once the COG is complete.
 
+:func:`write_raster_cog` writes one band of any type on its own grid the same way; for ``MODE``
+overviews of integer (class) rasters it computes the levels itself with a numba kernel
+(:mod:`rsmon.kernels.overviews`, 25x cheaper than GDAL's mode) and the COG driver copies them.
+
 References
 ----------
 COG layout: https://gdal.org/drivers/raster/cog.html ; validation with
@@ -21,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import itertools
 import logging
 import math
 import os
@@ -28,12 +33,14 @@ import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
+from xml.etree import ElementTree
 
 import numpy as np
 import rasterio
 import rasterio.shutil
 import xarray as xr
+from affine import Affine
 from rasterio.errors import NotGeoreferencedWarning, RasterioError
 from rasterio.io import MemoryFile
 from rasterio.windows import Window
@@ -241,7 +248,7 @@ class COGProfile:
         options: dict[str, Any] = {
             "BLOCKSIZE": self.blocksize,
             "COMPRESS": compress,
-            "PREDICTOR": self.predictor(dtype),
+            "PREDICTOR": self.predictor(dtype) if self.predictor(dtype) > 1 else "NO",  # the COG driver's word for 1
             "BIGTIFF": self.bigtiff,
             "NUM_THREADS": self.num_threads,
             "OVERVIEW_RESAMPLING": self.overview_resampling.upper(),
@@ -316,16 +323,24 @@ def _staging_dataset(grid: LonLatGrid, count: int, profile: COGProfile, folder: 
 
 
 @contextlib.contextmanager
+def _staging_paths(nbytes: int, profile: COGProfile, folder: Path) -> Iterator[Callable[[str], str]]:
+    """Yield ``new_path(suffix)``, which names a new staging file: in memory (``/vsimem/``), or in a
+    temporary folder beside the output when the staged ``nbytes`` exceed
+    ``profile.max_memory_bytes``. Every staging file is removed on exit."""
+    with contextlib.ExitStack() as stack:
+        if nbytes <= profile.max_memory_bytes:
+            yield lambda suffix: stack.enter_context(MemoryFile(ext=suffix)).name
+        else:
+            tmpdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=".rsmon-cog-", dir=folder)))
+            numbers = itertools.count()
+            yield lambda suffix: str(tmpdir / f"staging{next(numbers)}{suffix}")
+
+
+@contextlib.contextmanager
 def _staging(meta: dict[str, Any], nbytes: int, profile: COGProfile, folder: Path) -> Iterator[Any]:
-    """Open the staging GTiff ``meta`` in memory, or in a temporary folder beside the output when
-    its ``nbytes`` exceed ``profile.max_memory_bytes``."""
-    if nbytes <= profile.max_memory_bytes:
-        with MemoryFile() as mem, mem.open(**meta) as dst:
-            yield dst
-    else:
-        with tempfile.TemporaryDirectory(prefix=".rsmon-cog-", dir=folder) as tmpdir:
-            with rasterio.open(Path(tmpdir) / "staging.tif", "w", **meta) as dst:
-                yield dst
+    """Open the staging GTiff ``meta`` for writing (:func:`_staging_paths` decides where)."""
+    with _staging_paths(nbytes, profile, folder) as new_path, rasterio.open(new_path(".tif"), "w", **meta) as dst:
+        yield dst
 
 
 @contextlib.contextmanager
@@ -418,6 +433,46 @@ def write_cog(
     return path
 
 
+def _own_mode_overviews(profile: COGProfile, dtype: np.dtype) -> bool:
+    """Whether :func:`write_raster_cog` computes the overviews itself: ``MODE`` on integer data.
+
+    GDAL's mode costs about 1.9 CPU-s per 10980 x 10980 uint8 raster (a Sentinel-2 tile), the
+    numba kernel :func:`rsmon.kernels.overviews.mode_halve` about 0.07 s for all five levels;
+    other resamplings (and mode on floats) stay with GDAL.
+    """
+    return profile.overview_resampling.lower() == "mode" and np.issubdtype(dtype, np.integer)
+
+
+@contextlib.contextmanager
+def _with_overviews(full: str, overviews: list[np.ndarray], meta: dict[str, Any],
+                    new_path: Callable[[str], str]) -> Iterator[Any]:
+    """Open the staged raster ``full`` with ``overviews`` (finest first) as its overview levels.
+
+    GDAL's COG driver takes precomputed overviews only from a source dataset that has them
+    (``OVERVIEWS=FORCE_USE_EXISTING``), and rasterio cannot write into a GTiff's overview levels.
+    So each level is staged as a tiled GTiff and the source is a VRT: GDAL's own VRT copy of
+    ``full`` (metadata, nodata, band description and georeferencing come along unchanged) with one
+    ``<Overview>`` element per level (GDAL VRT format, https://gdal.org/drivers/raster/vrt.html).
+    Without ``overviews`` the VRT has none, and GDAL's COG driver computes them.
+    """
+    with MemoryFile(ext=".vrt") as copy:
+        rasterio.shutil.copy(full, copy.name, driver="VRT")
+        root = ElementTree.fromstring(copy.read())
+    band = root.find("VRTRasterBand")
+    height, width = meta["height"], meta["width"]
+    for level in overviews:
+        path = new_path(".tif")
+        scale = Affine.scale(width / level.shape[1], height / level.shape[0])
+        with rasterio.open(path, "w", **{**meta, "width": level.shape[1], "height": level.shape[0],
+                                         "transform": meta["transform"] @ scale}) as dst:
+            dst.write(level, 1)
+        element = ElementTree.SubElement(band, "Overview")
+        ElementTree.SubElement(element, "SourceFilename", relativeToVRT="0").text = path
+        ElementTree.SubElement(element, "SourceBand").text = "1"
+    with MemoryFile(ElementTree.tostring(root), ext=".vrt") as vrt, vrt.open() as src:
+        yield src
+
+
 def write_raster_cog(
     path: str | os.PathLike,
     data: xr.DataArray,
@@ -450,21 +505,35 @@ def write_raster_cog(
     profile : COGProfile
         Tiling, compression and overviews (use ``overview_resampling="mode"`` or ``"nearest"``
         for classes).
+    block_size : int
+        Pixels per side computed and staged at a time; even, so each block's 2x2 windows are
+        whole.
 
     Returns
     -------
     pathlib.Path
         ``path``.
 
+    Notes
+    -----
+    With ``MODE`` overviews of an integer raster the levels are computed here by
+    :func:`rsmon.kernels.overviews.mode_halve` (nodata pixels do not vote, ties go to the first
+    tied value in row-major order), each from the previous one, the first while the blocks are
+    staged; GDAL's COG driver then copies them (``OVERVIEWS=FORCE_USE_EXISTING``). They are held
+    in memory meanwhile (a third of the raster's size). Otherwise GDAL's COG driver computes the
+    overviews.
+
     Raises
     ------
     InputError
-        Other dims, non-numeric data, or no CRS.
+        Other dims, non-numeric data, no CRS, or an odd ``block_size``.
     OutputError
         The folder cannot be created or GDAL fails; no file is left at ``path`` (an existing
         one is kept).
     """
     import rioxarray  # noqa: F401  (registers the .rio accessor)
+
+    from rsmon.kernels.overviews import mode_halve
 
     path = Path(path)
     if data.dims != ("y", "x"):
@@ -475,23 +544,41 @@ def write_raster_cog(
     dtype = np.dtype("uint8") if dtype == np.bool_ else dtype
     if data.rio.crs is None:
         raise InputError(f"{path}: variable {data.name!r} has no CRS (rioxarray spatial_ref)")
+    if block_size <= 0 or block_size % 2:
+        raise InputError(f"{path}: block_size must be a positive even number, got {block_size}")
     height, width = data.shape
     meta = dict(driver="GTiff", width=width, height=height, count=1, dtype=dtype.name, crs=data.rio.crs,
                 transform=data.rio.transform(), nodata=nodata, tiled=True, blockxsize=profile.blocksize,
                 blockysize=profile.blocksize, BIGTIFF="IF_SAFER")
     options = profile.creation_options(dtype, width, height)
+    levels = options.pop("OVERVIEW_COUNT", 0) if _own_mode_overviews(profile, dtype) else 0
+    if levels:
+        del options["OVERVIEW_RESAMPLING"]
+        options["OVERVIEWS"] = "FORCE_USE_EXISTING"
+    first = np.empty(((height + 1) // 2, (width + 1) // 2), dtype=dtype) if levels else None
     tags = _dataset_tags(xr.Dataset(attrs=dict(data.attrs if attrs is None else attrs)), provenance)
     tags["OVERVIEW_RESAMPLING"] = profile.overview_resampling.upper()
-    with _cog_output(path, profile) as tmp:
-        with _staging(meta, width * height * dtype.itemsize, profile, tmp.parent) as src:
+    nbytes = width * height * dtype.itemsize
+    nbytes += nbytes // 3 if levels else 0  # the overviews are staged too
+    with _cog_output(path, profile) as tmp, _staging_paths(nbytes, profile, tmp.parent) as new_path:
+        full = new_path(".tif")
+        with rasterio.open(full, "w", **meta) as dst:
             for row_off in range(0, height, block_size):
                 for col_off in range(0, width, block_size):
                     part = data.isel(y=slice(row_off, row_off + block_size), x=slice(col_off, col_off + block_size))
                     block = np.asarray(part.values).astype(dtype, copy=False)
-                    src.write(block, 1, window=Window(col_off, row_off, block.shape[1], block.shape[0]))
-            src.set_band_description(1, str(data.name or "band_1"))
-            src.update_tags(1, **_band_tags(data))
-            src.update_tags(**tags)
+                    dst.write(block, 1, window=Window(col_off, row_off, block.shape[1], block.shape[0]))
+                    if first is not None:
+                        rows, cols = (block.shape[0] + 1) // 2, (block.shape[1] + 1) // 2
+                        mode_halve(block, nodata, out=first[row_off // 2:row_off // 2 + rows,
+                                                            col_off // 2:col_off // 2 + cols])
+            dst.set_band_description(1, str(data.name or "band_1"))
+            dst.update_tags(1, **_band_tags(data))
+            dst.update_tags(**tags)
+        overviews = [first] if levels else []
+        while len(overviews) < levels:
+            overviews.append(mode_halve(overviews[-1], nodata))
+        with _with_overviews(full, overviews, meta, new_path) as src:
             _translate(src, tmp, options)
     log.info("wrote COG %s (%s, %dx%d, %s)", path, dtype.name, width, height, options["COMPRESS"])
     return path

@@ -42,6 +42,8 @@ import dataclasses
 import json
 import logging
 import os
+import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -53,7 +55,7 @@ import xarray as xr
 
 from rsmon.errors import FormatError, InputError, RsmonError
 from rsmon.io.atomic import atomic_output
-from rsmon.io.change_output import write_change_cog, write_quicklooks
+from rsmon.io.change_output import write_change_cogs, write_quicklooks
 from rsmon.io.optical import align_pair, open_optical
 from rsmon.io.vectors import read_vectors, write_patches
 from rsmon.products.change import detect_change_blocks, detect_series
@@ -88,6 +90,7 @@ class RedlineResult:
     area_m2: float = 0.0
     reason: str | None = None
     by_class: dict[str, int] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
 
     def summary(self) -> str:
         text = (f"{self.n_patches} change patch(es), {self.area_m2 / 1e4:.2f} ha, "
@@ -97,6 +100,15 @@ class RedlineResult:
         if self.reason:
             text += f"; {self.reason}"
         return text
+
+
+@contextmanager
+def _stage(seconds: dict[str, float], name: str):
+    """Time one stage of a run into ``seconds`` and log it (``rsmon -v`` shows where a run spends)."""
+    t0 = time.perf_counter()
+    yield
+    seconds[name] = round(time.perf_counter() - t0, 3)
+    log.info("redline stage %s: %.2f s", name, seconds[name])
 
 
 def _as_paths(value, name: str) -> list[Path]:
@@ -211,30 +223,37 @@ def run_redline_detect(
             raise InputError(f"--mmu-px: expected a whole number of pixels >= 1, got {mmu_px}")
         p = dataclasses.replace(p, mmu_px=int(mmu_px))
 
+    seconds: dict[str, float] = {}
     # 1. read everything (lazily) and align onto the first after scene's grid
-    afters = [_open(path, band_map, "after") for path in after_paths]
-    befores = [_open(path, band_map, "before") for path in before_paths]
-    grid = afters[0]
-    befores = [align_pair(b, grid)[0] for b in befores]
-    afters = [grid] + [align_pair(a, grid)[0] for a in afters[1:]]
-    redline_gdf = read_vectors(redlines) if redlines is not None else None
-    prev = _previous_patches(out, previous)
-    reference = befores[0] if len(befores) == 1 else latest_clear_composite(befores, p)
+    with _stage(seconds, "open"):
+        afters = [_open(path, band_map, "after") for path in after_paths]
+        befores = [_open(path, band_map, "before") for path in before_paths]
+        grid = afters[0]
+        befores = [align_pair(b, grid)[0] for b in befores]
+        afters = [grid] + [align_pair(a, grid)[0] for a in afters[1:]]
+        redline_gdf = read_vectors(redlines) if redlines is not None else None
+        prev = _previous_patches(out, previous)
+        reference = befores[0] if len(befores) == 1 else latest_clear_composite(befores, p)
 
     # 2. compute: a pair in one pass over its blocks, a series lazily (masks once), then the patch table
     with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB << 20):
         if len(afters) == 1:
-            blocks = detect_change_blocks(reference, afters[0], p)
+            with _stage(seconds, "detect"):
+                blocks = detect_change_blocks(reference, afters[0], p)
             ds = blocks.to_dataset(afters[0])
             n_change, n_valid = blocks.n_change, blocks.n_valid
-            patches = patches_from_change(ds, index_samples=blocks.index_samples, redlines=redline_gdf,
-                                          previous=prev, redline_columns=redline_columns)
+            with _stage(seconds, "patches"):
+                patches = patches_from_change(ds, index_samples=blocks.index_samples, redlines=redline_gdf,
+                                              previous=prev, redline_columns=redline_columns)
         else:
-            ds = _with_eager_masks(detect_series([reference, *afters], p))
+            with _stage(seconds, "detect"):
+                ds = _with_eager_masks(detect_series([reference, *afters], p))
             change = np.asarray(ds["change"].values)
             n_change, n_valid = int(np.count_nonzero(change == 1)), int(np.count_nonzero(change != 255))
-            patches = patches_from_change(ds, redlines=redline_gdf, previous=prev, redline_columns=redline_columns)
-    result = RedlineResult(
+            with _stage(seconds, "patches"):
+                patches = patches_from_change(ds, redlines=redline_gdf, previous=prev,
+                                              redline_columns=redline_columns)
+    result = RedlineResult(seconds=seconds,
         n_patches=len(patches), n_change_pixels=n_change, n_valid_pixels=n_valid,
         area_m2=float(patches["area_m2"].sum()) if len(patches) else 0.0,
         reason=ds.attrs.get("no_data_reason"),
@@ -253,13 +272,15 @@ def run_redline_detect(
     # 3. write into a staging folder, then move into place
     with staging(out, ".rsmon-redline-") as stage:
         written: dict[str, Path] = {}
-        for name in _MASKS:
-            written[name] = write_change_cog(stage / f"{name}.tif", ds, prov, variable=name)
-        gpkg, geojson = write_patches(patches, stage / "patches.gpkg", stage / "patches.geojson")
+        with _stage(seconds, "rasters"):
+            written.update(write_change_cogs(stage, ds, prov, _MASKS))
+        with _stage(seconds, "vectors"):
+            gpkg, geojson = write_patches(patches, stage / "patches.gpkg", stage / "patches.geojson")
         written["patches_gpkg"], written["patches_geojson"] = gpkg, geojson
         if quicklooks and len(patches):
             (stage / "quicklooks").mkdir()
-            write_quicklooks(patches, reference, afters[-1], stage, max_patches=max_quicklooks)
+            with _stage(seconds, "quicklooks"):
+                write_quicklooks(patches, reference, afters[-1], stage, max_patches=max_quicklooks)
             written["quicklooks"] = stage / "quicklooks"
         written["summary"] = _write_summary(stage / "summary.json", result, ds, before_paths, after_paths)
         if (out / "quicklooks").exists() and "quicklooks" not in written:
@@ -292,7 +313,7 @@ def _write_summary(path: Path, result: RedlineResult, ds: xr.Dataset, before, af
         "threshold_method": ds.attrs.get("threshold_method"),
         "n_patches": result.n_patches, "area_m2": result.area_m2, "by_class": result.by_class,
         "n_change_pixels": result.n_change_pixels, "n_valid_pixels": result.n_valid_pixels,
-        "reason": result.reason,
+        "reason": result.reason, "stage_seconds": result.seconds,
     }
     with atomic_output(path) as tmp:
         tmp.write_text(json.dumps(body, indent=2, default=str) + "\n", encoding="utf-8")

@@ -1,0 +1,183 @@
+#!/usr/bin/env python
+"""Benchmark: redline change detection on a full Sentinel-2 tile pair (issue 5).
+
+Input: the simulated Sentinel-2 L2A tile pair in the real per-band layout (``rsmon sim s2``,
+10980 x 10980 = 120.56 Mpixel, B02/B03/B04/B08 at 10 m, B11/B12/SCL at 20 m, uint16 GeoTIFF,
+512-pixel tiles), written once into ``<data>/s2tile`` (DEFLATE, as the simulator writes it), and
+the same files rewritten once with other compressions (same names, tiling and metadata) into
+``<data>/s2tile_<compression>``, to separate decoding the input from processing it.
+
+Cases, each its own process under GNU time (wall, user and system CPU seconds, peak RSS):
+
+``cli-<compression>``  ``rsmon -v redline detect --before .. --after .. -o TMP --no-quicklooks
+                       --no-checksums``: the whole command (start-up, imports, detection, patch
+                       table, three COGs, GeoPackage + GeoJSON); its stage timers are reported too;
+``decode-<compression>`` GDAL reading every input tile of both dates once on 2 threads, nothing else:
+                       the floor any reader of these files pays;
+``numpy`` / ``blocks``  :func:`rsmon.products.change.detect_change_numpy` (whole arrays) and
+                       :func:`~rsmon.products.change.detect_change_blocks` on the same in-memory
+                       4096 x 4096 crop of the tile (the NumPy version needs ~225 bytes per pixel,
+                       ~27 GB for the full tile, more than this machine has).
+
+Usage::
+
+    .venv/bin/python benchmarks/bench_change_tile.py [--data benchmarks/data] [--repeat 2]
+        [--compressions deflate,zstd,none] [--json out.json]
+
+Needs GNU time (Debian package ``time``). Prints a Markdown table (best of ``--repeat`` runs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+PYTHON = sys.executable
+RSMON = str(Path(PYTHON).with_name("rsmon"))
+GNU_TIME = "/usr/bin/time" if Path("/usr/bin/time").exists() else (shutil.which("time") or "/usr/bin/time")
+SIZE = 10980
+CROP = 4096
+
+
+def timed(cmd: list[str]) -> dict:
+    """Run ``cmd`` under GNU time: wall/user/sys seconds, peak MB, stdout and stderr."""
+    with tempfile.NamedTemporaryFile("r", suffix=".time") as tf:
+        proc = subprocess.run([GNU_TIME, "-f", "%e %U %S %M", "-o", tf.name, *cmd], capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise SystemExit(f"command failed ({proc.returncode}): {' '.join(cmd)}\n{proc.stderr[-3000:]}")
+        wall, user, sys_s, kb = tf.read().split()[-4:]
+    return {"wall": float(wall), "user": float(user), "sys": float(sys_s), "peak_mb": float(kb) / 1024,
+            "stdout": proc.stdout, "stderr": proc.stderr}
+
+
+def tile(data: Path) -> Path:
+    folder = data / "s2tile"
+    if not (folder / "after").is_dir():
+        print(f"simulating the tile pair into {folder} (~25 s) ...", file=sys.stderr)
+        subprocess.run([RSMON, "sim", "s2", "-o", str(folder)], check=True)
+    return folder
+
+
+def recompressed(src: Path, compression: str) -> Path:
+    """``src`` rewritten with ``compression`` (same names, tiles and metadata), once."""
+    if compression == "deflate":
+        return src
+    dst = src.parent / f"{src.name}_{compression}"
+    if (dst / "after").is_dir() and len(list((dst / "after").glob("*.tif"))) == 7:
+        return dst
+    import rasterio
+
+    for date in ("before", "after"):
+        (dst / date).mkdir(parents=True, exist_ok=True)
+        for f in (src / date).iterdir():
+            if f.suffix != ".tif":
+                shutil.copy(f, dst / date / f.name)
+                continue
+            with rasterio.open(f) as s:
+                profile = dict(s.profile, compress=compression)
+                if compression == "zstd":
+                    profile["predictor"] = 2
+                with rasterio.open(dst / date / f.name, "w", **profile) as d:
+                    for _, window in s.block_windows(1):
+                        d.write(s.read(window=window), window=window)
+    return dst
+
+
+_DECODE = """
+import sys, glob, threading, time
+from concurrent.futures import ThreadPoolExecutor
+import rasterio
+files = sorted(glob.glob(sys.argv[1] + '/*/*.tif'))
+local = threading.local()
+def read(job):
+    f, w = job
+    cache = local.__dict__.setdefault('h', {})
+    if f not in cache:
+        cache[f] = rasterio.open(f)
+    cache[f].read(1, window=w)
+jobs = []
+for f in files:
+    with rasterio.open(f) as s:
+        jobs += [(f, w) for _, w in s.block_windows(1)]
+with rasterio.Env(GDAL_CACHEMAX=0):
+    t = time.perf_counter()
+    with ThreadPoolExecutor(2) as pool:
+        list(pool.map(read, jobs))
+print(time.perf_counter() - t)
+"""
+
+_INMEMORY = """
+import sys, time
+import numpy as np
+from rsmon.io.optical import open_optical
+from rsmon.products.change import detect_change_blocks, detect_change_numpy
+which, folder, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+crop = dict(y=slice(0, n), x=slice(0, n))
+before = open_optical(folder + '/before').isel(crop).compute()
+after = open_optical(folder + '/after').isel(crop).compute()
+t = time.perf_counter()
+if which == 'numpy':
+    out = detect_change_numpy(before, after)
+    n_change = int((out['change'] == 1).sum())
+else:
+    out = detect_change_blocks(before, after)
+    n_change = out.n_change
+print(time.perf_counter() - t, n_change)
+"""
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", default=str(HERE / "data"), help="where the simulated tile pair is kept")
+    ap.add_argument("--repeat", type=int, default=2, help="runs of each case (the fastest is reported)")
+    ap.add_argument("--compressions", default="deflate,zstd,none")
+    ap.add_argument("--no-numpy", action="store_true", help="skip the in-memory NumPy comparison")
+    ap.add_argument("--json", default=None, help="also write the numbers to this JSON file")
+    args = ap.parse_args()
+    src = tile(Path(args.data))
+    mpix = SIZE * SIZE / 1e6
+    rows: dict[str, dict] = {}
+    for compression in args.compressions.split(","):
+        folder = recompressed(src, compression)
+        runs = []
+        for _ in range(args.repeat):
+            with tempfile.TemporaryDirectory() as tmp:
+                run = timed([RSMON, "-v", "redline", "detect", "--before", str(folder / "before"), "--after",
+                             str(folder / "after"), "-o", tmp, "--no-quicklooks", "--no-checksums"])
+            run["stages"] = {m[0]: float(m[1]) for m in re.findall(r"redline stage (\w+): ([\d.]+) s", run["stderr"])}
+            runs.append(run)
+        rows[f"cli-{compression}"] = min(runs, key=lambda r: r["wall"])
+        decode = [timed([PYTHON, "-c", _DECODE, str(folder)]) for _ in range(args.repeat)]
+        best = min(decode, key=lambda r: float(r["stdout"].split()[0]))
+        rows[f"decode-{compression}"] = dict(best, wall=float(best["stdout"].split()[0]))
+    if not args.no_numpy:
+        for which in ("numpy", "blocks"):
+            run = timed([PYTHON, "-c", _INMEMORY, which, str(src), str(CROP)])
+            seconds, n_change = run["stdout"].split()[:2]
+            rows[which] = dict(run, wall=float(seconds), n_change=int(n_change))
+
+    print(f"\n| case | wall s | user s | sys s | peak MB | Mpixel/s | stages (s) |\n|---|---:|---:|---:|---:|---:|---|")
+    for name, r in rows.items():
+        px = CROP * CROP / 1e6 if name in ("numpy", "blocks") else mpix
+        stages = ", ".join(f"{k} {v:.2f}" for k, v in r.get("stages", {}).items())
+        print(f"| {name} | {r['wall']:.2f} | {r['user']:.2f} | {r['sys']:.2f} | {r['peak_mb']:.0f} | "
+              f"{px / r['wall']:.1f} | {stages} |")
+    if "numpy" in rows:
+        print(f"\nNumPy / blocks on the {CROP} x {CROP} crop: {rows['numpy']['wall'] / rows['blocks']['wall']:.1f}x "
+              f"(change pixels {rows['numpy']['n_change']} / {rows['blocks']['n_change']})")
+    if args.json:
+        Path(args.json).write_text(json.dumps({k: {kk: vv for kk, vv in v.items() if kk not in ("stdout", "stderr")}
+                                               for k, v in rows.items()}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
