@@ -43,6 +43,7 @@ import json
 import logging
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -235,48 +236,46 @@ def run_redline_detect(
         prev = _previous_patches(out, previous)
         reference = befores[0] if len(befores) == 1 else latest_clear_composite(befores, p)
 
-    # 2. compute: a pair in one pass over its blocks, a series lazily (masks once), then the patch table
-    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB << 20):
+    # 2. compute the change rasters: a pair in one pass over its blocks, a series lazily (masks once)
+    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB << 20), _stage(seconds, "detect"):
         if len(afters) == 1:
-            with _stage(seconds, "detect"):
-                blocks = detect_change_blocks(reference, afters[0], p)
-            ds = blocks.to_dataset(afters[0])
+            blocks = detect_change_blocks(reference, afters[0], p)
+            ds, samples = blocks.to_dataset(afters[0]), blocks.index_samples
             n_change, n_valid = blocks.n_change, blocks.n_valid
-            with _stage(seconds, "patches"):
-                patches = patches_from_change(ds, index_samples=blocks.index_samples, redlines=redline_gdf,
-                                              previous=prev, redline_columns=redline_columns)
         else:
-            with _stage(seconds, "detect"):
-                ds = _with_eager_masks(detect_series([reference, *afters], p))
+            ds, samples = _with_eager_masks(detect_series([reference, *afters], p)), None
             change = np.asarray(ds["change"].values)
             n_change, n_valid = int(np.count_nonzero(change == 1)), int(np.count_nonzero(change != 255))
-            with _stage(seconds, "patches"):
-                patches = patches_from_change(ds, redlines=redline_gdf, previous=prev,
-                                              redline_columns=redline_columns)
-    result = RedlineResult(seconds=seconds,
-        n_patches=len(patches), n_change_pixels=n_change, n_valid_pixels=n_valid,
-        area_m2=float(patches["area_m2"].sum()) if len(patches) else 0.0,
-        reason=ds.attrs.get("no_data_reason"),
-        by_class={str(k): int(v) for k, v in patches["change_class"].value_counts().items()} if len(patches) else {},
-    )
-    if result.reason is None and result.n_patches == 0:
-        result.reason = ("no change patch inside the redlines" if redline_gdf is not None and result.n_change_pixels
-                         else "no change above the automatic threshold and the minimum mapping unit")
-
     files = [f for scene in [*befores, *afters] for f in _source_files(scene)]
     prov = Provenance(inputs=[InputRef.from_path(f, checksum=checksums) for f in files],
                       parameters={"change_params": json.loads(ds.attrs.get("change_params", "{}")),
                                   "threshold": _json_float(ds.attrs.get("threshold")),
                                   "redlines": os.fspath(redlines) if redlines is not None else None})
 
-    # 3. write into a staging folder, then move into place
-    with staging(out, ".rsmon-redline-") as stage:
+    # 3. into a staging folder, then moved into place; the COGs are written in the background while
+    #    the patch table is built (both mostly outside the GIL)
+    with staging(out, ".rsmon-redline-") as stage, ThreadPoolExecutor(1) as background:
+        t_rasters = time.perf_counter()
+        rasters = background.submit(write_change_cogs, stage, ds, prov, _MASKS)
+        with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB << 20), _stage(seconds, "patches"):
+            patches = patches_from_change(ds, index_samples=samples, redlines=redline_gdf, previous=prev,
+                                          redline_columns=redline_columns)
+        result = RedlineResult(
+            seconds=seconds, n_patches=len(patches), n_change_pixels=n_change, n_valid_pixels=n_valid,
+            area_m2=float(patches["area_m2"].sum()) if len(patches) else 0.0,
+            reason=ds.attrs.get("no_data_reason"),
+            by_class={str(k): int(v) for k, v in patches["change_class"].value_counts().items()}
+            if len(patches) else {})
+        if result.reason is None and result.n_patches == 0:
+            result.reason = ("no change patch inside the redlines" if redline_gdf is not None and n_change
+                             else "no change above the automatic threshold and the minimum mapping unit")
         written: dict[str, Path] = {}
-        with _stage(seconds, "rasters"):
-            written.update(write_change_cogs(stage, ds, prov, _MASKS))
         with _stage(seconds, "vectors"):
             gpkg, geojson = write_patches(patches, stage / "patches.gpkg", stage / "patches.geojson")
         written["patches_gpkg"], written["patches_geojson"] = gpkg, geojson
+        written.update(rasters.result())
+        seconds["rasters"] = round(time.perf_counter() - t_rasters, 3)
+        log.info("redline stage rasters: %.2f s (alongside the patches)", seconds["rasters"])
         if quicklooks and len(patches):
             (stage / "quicklooks").mkdir()
             with _stage(seconds, "quicklooks"):
