@@ -2,7 +2,10 @@
 
 :func:`detect_change_blocks` is the fast path of :func:`rsmon.products.change.detect_change`:
 after the fit (:func:`~rsmon.products.change_fit.fit_change`, a few million pixels), every input
-block is read and decoded once, and two tasks per block run on dask's threaded scheduler:
+block is read and decoded once (by the scenes' readers directly when the inputs are unmodified
+reader arrays, :attr:`~rsmon.products.change_pixels.PairInputs.scenes`; else by evaluating the
+block's own tasks of the input graph), and two steps per block run on a thread pool, in waves of
+block rows:
 
 1. per block: the fused kernel (:func:`rsmon.kernels.change.detect_pixels`: masks, normalisation,
    magnitude, threshold) gives the raw change codes; the index values and rule classes of the
@@ -16,15 +19,16 @@ block is read and decoded once, and two tasks per block run on dask's threaded s
    values of the final change pixels kept as sparse samples.
 
 Memory: the three uint8 output rasters, the sparse samples (8 float32 + 1 int64 per change pixel)
-and, per block in flight, its input bands (12 float32 planes) or its step-1 result (two uint8
-plane and the candidate samples): dask's ordering keeps about one block row of step-1 results
-alive. The numba kernels release the GIL, so blocks run in parallel threads; the step-2 tasks
-write into the output arrays, so this is a local threaded computation by design (the lazy
-:func:`~rsmon.products.change.detect_change` serves distributed schedulers).
+and, per block in flight, its input bands (12 float32 planes) or its step-1 result (a uint8
+plane and the candidate samples): about three block rows of step-1 results are alive at a time.
+The numba kernels, GDAL reads and decoding release the GIL, so blocks run in parallel threads; the
+step-2 tasks write into the output arrays, so this is a local threaded computation by design (the
+lazy :func:`~rsmon.products.change.detect_change` serves distributed schedulers).
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -69,16 +73,31 @@ class ChangeBlocks:
         parameters, dates, sensor, ``no_data_reason``) plus ``n_fit_px`` / ``n_fit_blocks``.
     n_valid, n_change : int
         Pixels clear on both dates; change pixels.
+
+    The two sample arrays are joined from the blocks' pieces on first access (a few hundred MB
+    for a tile), so a caller can start on the rasters (writing them) before it needs the samples.
     """
 
     change: np.ndarray
     change_class: np.ndarray
     confidence: np.ndarray
-    index_flat: np.ndarray
-    index_values: dict[str, np.ndarray]
+    pieces: list = field(default_factory=list, repr=False)
     attrs: dict = field(default_factory=dict)
     n_valid: int = 0
     n_change: int = 0
+
+    @functools.cached_property
+    def index_flat(self) -> np.ndarray:
+        return np.concatenate([np.empty(0, np.int64)] + [piece[0] for piece in self.pieces])
+
+    @functools.cached_property
+    def index_values(self) -> dict[str, np.ndarray]:
+        values = {}
+        for m, name in enumerate(INDEX_SAMPLE_NAMES):  # plane by plane, each block's piece freed once copied
+            values[name] = np.concatenate([np.empty(0, np.float32)] + [piece[1][m] for piece in self.pieces])
+            for piece in self.pieces:
+                piece[1][m] = None
+        return values
 
     @property
     def index_samples(self) -> tuple[np.ndarray, dict[str, np.ndarray]]:
@@ -225,7 +244,7 @@ def detect_change_blocks(before: xr.Dataset, after: xr.Dataset, params: ChangePa
         after scene's dask chunks (512 x 512 for in-memory input).
     params : ChangeParams, optional
     num_workers : int, optional
-        Threads of dask's threaded scheduler (default: dask's, one per core).
+        Threads of the pass (default: one per core).
 
     Returns
     -------
@@ -244,13 +263,7 @@ def detect_change_blocks(before: xr.Dataset, after: xr.Dataset, params: ChangePa
                np.empty((height, width), np.uint8))
     # the step-2 tasks write into ``outputs``: a local threaded computation by design
     results = _run(inputs, fit, p, outputs, num_workers)
-    flat = np.concatenate([np.empty(0, np.int64)] + [r[0] for r in results])
-    values = {}
-    for m, name in enumerate(INDEX_SAMPLE_NAMES):  # plane by plane, each block's piece freed once copied
-        values[name] = np.concatenate([np.empty(0, np.float32)] + [r[1][m] for r in results])
-        for r in results:
-            r[1][m] = None
-    out = ChangeBlocks(*outputs, index_flat=flat, index_values=values,
+    out = ChangeBlocks(*outputs, pieces=[[flat, samples] for flat, samples, _, _ in results],
                        attrs=base_attrs(before, after, p, inputs.radiometry, fit),
                        n_valid=sum(int(r[2]) for r in results), n_change=sum(int(r[3]) for r in results))
     log.info("change: %d of %d valid pixels (%d blocks), threshold %.3f", out.n_change, out.n_valid, len(results),

@@ -240,10 +240,10 @@ def run_redline_detect(
     with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB << 20), _stage(seconds, "detect"):
         if len(afters) == 1:
             blocks = detect_change_blocks(reference, afters[0], p)
-            ds, samples = blocks.to_dataset(afters[0]), blocks.index_samples
+            ds = blocks.to_dataset(afters[0])
             n_change, n_valid = blocks.n_change, blocks.n_valid
         else:
-            ds, samples = _with_eager_masks(detect_series([reference, *afters], p)), None
+            ds, blocks = _with_eager_masks(detect_series([reference, *afters], p)), None
             change = np.asarray(ds["change"].values)
             n_change, n_valid = int(np.count_nonzero(change == 1)), int(np.count_nonzero(change != 255))
     files = [f for scene in [*befores, *afters] for f in _source_files(scene)]
@@ -258,8 +258,8 @@ def run_redline_detect(
         t_rasters = time.perf_counter()
         rasters = background.submit(write_change_cogs, stage, ds, prov, _MASKS)
         with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB << 20), _stage(seconds, "patches"):
-            patches = patches_from_change(ds, index_samples=samples, redlines=redline_gdf, previous=prev,
-                                          redline_columns=redline_columns)
+            patches = patches_from_change(ds, index_samples=blocks.index_samples if blocks is not None else None,
+                                          redlines=redline_gdf, previous=prev, redline_columns=redline_columns)
         result = RedlineResult(
             seconds=seconds, n_patches=len(patches), n_change_pixels=n_change, n_valid_pixels=n_valid,
             area_m2=float(patches["area_m2"].sum()) if len(patches) else 0.0,
