@@ -56,7 +56,8 @@ def test_bilinear_nan_renormalises_and_keeps_nearest_nan():
     assert np.isnan(out[:2, :2]).all()  # nearest source pixel is the NaN one
     # (1, 2): weights y .25/.75 (rows 0/1), x .75/.25 (cols 1/0 of the right half): NaN neighbour dropped
     wy, wx = np.float32(0.25), np.float32(0.75)
-    num = (np.float32(4) * (1 - wy) + np.float32(12) * wy) * wx + (np.float32(0) * (1 - wy) + np.float32(8) * wy) * (1 - wx)
+    zero, four, eight, twelve = (np.float32(v) for v in (0, 4, 8, 12))
+    num = (four * (1 - wy) + twelve * wy) * wx + (zero * (1 - wy) + eight * wy) * (1 - wx)
     den = (1 - wy + wy) * wx + (np.float32(0) * (1 - wy) + wy) * (1 - wx)
     assert out[1, 2] == np.float32(num / den)
 
