@@ -53,16 +53,21 @@ def bilinear_separable(values, r0, r1, wy, c0, c1, wx, rn, cn, out):
         if not finite:
             break
     if finite:
+        # the row pass once per output row over the source columns (vectorised), then the column
+        # pass gathers from it: the same products and sums as per pixel
+        ux = np.empty(w, values.dtype)
+        for j in range(w):
+            ux[j] = one - wx[j]
+        tmp = np.empty(values.shape[1], values.dtype)
         for i in range(h):
             vy = wy[i]
             uy = one - vy
             a = values[r0[i]]
             b = values[r1[i]]
+            for c in range(values.shape[1]):
+                tmp[c] = a[c] * uy + b[c] * vy
             for j in range(w):
-                vx = wx[j]
-                t0 = a[c0[j]] * uy + b[c0[j]] * vy
-                t1 = a[c1[j]] * uy + b[c1[j]] * vy
-                out[i, j] = t0 * (one - vx) + t1 * vx
+                out[i, j] = tmp[c0[j]] * ux[j] + tmp[c1[j]] * wx[j]
         return
     for i in range(h):
         vy = wy[i]

@@ -70,16 +70,21 @@ def robust_scales(diff: np.ndarray) -> np.ndarray:
     """Per-row robust standard deviation 1.4826 x MAD (the standard deviation where the MAD is 0,
     1 where both are 0) of (bands, pixels) differences: the spread of the unchanged majority,
     not inflated by the changes."""
+    return _centre_and_scales(diff)[1]
+
+
+def _centre_and_scales(diff: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-row medians (keepdims) and :func:`robust_scales` of ``diff``, the median taken once."""
     centre = np.median(diff, axis=1, keepdims=True)
     scales = 1.4826 * np.median(np.abs(diff - centre), axis=1)
     std = diff.std(axis=1)
     scales = np.where(scales > 0, scales, std)
-    return np.where(scales > 0, scales, 1.0)
+    return centre, np.where(scales > 0, scales, 1.0)
 
 
 def _standardised_magnitude(diff: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    scales = robust_scales(diff)
-    centred = (diff - np.median(diff, axis=1, keepdims=True)) / scales[:, None]
+    centre, scales = _centre_and_scales(diff)
+    centred = (diff - centre) / scales[:, None]
     return np.sqrt((centred ** 2).sum(axis=0)), scales
 
 
