@@ -185,9 +185,10 @@ class _InputBlocks:
 def _run(inputs: PairInputs, fit: ChangeFit, params: ChangeParams, outputs, num_workers: int | None) -> list:
     """Step 1 and step 2 of every block (module doc) in waves of block rows on a thread pool.
 
-    Wave ``w`` runs step 1 of block row ``w`` and step 2 of every block row whose halo rows had
-    their step 1 in an earlier wave; a step-1 result is dropped once no pending step 2 needs it,
-    so about three block rows of step-1 results are alive at a time."""
+    Wave ``w`` runs step 1 of block row ``w`` and step 2 of every block row whose halo rows have
+    finished step 1; two waves are in flight, so a worker never idles at a wave's end. A step-1
+    result is dropped once no pending or running step 2 needs it: about four block rows of them
+    are alive at a time."""
     row_starts, col_starts = inputs.block_starts
     height, width = inputs.shape
     n_rows, n_cols = len(row_starts) - 1, len(col_starts) - 1
@@ -218,18 +219,28 @@ def _run(inputs: PairInputs, fit: ChangeFit, params: ChangeParams, outputs, num_
                                          window=(wr0, wc0, wr1 - wr0, wc1 - wc0), params=params, clean=clean,
                                          width=width, outputs=outputs)
 
-    pending = list(range(n_rows))  # block rows still waiting for step 2
+    pending = list(range(n_rows))  # block rows whose step 2 is not submitted yet
+    done = -1  # every step-1 task of block rows <= done has finished
+    waves: list[tuple[list, list[int]]] = []  # in flight: (futures, block rows of their step 2)
     with ThreadPoolExecutor(num_workers or os.cpu_count() or 1) as pool:
-        for wave in range(n_rows + 1):
-            ready = [i for i in pending if max(halo_rows[i]) < wave]
+        for wave in range(n_rows + 2):
+            if len(waves) >= 2 or wave >= n_rows:  # two waves in flight: no idle worker at a wave's end
+                for future in waves.pop(0)[0]:
+                    future.result()
+                done = min(wave - 1 - len(waves), n_rows - 1)
+                needed = {a for i in pending + [r for _, rows in waves for r in rows] for a in halo_rows[i]}
+                for key in [key for key in first if key[0] <= done and key[0] not in needed]:
+                    del first[key]
+            ready = [i for i in pending if max(halo_rows[i]) <= done]
             tasks = [partial(run_step1, wave, j) for j in range(n_cols)] if wave < n_rows else []
             tasks += [partial(run_step2, i, j) for i in ready for j in range(n_cols)]
-            for future in [pool.submit(task) for task in tasks]:
-                future.result()
+            waves.append(([pool.submit(task) for task in tasks], ready))
             pending = [i for i in pending if i not in ready]
-            needed = {a for i in pending for a in halo_rows[i]}
-            for key in [key for key in first if key[0] not in needed and key[0] < wave]:
-                del first[key]
+        for futures, _ in waves:
+            for future in futures:
+                future.result()
+    if pending:
+        raise AssertionError(f"block rows {pending} never cleaned")
     return results
 
 
