@@ -157,10 +157,8 @@ def test_touching_classes_form_one_patch_of_the_majority_class():
                       (slice(10, 20), slice(22, 30), ChangeClass.mining_quarrying, Confidence.low)])
     got2 = patches_from_change(ds2)
     assert list(got2["change_class"]) == ["construction"] and list(got2["n_pixels"]) == [200]
-    change = np.asarray(ds["change"].values)
-    classes = np.asarray(ds["change_class"].values)
-    assert label_regions(change, classes, 8, split_classes=True).n == 2
-    assert label_regions(change, classes, 8).n == 1
+    regions = label_regions(np.asarray(ds2["change"].values), np.asarray(ds2["change_class"].values), 8)
+    assert regions.n == 1 and list(regions.label_class) == [0, ChangeClass.construction]
 
 
 def test_connectivity_diagonal_pixels():
@@ -481,3 +479,101 @@ def test_more_regions_than_uint16_labels():
     assert regions.n == 65792
     geoms = region_polygons(regions, Affine(RES, 0, X0, 0, -RES, Y0))
     assert shapely.area(geoms[1:]).sum() == pytest.approx(65792 * RES * RES)
+
+
+# --------------------------------------------------------------------------------------------
+# kernels (rsmon.kernels.patches): known answers, and GDAL's polygons vertex for vertex
+# --------------------------------------------------------------------------------------------
+def runs_and_labels(change, eight=True):
+    from rsmon.kernels.patches import find_runs, label_runs
+
+    rows, starts, ends = find_runs(change, 0, change.shape[0])
+    labels, n = label_runs(rows, starts, ends, eight)
+    return rows, starts, ends, labels, n
+
+
+def test_runs_are_labelled_as_ndimage_labels():
+    change = np.array([[0, 1, 1, 0, 1],
+                       [1, 0, 0, 0, 1],
+                       [0, 0, 1, 1, 0],
+                       [255, 0, 1, 0, 0]], np.uint8)
+    rows, starts, ends, labels, n = runs_and_labels(change)
+    assert rows.tolist() == [0, 0, 1, 1, 2, 3]
+    assert starts.tolist() == [1, 4, 0, 4, 2, 2]
+    assert ends.tolist() == [3, 5, 1, 5, 4, 3]
+    # 8-connected: (1, 0) touches (0, 1) at a corner, (2, 3) touches (1, 4)
+    assert (labels.tolist(), n) == ([1, 2, 1, 2, 2, 2], 2)
+    *_, labels4, n4 = runs_and_labels(change, eight=False)
+    assert (labels4.tolist(), n4) == ([1, 2, 3, 2, 4, 4], 4)  # numbered by first pixel, as ndimage.label
+
+
+def trace(change):
+    from rsmon.kernels.patches import trace_polygons
+
+    rows, starts, ends, labels, n = runs_and_labels(change)
+    order = np.argsort(labels, kind="stable")
+    first = np.searchsorted(labels[order], np.arange(n + 2))
+    return trace_polygons(rows, starts, ends, order, first, 1, n + 1)
+
+
+def test_trace_polygons_known_rings():
+    ring = np.zeros((5, 5), np.uint8)
+    ring[1:4, 1:4] = 1
+    ring[2, 2] = 0
+    part_label, ring_part, ring_size, xs, ys = trace(ring)
+    assert part_label.tolist() == [1] and ring_part.tolist() == [0, 0] and ring_size.tolist() == [5, 5]
+    # shell from the top left corner down the left edge (GDAL's order), then the hole
+    assert list(zip(xs, ys)) == [(1, 1), (1, 4), (4, 4), (4, 1), (1, 1), (2, 2), (3, 2), (3, 3), (2, 3), (2, 2)]
+    diagonal = np.zeros((3, 4), np.uint8)
+    diagonal[0, 0] = diagonal[1, 1] = diagonal[1, 2] = 1
+    part_label, ring_part, ring_size, xs, ys = trace(diagonal)
+    assert part_label.tolist() == [1, 1] and ring_part.tolist() == [0, 1]  # one region, two 4-connected parts
+    assert list(zip(xs, ys)) == [(0, 0), (0, 1), (1, 1), (1, 0), (0, 0), (1, 1), (1, 2), (3, 2), (3, 1), (1, 1)]
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_region_polygons_are_gdal_polygonize_vertex_for_vertex(seed):
+    """Each region's (Multi)Polygon is what rasterio.features.shapes (GDALPolygonize, 4-connected)
+    gives for the region alone: same rings, ring order, start vertices and part order."""
+    from scipy import ndimage
+
+    from rsmon.products.patch_regions import region_polygons
+
+    rng = np.random.default_rng(seed)
+    field = ndimage.gaussian_filter(rng.random((60, 80)), 1.5)
+    change = (field > np.quantile(field, 0.6)).astype(np.uint8) ^ (rng.random((60, 80)) < 0.05)
+    transform = Affine(RES, 0.5, X0, 0.25, -RES, Y0)  # sheared: both terms of the geotransform count
+    regions = label_regions(change, change, 8)
+    labels = ndimage.label(change == 1, structure=np.ones((3, 3), bool))[0]
+    got = region_polygons(regions, transform)
+    assert regions.n > 50
+    for k in range(1, regions.n + 1):
+        mask = (labels == k).astype(np.uint8)
+        parts = [shapely.geometry.shape(g) for g, _ in
+                 rasterio.features.shapes(mask, mask=mask > 0, connectivity=4, transform=transform)]
+        want = parts[0] if len(parts) == 1 else shapely.MultiPolygon(parts)
+        assert shapely.to_wkb(got[k]) == shapely.to_wkb(want), k
+
+
+def test_pixel_kernels_known_answers():
+    from rsmon.kernels.patches import bin_max, bin_sums, class_votes, gather_runs, pixel_positions
+
+    change = np.array([[1, 1, 0, 0],
+                       [0, 1, 1, 1]], np.uint8)
+    classes = np.array([[2, 0, 5, 5],
+                        [9, 2, 3, 2]], np.uint8)
+    rows, starts, ends, labels, n = runs_and_labels(change)
+    votes = class_votes(classes, rows, starts, ends, labels, n)
+    assert votes.tolist() == [[0] * 7, [0, 0, 3, 1, 0, 0, 1]]  # 0 counts as other (6)
+    out = np.zeros(5, np.uint8)
+    gather_runs(classes, 0, 0, rows, starts, ends, out)
+    assert out.tolist() == [2, 0, 2, 3, 2]
+    gather_runs(classes[1:, 1:], 1, 1, rows[1:], starts[1:], ends[1:], out[:3])  # a window of the raster
+    assert out[:3].tolist() == [2, 3, 2]
+    offsets = np.r_[0, np.cumsum(ends - starts)]
+    row_first = np.searchsorted(rows, np.arange(3))
+    at, label = pixel_positions(np.array([6, 0, 2, 7, 5, 1]), 4, row_first, starts, ends, offsets, labels)
+    assert at.tolist() == [3, 0, -1, 4, 2, 1] and label.tolist() == [1, 1, 0, 1, 1, 1]
+    assert bin_max(np.array([1, 2, 1, 0]), np.array([3, 1, 2, 9], np.uint8), 4).tolist() == [9, 3, 1, 0]
+    sums, counts = bin_sums(np.array([1, 1, 2, 1]), (np.array([1.0, np.nan, 2.0, 4.0]), np.array([1.0, 1, 1, 1])), 3)
+    assert sums.tolist() == [[0, 5, 2], [0, 3, 1]] and counts.tolist() == [[0, 2, 1], [0, 3, 1]]

@@ -54,6 +54,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import date, datetime
 from enum import IntEnum
 
@@ -62,9 +63,20 @@ import numpy as np
 import pandas as pd
 import shapely
 import xarray as xr
+from pyproj import CRS, Transformer
 
 from rsmon.errors import InputError
-from rsmon.products.patch_regions import MeanAccumulator, Regions, assign_pieces, label_regions, region_polygons
+from rsmon.kernels.patches import bin_max
+from rsmon.products.patch_regions import (
+    THREADS,
+    MeanAccumulator,
+    PiecePixels,
+    Regions,
+    assign_pieces,
+    label_regions,
+    region_polygons,
+    threaded,
+)
 from rsmon.products.redlines import RedlineColumns, as_text, clip_to_redlines, polygonal, prepare_redlines
 from rsmon.provenance import parse_datetime
 
@@ -219,8 +231,43 @@ def _check_samples(index_samples, shape: tuple[int, int]) -> tuple[np.ndarray, d
 # --------------------------------------------------------------------------------------------
 # index means
 # --------------------------------------------------------------------------------------------
-def _dense_index_means(ds: xr.Dataset, names: list[str], regions: Regions, bins: list[np.ndarray],
-                       acc: MeanAccumulator) -> None:
+def _piece_stats(ds: xr.Dataset, region_sums: Future | None, names: list[str], regions: Regions,
+                 pixel_conf: np.ndarray, parent: np.ndarray, cut: PiecePixels
+                 ) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    """Pixel count, confidence and index means (:func:`_index_means`) of each piece.
+
+    A piece holding its whole region has the region's statistics, the others those of their
+    pixels; slivers without a pixel centre take their region's confidence and means.
+    """
+    n, n_pieces = regions.n, len(parent)
+    patch_means, cut_means = _index_means(ds, region_sums, names, regions, cut, n_pieces)
+    n_pixels = np.bincount(regions.label, minlength=n + 1)
+    piece_pixels = np.where(cut.entire, n_pixels[parent], np.bincount(cut.piece, minlength=n_pieces + 1)[1:])
+    own = ~cut.entire & (piece_pixels > 0)
+    conf = bin_max(regions.label, pixel_conf, n + 1)[parent]
+    piece_conf = np.where(own, bin_max(cut.piece, pixel_conf[cut.at], n_pieces + 1)[1:], conf)
+    return piece_pixels, piece_conf, {v: np.where(own, cut_means[v][1:], patch_means[v][parent]) for v in names}
+
+
+def _index_means(ds: xr.Dataset, region_sums: Future | None, names: list[str], regions: Regions, cut: PiecePixels,
+                 n_pieces: int) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """NaN-skipping means of the index variables per region and per piece of the cut regions
+    (index 0 unused): from the samples' :func:`_sample_region_sums` or read from ``ds``."""
+    cut_acc = MeanAccumulator(n_pieces + 1, names)
+    if region_sums is not None:
+        at, label, values, acc = region_sums.result()
+        if cut.at.size:  # the samples in cut regions, by piece
+            sel = np.flatnonzero(cut.cut[label])
+            cut_acc.add(cut.piece[np.searchsorted(cut.at, at[sel])], {v: x[sel] for v, x in values.items()})
+    else:
+        acc = MeanAccumulator(regions.n + 1, names)
+        if names:
+            _dense_index_means(ds, names, regions, cut, acc, cut_acc)
+    return acc.means(), cut_acc.means()
+
+
+def _dense_index_means(ds: xr.Dataset, names: list[str], regions: Regions, cut: PiecePixels,
+                       acc: MeanAccumulator, cut_acc: MeanAccumulator) -> None:
     """Accumulate index values read from ``ds`` in row strips.
 
     One dask graph per strip (only the columns holding change pixels), only its change pixels
@@ -228,28 +275,32 @@ def _dense_index_means(ds: xr.Dataset, names: list[str], regions: Regions, bins:
     """
     chunks = ds[names[0]].chunks
     rows = max(int(chunks[0][0]), 256) if chunks else 512
-    height, width = regions.shape
-    edges = np.searchsorted(regions.flat, np.arange(0, height + rows, rows) * width)
+    height = regions.shape[0]
+    edges = np.searchsorted(regions.rows, np.arange(0, height + rows, rows))  # first run of each strip
     for r0, lo, hi in zip(range(0, height, rows), edges[:-1], edges[1:]):
         if hi == lo:
             continue
-        r, c = np.divmod(regions.flat[lo:hi], width)
-        c0 = int(c.min())
-        part = ds[names].isel(y=slice(r0, r0 + rows), x=slice(c0, int(c.max()) + 1)).compute()
-        acc.add([b[lo:hi] for b in bins], {v: np.asarray(part[v].values)[r - r0, c - c0] for v in names})
+        runs = slice(lo, hi)
+        c0, c1 = int(regions.starts[runs].min()), int(regions.ends[runs].max())
+        part = ds[names].isel(y=slice(r0, r0 + rows), x=slice(c0, c1)).compute()
+        p0, p1 = regions.offsets[lo], regions.offsets[hi]
+        values = {v: regions.gather(np.asarray(part[v].values), runs, r0, c0) for v in names}
+        acc.add(regions.label[p0:p1], values)
+        a, b = np.searchsorted(cut.at, [p0, p1])
+        if b > a:
+            cut_acc.add(cut.piece[a:b], {v: x[cut.at[a:b] - p0] for v, x in values.items()})
 
 
-def _sample_index_means(samples: tuple[np.ndarray, dict], names: list[str], regions: Regions,
-                        bins: list[np.ndarray], acc: MeanAccumulator) -> None:
-    """Accumulate index values handed over per change pixel (samples off the change pixels are ignored)."""
+def _sample_region_sums(samples: tuple[np.ndarray, dict], names: list[str], regions: Regions
+                        ) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray], MeanAccumulator]:
+    """Pixel position and region of each sample, its values and the index sums per region
+    (samples off the change pixels go to region 0, which is not used)."""
     flat, values = samples
-    if np.array_equal(flat, regions.flat):  # exactly the change pixels, in raster order
-        acc.add(bins, {v: values[v] for v in names})
-        return
-    at = regions.positions(flat)
-    on = at >= 0
-    at = at[on]
-    acc.add([b[at] for b in bins], {v: np.asarray(values[v])[on] for v in names})
+    at, label = regions.positions(flat)
+    values = {v: values[v] for v in names}
+    acc = MeanAccumulator(regions.n + 1, names)
+    acc.add(label, values)
+    return at, label, values, acc
 
 
 def _equal_area(geoms: np.ndarray, crs, res: float):
@@ -261,11 +312,25 @@ def _equal_area(geoms: np.ndarray, crs, res: float):
     long = np.flatnonzero(np.hypot(bounds[:, 2] - bounds[:, 0], bounds[:, 3] - bounds[:, 1]) > 100 * res)
     dense = np.array(geoms, dtype=object)
     dense[long] = shapely.segmentize(dense[long], 100 * res)
-    ea = gpd.GeoSeries(dense, crs=crs).to_crs(EQUAL_AREA_CRS)
-    centroids = ea.centroid
-    lonlat = centroids.to_crs("EPSG:4326")
-    return (ea.to_numpy(), shapely.area(ea.to_numpy()), (centroids.x.to_numpy(), centroids.y.to_numpy()),
-            (lonlat.x.to_numpy(), lonlat.y.to_numpy()))
+    ea = _reproject(dense, crs, EQUAL_AREA_CRS)
+    centroids = shapely.centroid(ea)
+    lonlat = _reproject(centroids, EQUAL_AREA_CRS, "EPSG:4326")
+    return (ea, shapely.area(ea), (shapely.get_x(centroids), shapely.get_y(centroids)),
+            (shapely.get_x(lonlat), shapely.get_y(lonlat)))
+
+
+def _reproject(geoms: np.ndarray, src, dst) -> np.ndarray:
+    """2-D geometries from CRS ``src`` to ``dst`` point by point, as ``GeoSeries.to_crs`` does;
+    long coordinate lists are split between threads (PROJ runs without the GIL)."""
+    src, dst = CRS.from_user_input(src), CRS.from_user_input(dst)
+    if src.is_exact_same(dst):
+        return geoms
+    transformer = Transformer.from_crs(src, dst, always_xy=True)
+    xy = shapely.get_coordinates(geoms)
+    parts = np.array_split(xy, THREADS if len(xy) > 100_000 else 1)
+    done = threaded(lambda part: np.column_stack(transformer.transform(part[:, 0], part[:, 1])),
+                    [(part,) for part in parts])
+    return shapely.set_coordinates(np.array(geoms, dtype=object), np.concatenate(done))
 
 
 # --------------------------------------------------------------------------------------------
@@ -411,45 +476,35 @@ def patches_from_change(
     if n == 0:
         log.info("no change pixels: empty patch table")
         return empty_patches(crs)
-    pixel_conf = np.asarray(masks["confidence"].values).ravel()[regions.flat]
+    pixel_conf = regions.gather(np.asarray(masks["confidence"].values))
     del masks
-    geoms = region_polygons(regions, transform)
-
-    # pieces: patches, or patches clipped to redline features
-    if zones is None:
-        parent = np.arange(1, n + 1)
-        piece_geoms = geoms[1:]
-        redline = {k: np.full(n, None, dtype=object) for k in _REDLINE_KEYS}
-        bins = [regions.label]
-    else:
-        clipped = clip_to_redlines(geoms[1:], zones.geometry.to_numpy())
-        if not len(clipped.geometry):
-            log.info("%d change patches, none inside the redlines: empty patch table", n)
-            return empty_patches(crs)
-        parent, piece_geoms = clipped.patch + 1, clipped.geometry
-        redline = {k: np.asarray([as_text(v) for v in zones[k]], dtype=object)[clipped.zone] for k in _REDLINE_KEYS}
-        bins = [regions.label, assign_pieces(regions, parent, clipped.zone, clipped.whole, zones.geometry.to_numpy(),
-                                             transform)]
-    n_pieces = len(piece_geoms)
-    sizes = [n + 1, n_pieces + 1][: len(bins)]
-    n_pixels = [np.bincount(b, minlength=size) for b, size in zip(bins, sizes)]
-    conf = [np.zeros(size, np.int64) for size in sizes]
-    for b, c in zip(bins, conf):
-        np.maximum.at(c, b, pixel_conf)
     names = [v for v in INDEX_VARIABLES if v in (samples[1] if samples else ds.data_vars)]
     if len(names) < len(INDEX_VARIABLES):
         log.warning("change %s lacks %s: their columns are NaN", "index_samples" if samples else "dataset",
                     sorted(set(INDEX_VARIABLES) - set(names)))
-    acc = MeanAccumulator(sizes, names)
-    if samples is not None:
-        _sample_index_means(samples, names, regions, bins, acc)
-    elif names:
-        _dense_index_means(ds, names, regions, bins, acc)
-    patch_means, piece_means = acc.means(0), acc.means(len(bins) - 1)
-    has_px = n_pixels[-1][1:] > 0  # slivers without a pixel centre use their patch's values
-    piece_conf = np.where(has_px, conf[-1][1:], conf[0][parent])
-
-    ea_geoms, area, (cx, cy), (lon, lat) = _equal_area(piece_geoms, crs, max(abs(transform.a), abs(transform.e)))
+    # pixel statistics (numba kernels) in the background while GEOS and PROJ work on the polygons
+    with ThreadPoolExecutor(1) as background:
+        region_sums = background.submit(_sample_region_sums, samples, names, regions) if samples else None
+        geoms = region_polygons(regions, transform)
+        # pieces: patches, or patches clipped to redline features
+        if zones is None:
+            parent = np.arange(1, n + 1)
+            piece_geoms = geoms[1:]
+            redline = {k: np.full(n, None, dtype=object) for k in _REDLINE_KEYS}
+            cut = PiecePixels.uncut(np.ones(n, bool), n)
+        else:
+            clipped = clip_to_redlines(geoms[1:], zones.geometry.to_numpy())
+            if not len(clipped.geometry):
+                log.info("%d change patches, none inside the redlines: empty patch table", n)
+                return empty_patches(crs)
+            parent, piece_geoms = clipped.patch + 1, clipped.geometry
+            redline = {k: np.asarray([as_text(v) for v in zones[k]], dtype=object)[clipped.zone]
+                       for k in _REDLINE_KEYS}
+            cut = assign_pieces(regions, parent, clipped.zone, clipped.whole, zones.geometry.to_numpy(), transform)
+        n_pieces = len(piece_geoms)
+        stats = background.submit(_piece_stats, ds, region_sums, names, regions, pixel_conf, parent, cut)
+        ea_geoms, area, (cx, cy), (lon, lat) = _equal_area(piece_geoms, crs, max(abs(transform.a), abs(transform.e)))
+        piece_pixels, piece_conf, piece_means = stats.result()
     codes = regions.label_class[parent]
 
     # stable ids
@@ -474,7 +529,7 @@ def patches_from_change(
         "confidence": [_confidence_name(c) for c in piece_conf.tolist()],
         "confidence_code": piece_conf,
         "area_m2": area,
-        "n_pixels": n_pixels[-1][1:],
+        "n_pixels": piece_pixels,
         "centroid_lon": lon,
         "centroid_lat": lat,
         **redline,
@@ -483,8 +538,7 @@ def patches_from_change(
         "first_detected": [min(f, scene["after_date"]) if f else scene["after_date"] for f in matched_first],
         "last_detected": same(scene["after_date"]),
         **{k: same(scene[k]) for k in ("sensor", "before_source", "after_source")},
-        **{v: (np.where(has_px, piece_means[v][1:], patch_means[v][parent]) if v in names
-               else np.full(n_pieces, np.nan)) for v in INDEX_VARIABLES},
+        **{v: piece_means[v] if v in names else np.full(n_pieces, np.nan) for v in INDEX_VARIABLES},
     }
     # object text with None for missing, also under pandas 3 (whose default str dtype holds NaN)
     table = gpd.GeoDataFrame({k: pd.Series(v, dtype=PATCH_COLUMNS[k]) for k, v in columns.items()},
