@@ -577,3 +577,19 @@ def test_pixel_kernels_known_answers():
     assert bin_max(np.array([1, 2, 1, 0]), np.array([3, 1, 2, 9], np.uint8), 4).tolist() == [9, 3, 1, 0]
     sums, counts = bin_sums(np.array([1, 1, 2, 1]), (np.array([1.0, np.nan, 2.0, 4.0]), np.array([1.0, 1, 1, 1])), 3)
     assert sums.tolist() == [[0, 5, 2], [0, 3, 1]] and counts.tolist() == [[0, 2, 1], [0, 3, 1]]
+
+
+def test_lazy_index_samples_equal_the_joined_ones():
+    """A callable ``index_samples`` (joined in the background) gives the same table as the pair."""
+    ds = make_scene()
+    flat = np.flatnonzero(ds["change"].values.ravel() == 1)
+    values = {name: index_field(name, SHAPE).ravel()[flat] for name in INDEX_VARIABLES}
+    no_index = ds.drop_vars(list(INDEX_VARIABLES))
+    eager = patches_from_change(no_index, index_samples=(flat, values))
+    lazy = patches_from_change(no_index, index_samples=lambda: (flat, values))
+    assert len(eager) == 2
+    pd.testing.assert_frame_equal(pd.DataFrame(eager.drop(columns="geometry")),
+                                  pd.DataFrame(lazy.drop(columns="geometry")))
+    assert eager.geometry.geom_equals_exact(lazy.geometry, 0).all()
+    with pytest.raises(InputError, match="lack"):
+        patches_from_change(no_index, index_samples=lambda: (flat, {"ndvi_after": values["ndvi_after"]}))

@@ -53,7 +53,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import date, datetime
 from enum import IntEnum
@@ -291,6 +291,15 @@ def _dense_index_means(ds: xr.Dataset, names: list[str], regions: Regions, cut: 
             cut_acc.add(cut.piece[a:b], {v: x[cut.at[a:b] - p0] for v, x in values.items()})
 
 
+def _joined_region_sums(join: Callable[[], tuple], shape: tuple[int, int], names: list[str], regions: Regions):
+    """:func:`_sample_region_sums` of the samples ``join()`` returns (every name of ``names``)."""
+    samples = _check_samples(join(), shape)
+    missing = sorted(set(names) - set(samples[1]))
+    if missing:
+        raise InputError(f"index_samples: the callable's samples lack {missing}")
+    return _sample_region_sums(samples, names, regions)
+
+
 def _sample_region_sums(samples: tuple[np.ndarray, dict], names: list[str], regions: Regions
                         ) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray], MeanAccumulator]:
     """Pixel position and region of each sample, its values and the index sums per region
@@ -417,7 +426,7 @@ def patches_from_change(
     redline_columns: RedlineColumns | None = None,
     match_iou: float = 0.3,
     id_cell_m: float = 100.0,
-    index_samples: tuple[np.ndarray, Mapping[str, np.ndarray]] | None = None,
+    index_samples: tuple[np.ndarray, Mapping[str, np.ndarray]] | Callable[[], tuple] | None = None,
 ) -> gpd.GeoDataFrame:
     """Vectorise change regions into a patch table with class, confidence, area, evidence and stable ids.
 
@@ -446,7 +455,10 @@ def patches_from_change(
         of :data:`INDEX_VARIABLES` (float32; missing names give NaN columns and a warning).
         The patch means are NaN-skipping means of the samples falling in the patch (or clipped
         piece); samples off the change pixels are ignored, change pixels without a sample do
-        not count. The dataset's index variables are then not read (they may be absent).
+        not count. The dataset's index variables are then not read (they may be absent). May
+        also be a callable returning that pair with every name of :data:`INDEX_VARIABLES`: it
+        is called in a background thread while the regions are labelled and traced (a fused
+        pass joins its blocks' samples meanwhile).
 
     Returns
     -------
@@ -467,7 +479,8 @@ def patches_from_change(
         raise InputError(f"id_cell_m: expected a positive length in metres, got {id_cell_m}")
     scene = _scene_attrs(ds)
     shape = (ds.sizes["y"], ds.sizes["x"])
-    samples = _check_samples(index_samples, shape) if index_samples is not None else None
+    lazy = callable(index_samples)
+    samples = _check_samples(index_samples, shape) if index_samples is not None and not lazy else None
     zones = prepare_redlines(redlines, crs, redline_columns) if redlines is not None else None
     masks = ds[["change", "change_class", "confidence"]].compute()
     regions = label_regions(np.asarray(masks["change"].values), np.asarray(masks["change_class"].values),
@@ -478,13 +491,17 @@ def patches_from_change(
         return empty_patches(crs)
     pixel_conf = regions.gather(np.asarray(masks["confidence"].values))
     del masks
-    names = [v for v in INDEX_VARIABLES if v in (samples[1] if samples else ds.data_vars)]
+    names = list(INDEX_VARIABLES) if lazy else [v for v in INDEX_VARIABLES if v in (samples[1] if samples
+                                                                                   else ds.data_vars)]
     if len(names) < len(INDEX_VARIABLES):
         log.warning("change %s lacks %s: their columns are NaN", "index_samples" if samples else "dataset",
                     sorted(set(INDEX_VARIABLES) - set(names)))
     # pixel statistics (numba kernels) in the background while GEOS and PROJ work on the polygons
     with ThreadPoolExecutor(1) as background:
-        region_sums = background.submit(_sample_region_sums, samples, names, regions) if samples else None
+        if lazy:
+            region_sums = background.submit(_joined_region_sums, index_samples, shape, names, regions)
+        else:
+            region_sums = background.submit(_sample_region_sums, samples, names, regions) if samples else None
         geoms = region_polygons(regions, transform)
         # pieces: patches, or patches clipped to redline features
         if zones is None:

@@ -261,8 +261,10 @@ def run_redline_detect(
         t_rasters = time.perf_counter()
         rasters = background.submit(write_change_cogs, stage, ds, prov, _MASKS)
         with rasterio.Env(**GDAL_READ_ENV), _stage(seconds, "patches"):
-            patches = patches_from_change(ds, index_samples=blocks.index_samples if blocks is not None else None,
-                                          redlines=redline_gdf, previous=prev, redline_columns=redline_columns)
+            # the blocks' samples are joined in the background while the regions are traced
+            patches = patches_from_change(ds, index_samples=(lambda: blocks.index_samples) if blocks is not None
+                                          else None, redlines=redline_gdf, previous=prev,
+                                          redline_columns=redline_columns)
         result = RedlineResult(
             seconds=seconds, n_patches=len(patches), n_change_pixels=n_change, n_valid_pixels=n_valid,
             area_m2=float(patches["area_m2"].sum()) if len(patches) else 0.0,
