@@ -113,7 +113,8 @@ class ChangeBlocks:
             out[name] = xr.DataArray(getattr(self, name), dims=("y", "x"), attrs=change_variable_attrs(name))
         crs = like.rio.crs
         if crs is not None:
-            out = out.rio.write_crs(crs).rio.write_transform(like.rio.transform())
+            # in place: rioxarray copies deeply otherwise (twice 362 MB for a tile)
+            out.rio.write_crs(crs, inplace=True).rio.write_transform(like.rio.transform(), inplace=True)
         return out
 
 
