@@ -12,6 +12,10 @@ Cases, each its own process under GNU time (wall, user and system CPU seconds, p
 ``cli-<compression>``  ``rsmon -v redline detect --before .. --after .. -o TMP --no-quicklooks
                        --no-checksums``: the whole command (start-up, imports, detection, patch
                        table, three COGs, GeoPackage + GeoJSON); its stage timers are reported too;
+``warm-<compression>`` the same run (:func:`rsmon.workflow.redline.run_redline_detect`) a second
+                       time in one process, as in a scheduler or service process that has
+                       imported rsmon and loaded its kernels once: the throughput of a
+                       long-running process (wall of that run only; peak RSS of the process);
 ``decode-<compression>`` GDAL reading every input tile of both dates once on 2 threads, nothing else:
                        the floor any reader of these files pays;
 ``numpy`` / ``blocks``  :func:`rsmon.products.change.detect_change_numpy` (whole arrays) and
@@ -114,6 +118,18 @@ with rasterio.Env(GDAL_CACHEMAX=0):
 print(time.perf_counter() - t)
 """
 
+_WARM = """
+import json, sys, tempfile, time
+from rsmon.workflow.redline import run_redline_detect
+folder = sys.argv[1]
+for run in range(2):
+    with tempfile.TemporaryDirectory() as tmp:
+        t = time.perf_counter()
+        result = run_redline_detect(folder + '/before', folder + '/after', tmp, quicklooks=False, checksums=False)
+        seconds = time.perf_counter() - t
+print(seconds, json.dumps(result.seconds))
+"""
+
 _INMEMORY = """
 import sys, time
 import numpy as np
@@ -155,6 +171,11 @@ def main() -> int:
             run["stages"] = {m[0]: float(m[1]) for m in re.findall(r"redline stage (\w+): ([\d.]+) s", run["stderr"])}
             runs.append(run)
         rows[f"cli-{compression}"] = min(runs, key=lambda r: r["wall"])
+        warm = [timed([PYTHON, "-c", _WARM, str(folder)]) for _ in range(args.repeat)]
+        best = min(warm, key=lambda r: float(r["stdout"].split()[0]))
+        seconds, stages = best["stdout"].split(maxsplit=1)
+        rows[f"warm-{compression}"] = dict(best, wall=float(seconds), stages=json.loads(stages), user=float("nan"),
+                                           sys=float("nan"))
         decode = [timed([PYTHON, "-c", _DECODE, str(folder)]) for _ in range(args.repeat)]
         best = min(decode, key=lambda r: float(r["stdout"].split()[0]))
         rows[f"decode-{compression}"] = dict(best, wall=float(best["stdout"].split()[0]))
@@ -168,8 +189,8 @@ def main() -> int:
     for name, r in rows.items():
         px = CROP * CROP / 1e6 if name in ("numpy", "blocks") else mpix
         stages = ", ".join(f"{k} {v:.2f}" for k, v in r.get("stages", {}).items())
-        print(f"| {name} | {r['wall']:.2f} | {r['user']:.2f} | {r['sys']:.2f} | {r['peak_mb']:.0f} | "
-              f"{px / r['wall']:.1f} | {stages} |")
+        cpu = " | ".join("-" if r[k] != r[k] else f"{r[k]:.2f}" for k in ("user", "sys"))  # NaN: not measured
+        print(f"| {name} | {r['wall']:.2f} | {cpu} | {r['peak_mb']:.0f} | {px / r['wall']:.1f} | {stages} |")
     if "numpy" in rows:
         print(f"\nNumPy / blocks on the {CROP} x {CROP} crop: {rows['numpy']['wall'] / rows['blocks']['wall']:.1f}x "
               f"(change pixels {rows['numpy']['n_change']} / {rows['blocks']['n_change']})")
