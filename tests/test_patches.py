@@ -335,7 +335,7 @@ def random_redlines() -> gpd.GeoDataFrame:
 
 def reference_patches(ds: xr.Dataset, redlines=None) -> pd.DataFrame:
     """The plain algorithm (one ndimage.label, majority class per region, GDALPolygonize of the whole raster,
-    make_valid, pieces rasterised on the whole grid, means by hand) for the same columns."""
+    make_valid, each piece rasterised on the whole grid, means by hand) for the same columns."""
     from scipy import ndimage
 
     transform = ds.rio.transform()
@@ -351,15 +351,14 @@ def reference_patches(ds: xr.Dataset, redlines=None) -> pd.DataFrame:
         zones = redlines.to_crs(UTM)
         pieces = [(k, piece, rid) for k, g, _ in pieces for rid, z in zip(zones["id"], zones.geometry)
                   for piece in [shapely.intersection(g, z)] if piece.area > 0]
-    piece_px = rasterio.features.rasterize(((g, i + 1) for i, (_, g, _) in enumerate(pieces)),
-                                           out_shape=labels.shape, transform=transform, dtype="int32")
     pixels = ndimage.value_indices(labels, ignore_value=0)
     index = {v: ds[v].values.astype(np.float64) for v in INDEX_VARIABLES}
     rows = []
-    for i, (k, geom, rid) in enumerate(pieces):
+    for k, geom, rid in pieces:
         at = pixels[k]
-        if redlines is not None:
-            mine = piece_px[at] == i + 1
+        if redlines is not None:  # the pixels whose centre the piece holds (each piece on its own)
+            mine = rasterio.features.rasterize([(geom, 1)], out_shape=labels.shape, transform=transform,
+                                               dtype="uint8")[at] == 1
             at = tuple(a[mine] for a in at) if mine.any() else at  # a sliver: its patch's values
             n_pixels = int(mine.sum())
         else:
@@ -593,3 +592,26 @@ def test_lazy_index_samples_equal_the_joined_ones():
     assert eager.geometry.geom_equals_exact(lazy.geometry, 0).all()
     with pytest.raises(InputError, match="lack"):
         patches_from_change(no_index, index_samples=lambda: (flat, {"ndvi_after": values["ndvi_after"]}))
+
+
+def test_overlapping_features_each_count_the_pixels_they_hold():
+    """A redline and a reserve overlapping over a patch: both pieces get the patch's pixels and means."""
+    ds = make_scene()
+    rows, cols = RECT_A[0], RECT_A[1]
+    around = rect_box(slice(rows.start - 5, rows.stop + 5), slice(cols.start - 5, cols.stop + 5))
+    west_half = rect_box(slice(rows.start - 5, rows.stop + 5), slice(cols.start - 5, cols.start + 25))
+    redlines = gpd.GeoDataFrame({"id": ["redline", "reserve"]}, geometry=[around, west_half], crs=UTM)
+    got = patches_from_change(ds, redlines=redlines)
+    a = got[got["class_code"] == int(RECT_A[2])].set_index("redline_id")
+    assert a.loc["redline", "n_pixels"] == 2000  # the whole patch (40 x 50)
+    assert a.loc["reserve", "n_pixels"] == 40 * 25  # its western half, also counted for the redline
+    west = index_field("ndvi_after", SHAPE)[rows, cols.start:cols.start + 25]
+    assert a.loc["reserve", "ndvi_after"] == pytest.approx(float(west.mean()), rel=1e-6)
+    assert a.loc["redline", "ndvi_after"] == pytest.approx(float(index_field("ndvi_after", SHAPE)[rows, cols].mean()),
+                                                          rel=1e-6)
+    # the fused samples give the same table
+    flat = np.flatnonzero(ds["change"].values.ravel() == 1)
+    values = {name: index_field(name, SHAPE).ravel()[flat] for name in INDEX_VARIABLES}
+    fused = patches_from_change(ds.drop_vars(list(INDEX_VARIABLES)), redlines=redlines, index_samples=(flat, values))
+    pd.testing.assert_frame_equal(pd.DataFrame(got.drop(columns="geometry")),
+                                  pd.DataFrame(fused.drop(columns="geometry")), rtol=1e-6)

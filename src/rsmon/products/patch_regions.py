@@ -191,8 +191,8 @@ class PiecePixels:
 
     ``entire`` marks the pieces holding every pixel of their region (its only piece, which its
     feature covers): their pixel statistics are the region's. The pixels of the other pieces'
-    regions (``cut``, per region) are listed: positions ``at`` (ascending) and their ``piece``
-    (1-based; 0 = none).
+    regions (``cut``, per region) are listed: positions ``at`` (ascending; a pixel in overlapping
+    features once per piece) and their ``piece`` (1-based).
     """
 
     entire: np.ndarray
@@ -213,8 +213,10 @@ def assign_pieces(regions: Regions, parent: np.ndarray, zone: np.ndarray, whole:
     Piece ``i`` is region ``parent[i]`` clipped to feature ``zones[zone[i]]``; pieces come in
     region order. A pixel belongs to the piece holding its centre, that is to the feature holding
     its centre (a centre lies inside its region's polygon, never on its edge); a centre on a feature
-    edge counts as inside, and where pieces overlap (a region inside two overlapping features)
-    the last one wins, as when the pieces are burnt in order with ``rasterio.features.rasterize``.
+    edge counts as inside. Where features overlap (a redline and a nature reserve), a pixel whose
+    centre lies inside both counts for both pieces; a centre only on edges (the edge two adjacent
+    features share) counts once, for the last piece (:func:`_overlap_hits`). ``at`` may therefore
+    repeat a position, once per piece.
     ``whole`` marks pieces that are their entire region (the feature covers it): a region whose
     only piece is whole needs no test, and a whole piece holds all of its region's centres. On a
     north-up grid the centres of a run lie on one horizontal segment: a feature covering the
@@ -260,9 +262,36 @@ def assign_pieces(regions: Regions, parent: np.ndarray, zone: np.ndarray, whole:
     for z, at in _group(zone[piece[pair[test]]], len(zones)):
         hit[test[at]] = shapely.intersects_xy(zones[z], x[at], y[at])
     pixel = (np.cumsum(lengths) - lengths)[pair_run[pair]] + within  # index among the tested pixels
-    last = bin_max(pixel[hit], piece[pair[hit]] + 1, int(lengths.sum()))
+    keep = _overlap_hits(hit, pixel, piece[pair], zone, zones, transform, col, row[pair], int(lengths.sum()))
     run, within = _run_pixels(lengths)
-    return PiecePixels(simple[parent], cut, regions.offsets[runs][run] + within, last)
+    position = (regions.offsets[runs][run] + within)[pixel[keep]]
+    order = np.lexsort((piece[pair[keep]], position))
+    return PiecePixels(simple[parent], cut, position[order], piece[pair[keep]][order] + 1)
+
+
+def _overlap_hits(hit: np.ndarray, pixel: np.ndarray, piece: np.ndarray, zone: np.ndarray, zones: np.ndarray,
+                  transform: Affine, col: np.ndarray, row: np.ndarray, n_pixels: int) -> np.ndarray:
+    """Which (pixel, piece) hits to keep: every hit of a pixel only one piece holds; of a pixel
+    several pieces hold, those whose feature holds the centre in its interior (overlapping
+    features each count it), or the last piece when the centre lies only on feature edges (a
+    pixel on the edge two features share counts once)."""
+    keep = hit.copy()
+    n_hits = np.bincount(pixel[hit], minlength=n_pixels)
+    multi = np.flatnonzero(hit & (n_hits[pixel] > 1))
+    if not multi.size:
+        return keep
+    x = transform.c + transform.a * col[multi] + transform.b * row[multi]
+    y = transform.f + transform.d * col[multi] + transform.e * row[multi]
+    interior = np.zeros(multi.size, bool)
+    for z, at in _group(zone[piece[multi]], len(zones)):
+        interior[at] = shapely.contains_xy(zones[z], x[at], y[at])
+    keep[multi] = interior
+    # centres only on edges: the last piece (as burning the pieces in order would give)
+    n_interior = np.bincount(pixel[multi[interior]], minlength=n_pixels)
+    edge_only = multi[n_interior[pixel[multi]] == 0]
+    last = bin_max(pixel[edge_only], piece[edge_only] + 1, n_pixels)
+    keep[edge_only] = piece[edge_only] + 1 == last[pixel[edge_only]]
+    return keep
 
 
 def _group(keys: np.ndarray, n: int):

@@ -256,9 +256,13 @@ def _index_means(ds: xr.Dataset, region_sums: Future | None, names: list[str], r
     cut_acc = MeanAccumulator(n_pieces + 1, names)
     if region_sums is not None:
         at, label, values, acc = region_sums.result()
-        if cut.at.size:  # the samples in cut regions, by piece
+        if cut.at.size:  # the samples in cut regions, by piece (once per piece holding the pixel)
             sel = np.flatnonzero(cut.cut[label])
-            cut_acc.add(cut.piece[np.searchsorted(cut.at, at[sel])], {v: x[sel] for v, x in values.items()})
+            lo, hi = np.searchsorted(cut.at, at[sel], "left"), np.searchsorted(cut.at, at[sel], "right")
+            reps = hi - lo
+            entry = np.repeat(lo - (np.cumsum(reps) - reps), reps) + np.arange(int(reps.sum()))
+            sel = np.repeat(sel, reps)
+            cut_acc.add(cut.piece[entry], {v: x[sel] for v, x in values.items()})
     else:
         acc = MeanAccumulator(regions.n + 1, names)
         if names:
