@@ -28,16 +28,15 @@ lazy :func:`~rsmon.products.change.detect_change` serves distributed schedulers)
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from functools import partial
+from functools import cached_property, partial
 
 import numpy as np
 import xarray as xr
-from dask._task_spec import convert_legacy_graph
+from dask._task_spec import convert_legacy_graph  # the Task graph API of dask >= 2024.12 (tested)
 from dask.highlevelgraph import HighLevelGraph
 
 from rsmon.kernels import change as kernel
@@ -86,11 +85,11 @@ class ChangeBlocks:
     n_valid: int = 0
     n_change: int = 0
 
-    @functools.cached_property
+    @cached_property
     def index_flat(self) -> np.ndarray:
         return np.concatenate([np.empty(0, np.int64)] + [piece[0] for piece in self.pieces])
 
-    @functools.cached_property
+    @cached_property
     def index_values(self) -> dict[str, np.ndarray]:
         values = {}
         for m, name in enumerate(INDEX_SAMPLE_NAMES):  # plane by plane, each block's piece freed once copied
