@@ -76,11 +76,14 @@ _PathLike = str | os.PathLike
 
 #: The uint8 rasters of a change run (written as COGs; computed together for a series).
 _MASKS = ("change", "change_class", "confidence")
-#: GDAL settings while the scenes are read: blocks are read once, so a small block cache serves
-#: (GDAL's default is 5 % of the RAM per process), and uncompressed GeoTIFF windows are copied
-#: straight into the output array instead of through the cache (GTIFF_DIRECT_IO; 35 % less CPU
-#: for such reads, ignored for compressed files).
-GDAL_READ_ENV = {"GDAL_CACHEMAX": 128 << 20, "GTIFF_DIRECT_IO": "YES"}
+#: GDAL settings while the scenes are read. The block cache holds the decoded tiles of about
+#: three rows of 20 m tiles, which three rows of 10 m blocks share through their resampling
+#: margins: with 128 MB the 10 m tiles flowing through evicted them and DEFLATE/ZSTD 20 m tiles
+#: were decoded up to three times (2.5 CPU-s more on a tile pair); 256 MB is bounded and far
+#: below GDAL's default (5 % of the RAM). Uncompressed GeoTIFF windows are copied straight into
+#: the output array instead of through the cache (GTIFF_DIRECT_IO; 35 % less CPU for such reads,
+#: ignored for compressed files).
+GDAL_READ_ENV = {"GDAL_CACHEMAX": 256 << 20, "GTIFF_DIRECT_IO": "YES"}
 
 
 @dataclass
