@@ -138,8 +138,10 @@ def _cmd_validate_change(args: argparse.Namespace) -> int:
 
 
 def _cmd_redline_detect(args: argparse.Namespace) -> int:
+    from rsmon.workflow.allocator import tune_allocator
     from rsmon.workflow.redline import run_redline_detect
 
+    tune_allocator()  # a one-off process: keep freed block memory instead of faulting it in again
     result = run_redline_detect(args.before, args.after, args.output, redlines=args.redlines, mmu_px=args.mmu_px,
                                 previous=args.previous, quicklooks=not args.no_quicklooks,
                                 max_quicklooks=args.max_quicklooks, checksums=not args.no_checksums)
