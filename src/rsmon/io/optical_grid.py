@@ -157,6 +157,16 @@ def _source_coords(dst_offset: float, dst_step: float, src_offset: float, src_st
     return (centres - src_offset) / src_step - 0.5
 
 
+@functools.lru_cache(maxsize=1024)
+def _axis_plan(dst_offset: float, dst_step: float, src_offset: float, src_step: float, n: int, size: int):
+    """:func:`_axis` of :func:`_source_coords`, memoised: every block of a block row shares its
+    row plan and every block of a block column its column plan (read-only arrays)."""
+    plan = _axis(_source_coords(dst_offset, dst_step, src_offset, src_step, n), size)
+    for array in plan:
+        array.setflags(write=False)
+    return plan
+
+
 def _axis(coords: np.ndarray, size: int):
     """Bilinear indexes and weights along one axis (clamped at the edges), nearest index, inside mask."""
     lo = np.floor(coords)
@@ -177,10 +187,10 @@ def resample_axis_aligned(values: np.ndarray, src_transform: Affine, dst_transfo
     NaN. Nearest: the source pixel containing the destination centre. Destination pixels whose
     centre is outside the source array get ``fill``.
     """
-    rows = _source_coords(dst_transform.f, dst_transform.e, src_transform.f, src_transform.e, shape[0])
-    cols = _source_coords(dst_transform.c, dst_transform.a, src_transform.c, src_transform.a, shape[1])
-    r0, r1, wy, rn, r_in = _axis(rows, values.shape[0])
-    c0, c1, wx, cn, c_in = _axis(cols, values.shape[1])
+    r0, r1, wy, rn, r_in = _axis_plan(dst_transform.f, dst_transform.e, src_transform.f, src_transform.e, shape[0],
+                                      values.shape[0])
+    c0, c1, wx, cn, c_in = _axis_plan(dst_transform.c, dst_transform.a, src_transform.c, src_transform.a, shape[1],
+                                      values.shape[1])
     values = np.ascontiguousarray(values)
     out = np.empty(shape, values.dtype)
     if nearest:
