@@ -368,3 +368,24 @@ def test_geojson_reads_back_as_gdals_rfc7946_output(patches, tmp_path):
     assert json.loads(ours.read_text())["name"] == "patches"
     back = [f["properties"] for f in json.loads(ours.read_text())["features"]]
     assert back[-1]["ndvi_after"] is None and back[-1]["redline_zone"] is None
+
+
+def test_quicklooks_of_reader_scenes_read_directly_equal_the_graph_path(tmp_path):
+    """Reader scenes are read chip by chip by the reader (no dask graph): same PNGs as the graph path."""
+    from rsmon.io.optical import open_optical
+    from rsmon.io.optical_raster import SCENE_BLOCKS
+    from rsmon.products.change import detect_change_blocks
+    from rsmon.sim.s2 import simulate_s2_l2a_pair
+
+    pair = simulate_s2_l2a_pair(tmp_path / "sim", size=512, seed=3, n_changes=12)
+    before, after = open_optical(pair.before), open_optical(pair.after)
+    blocks = detect_change_blocks(before, after)
+    patches = patches_from_change(blocks.to_dataset(after), index_samples=blocks.index_samples)
+    assert len(patches) >= 5
+    direct = write_quicklooks(patches, before, after, tmp_path / "direct", max_patches=8)
+    graph_before, graph_after = before.copy(), after.copy()
+    graph_before.encoding.pop(SCENE_BLOCKS)
+    graph_after.encoding.pop(SCENE_BLOCKS)
+    via_graph = write_quicklooks(patches, graph_before, graph_after, tmp_path / "graph", max_patches=8)
+    assert [p.name for p in direct] == [p.name for p in via_graph]
+    assert [p.read_bytes() for p in direct] == [p.read_bytes() for p in via_graph]

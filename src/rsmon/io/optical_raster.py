@@ -401,8 +401,11 @@ class SceneBlocks:
                 return None
         return blocks
 
-    def read(self, rows: slice, cols: slice) -> dict[str, np.ndarray]:
-        """The values of every variable on the window ``rows`` x ``cols`` of the scene grid."""
+    def read(self, rows: slice, cols: slice, bands=None) -> dict[str, np.ndarray]:
+        """The values on the window ``rows`` x ``cols`` (unit step) of the scene grid: every
+        variable, or only the QA variables and ``bands`` when given. Values equal those of the
+        lazy arrays on chunk-aligned windows; elsewhere a resampled band can differ in the last
+        bit where a window holds no-data pixels (resampling normalises per window)."""
         grid, qa = self.layout.grid, self.layout.qa
         out: dict[str, np.ndarray] = {}
         bad = None
@@ -413,8 +416,9 @@ class SceneBlocks:
             if qa.water is not None:
                 out["water"] = qa.water(raw)
         for name, src in self.layout.bands.items():
-            values = read_window(src, grid, rows, cols)
-            out[name] = values if bad is None else _mask_defective(values, bad)
+            if bands is None or name in bands:
+                values = read_window(src, grid, rows, cols)
+                out[name] = values if bad is None else _mask_defective(values, bad)
         return out
 
 
