@@ -242,21 +242,24 @@ def run_redline_detect(
         prev = _previous_patches(out, previous)
         reference = befores[0] if len(befores) == 1 else latest_clear_composite(befores, p)
 
-    # 2. compute the change rasters: a pair in one pass over its blocks, a series lazily (masks once)
-    with rasterio.Env(**GDAL_READ_ENV), _stage(seconds, "detect"):
-        if len(afters) == 1:
-            blocks = detect_change_blocks(reference, afters[0], p)
-            ds = blocks.to_dataset(afters[0])
-            n_change, n_valid = blocks.n_change, blocks.n_valid
-        else:
-            ds, blocks = _with_eager_masks(detect_series([reference, *afters], p)), None
-            change = np.asarray(ds["change"].values)
-            n_change, n_valid = int(np.count_nonzero(change == 1)), int(np.count_nonzero(change != 255))
+    # 2. compute the change rasters: a pair in one pass over its blocks, a series lazily (masks once);
+    #    the inputs' checksums (SHA-256 of every file, 1-3 s for a tile pair) meanwhile, in the background
     files = [f for scene in [*befores, *afters] for f in _source_files(scene)]
-    prov = Provenance(inputs=[InputRef.from_path(f, checksum=checksums) for f in files],
-                      parameters={"change_params": json.loads(ds.attrs.get("change_params", "{}")),
-                                  "threshold": _json_float(ds.attrs.get("threshold")),
-                                  "redlines": os.fspath(redlines) if redlines is not None else None})
+    with ThreadPoolExecutor(1) as hasher:
+        inputs = hasher.submit(lambda: [InputRef.from_path(f, checksum=checksums) for f in files])
+        with rasterio.Env(**GDAL_READ_ENV), _stage(seconds, "detect"):
+            if len(afters) == 1:
+                blocks = detect_change_blocks(reference, afters[0], p)
+                ds = blocks.to_dataset(afters[0])
+                n_change, n_valid = blocks.n_change, blocks.n_valid
+            else:
+                ds, blocks = _with_eager_masks(detect_series([reference, *afters], p)), None
+                change = np.asarray(ds["change"].values)
+                n_change, n_valid = int(np.count_nonzero(change == 1)), int(np.count_nonzero(change != 255))
+        prov = Provenance(inputs=inputs.result(),
+                          parameters={"change_params": json.loads(ds.attrs.get("change_params", "{}")),
+                                      "threshold": _json_float(ds.attrs.get("threshold")),
+                                      "redlines": os.fspath(redlines) if redlines is not None else None})
 
     # 3. into a staging folder, then moved into place; the COGs are written in the background while
     #    the patch table is built (both mostly outside the GIL)
