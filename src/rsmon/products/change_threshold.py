@@ -66,15 +66,10 @@ def regular_sample(arrays, step: int) -> np.ndarray:
     return np.stack([np.asarray(p).ravel() for p in parts])
 
 
-def robust_scales(diff: np.ndarray) -> np.ndarray:
-    """Per-row robust standard deviation 1.4826 x MAD (the standard deviation where the MAD is 0,
-    1 where both are 0) of (bands, pixels) differences: the spread of the unchanged majority,
-    not inflated by the changes."""
-    return _centre_and_scales(diff)[1]
-
-
 def _centre_and_scales(diff: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-row medians (keepdims) and :func:`robust_scales` of ``diff``, the median taken once."""
+    """Per-row medians (keepdims) and robust standard deviations 1.4826 x MAD (the standard
+    deviation where the MAD is 0, 1 where both are 0) of (bands, pixels) differences: the centre
+    and spread of the unchanged majority, not inflated by the changes."""
     centre = np.median(diff, axis=1, keepdims=True)
     scales = 1.4826 * np.median(np.abs(diff - centre), axis=1)
     std = diff.std(axis=1)
