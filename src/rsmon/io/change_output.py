@@ -36,7 +36,7 @@ from rsmon.provenance import Provenance
 
 log = logging.getLogger(__name__)
 
-__all__ = ["CHANGE_COG_PROFILE", "CHANGE_NODATA", "RGB_BANDS", "FALSE_COLOUR_BANDS", "write_change_cog",
+__all__ = ["CHANGE_COG_PROFILE", "CHANGE_NODATA", "RGB_BANDS", "FALSE_COLOUR_BANDS", "ChangeCogJobs", "write_change_cog",
            "write_change_cogs", "write_quicklooks"]
 
 CHANGE_NODATA = 255
@@ -111,22 +111,14 @@ def write_change_cog(
                             attrs=attrs, profile=profile)
 
 
-def write_change_cogs(
-    folder: str | os.PathLike,
-    data: xr.Dataset,
-    provenance: Provenance,
-    variables: tuple[str, ...] | list[str] = ("change", "change_class", "confidence"),
-    *,
-    profile: COGProfile = CHANGE_COG_PROFILE,
-    threads: int | None = None,
-) -> dict[str, Path]:
-    """Write several variables of the change dataset as COGs ``folder/<variable>.tif``, concurrently.
+class ChangeCogJobs:
+    """Several change variables to write as COGs ``folder/<variable>.tif``, shared by threads.
 
-    Each file is written by :func:`write_change_cog` (atomically) in its own thread: the overview
-    kernel and GDAL's staging, compression and copying release the GIL, so the writes overlap (on
-    two cores the three rasters of a Sentinel-2 tile take about half their summed CPU time). Each
-    write stages its raster in memory meanwhile (about 1.6x its size), so fewer ``threads`` use
-    less memory.
+    Any thread calling :meth:`work` takes the next unwritten variable (in ``variables`` order, so
+    the largest-first order of the caller is kept) and writes it with :func:`write_change_cog`
+    (atomically), until none is left. A background thread can start the work while the caller
+    does something else and then helps with what is left: the writes end about when the slower of
+    the two would have ended alone, without more threads than cores competing for the CPU.
 
     Parameters
     ----------
@@ -140,6 +132,67 @@ def write_change_cogs(
         Variables to write, each to ``<variable>.tif``.
     profile : COGProfile
         As for :func:`write_change_cog`.
+    """
+
+    def __init__(self, folder: str | os.PathLike, data: xr.Dataset, provenance: Provenance,
+                 variables: tuple[str, ...] | list[str] = ("change", "change_class", "confidence"), *,
+                 profile: COGProfile = CHANGE_COG_PROFILE) -> None:
+        self.folder, self.data, self.provenance, self.profile = Path(folder), data, provenance, profile
+        self.variables = list(variables)
+        self._pending = list(self.variables)
+        self._lock = threading.Lock()
+        self._outcome: dict[str, Path | BaseException] = {}
+        self._ended = threading.Condition(self._lock)
+        profile.resolved_compress()  # probe the codec once, here: the probe's warnings filter is not thread-safe
+
+    def work(self) -> None:
+        """Write variables until none is left to start (failures are kept for :meth:`result`)."""
+        while True:
+            with self._lock:
+                if not self._pending:
+                    return
+                name = self._pending.pop(0)
+            try:
+                outcome: Path | BaseException = write_change_cog(self.folder / f"{name}.tif", self.data,
+                                                                 self.provenance, variable=name, profile=self.profile)
+            except BaseException as exc:  # noqa: BLE001  (re-raised by result())
+                outcome = exc
+            with self._ended:
+                self._outcome[name] = outcome
+                self._ended.notify_all()
+
+    def result(self) -> dict[str, Path]:
+        """Help with the remaining writes, wait for the others, and return the path of each variable
+        (in ``variables`` order); the first failure (in that order) is raised once every write has
+        ended. A failed file is not left behind; the others are complete."""
+        self.work()
+        with self._ended:
+            self._ended.wait_for(lambda: len(self._outcome) == len(self.variables))
+        for name in self.variables:
+            if isinstance(self._outcome[name], BaseException):
+                raise self._outcome[name]
+        return {name: self._outcome[name] for name in self.variables}
+
+
+def write_change_cogs(
+    folder: str | os.PathLike,
+    data: xr.Dataset,
+    provenance: Provenance,
+    variables: tuple[str, ...] | list[str] = ("change", "change_class", "confidence"),
+    *,
+    profile: COGProfile = CHANGE_COG_PROFILE,
+    threads: int | None = None,
+) -> dict[str, Path]:
+    """Write several variables of the change dataset as COGs ``folder/<variable>.tif``, concurrently.
+
+    The writes are shared by ``threads`` threads (:class:`ChangeCogJobs`): the overview kernel and
+    GDAL's staging, compression and copying release the GIL, so they overlap. Each write stages
+    its raster in memory meanwhile (about 1.6x its size), so fewer ``threads`` use less memory.
+
+    Parameters
+    ----------
+    folder, data, provenance, variables, profile
+        As for :class:`ChangeCogJobs`.
     threads : int, optional
         Concurrent writes; default one per variable.
 
@@ -154,12 +207,12 @@ def write_change_cogs(
         As :func:`write_change_cog`; the first failure (in ``variables`` order) is raised once
         every write has ended. A failed file is not left behind; the others are complete.
     """
-    folder = Path(folder)
-    profile.resolved_compress()  # probe the codec once, here: the probe's warnings filter is not thread-safe
-    with ThreadPoolExecutor(threads or max(len(variables), 1)) as pool:
-        futures = {name: pool.submit(write_change_cog, folder / f"{name}.tif", data, provenance, variable=name,
-                                     profile=profile) for name in variables}
-    return {name: future.result() for name, future in futures.items()}
+    jobs = ChangeCogJobs(folder, data, provenance, variables, profile=profile)
+    helpers = max((threads or len(jobs.variables)) - 1, 0)  # the calling thread writes too
+    with ThreadPoolExecutor(max(helpers, 1)) as pool:
+        for _ in range(helpers):
+            pool.submit(jobs.work)
+        return jobs.result()
 
 
 # --------------------------------------------------------------------------------------------

@@ -28,6 +28,7 @@ import xarray as xr
 
 from rsmon.errors import FormatError, InputError
 from rsmon.io.optical_grid import PixelGrid, integer_offset, source_window, warp_array
+from rsmon.io.tiff_tiles import tiled_tiff
 from rsmon.kernels.decode import lut_decode
 
 log = logging.getLogger(__name__)
@@ -200,7 +201,13 @@ def _read_values(src: BandSource, row0: int, col0: int, height: int, width: int)
     if r1 <= r0 or c1 <= c0:
         return np.full((height, width), _outside_value(src), dtype=src.out_dtype)
     try:
-        dn = _cached_handle(src.path).read(src.band, window=Window(c0, r0, c1 - c0, r1 - r0))
+        tiles = tiled_tiff(src.path) if src.band == 1 else None
+        if tiles is not None:  # tiled GeoTIFF: its tiles decoded here (rsmon.io.tiff_tiles)
+            dn = tiles.read(r0, c0, r1 - r0, c1 - c0)
+            if src.raw and not dn.flags.writeable:  # a raw layer is handed on as read
+                dn = dn.copy()
+        else:
+            dn = _cached_handle(src.path).read(src.band, window=Window(c0, r0, c1 - c0, r1 - r0))
     except (RasterioError, OSError) as exc:
         raise FormatError(f"{src.path}: band {src.band} cannot be read (truncated or corrupt file?): {exc}") from None
     if (r1 - r0, c1 - c0) == (height, width):  # inside the file: decoded as read

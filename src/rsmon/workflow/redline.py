@@ -57,7 +57,7 @@ import xarray as xr
 
 from rsmon.errors import FormatError, InputError, RsmonError
 from rsmon.io.atomic import atomic_output
-from rsmon.io.change_output import write_change_cogs, write_quicklooks
+from rsmon.io.change_output import CHANGE_COG_PROFILE, ChangeCogJobs, write_quicklooks
 from rsmon.io.optical import align_pair, open_optical
 from rsmon.io.vectors import read_vectors, write_patches
 from rsmon.products.change import detect_change_blocks, detect_series
@@ -262,10 +262,13 @@ def run_redline_detect(
                                       "redlines": os.fspath(redlines) if redlines is not None else None})
 
     # 3. into a staging folder, then moved into place; the COGs are written in the background while
-    #    the patch table is built (both mostly outside the GIL)
+    #    the patch table is built (both mostly outside the GIL), and this thread helps with those
+    #    left once the vector files are written: two threads on two cores
     with staging(out, ".rsmon-redline-") as stage, ThreadPoolExecutor(1) as background:
         t_rasters = time.perf_counter()
-        rasters = background.submit(write_change_cogs, stage, ds, prov, _MASKS)
+        rasters = ChangeCogJobs(stage, ds, prov, _MASKS, profile=dataclasses.replace(CHANGE_COG_PROFILE,
+                                                                                      num_threads=1))
+        background.submit(rasters.work)
         with rasterio.Env(**GDAL_READ_ENV), _stage(seconds, "patches"):
             # the blocks' samples are joined in the background while the regions are traced
             patches = patches_from_change(ds, index_samples=(lambda: blocks.index_samples) if blocks is not None
