@@ -306,6 +306,21 @@ def test_numba_cleanup_equals_scipy(opening, closing, mmu, conn):
                                   clean_block(codes, opening, closing, mmu, conn))
 
 
+def test_near_change_is_a_square_dilation():
+    """The candidates' neighbourhood (running counts) against scipy's dilation by a (2r+1)^2 square,
+    including radii larger than the block and blocks of one row or column."""
+    from scipy import ndimage
+
+    from rsmon.kernels.change import _near_change
+
+    rng = np.random.default_rng(7)
+    for h, w, radius in [(1, 1, 0), (1, 17, 3), (23, 1, 2), (40, 31, 5), (12, 9, 20), (64, 64, 1)]:
+        raw = rng.choice(np.array([0, 1, 255], np.uint8), size=(h, w), p=[0.85, 0.05, 0.10])
+        expected = ndimage.binary_dilation(raw == 1, structure=np.ones((2 * radius + 1,) * 2, bool)) if radius \
+            else raw == 1
+        np.testing.assert_array_equal(_near_change(raw, radius), expected, err_msg=f"{h}x{w} r={radius}")
+
+
 def test_detect_change_blocks_dataset_and_all_cloud():
     rioxarray = pytest.importorskip("rioxarray")  # noqa: F841
     from rsmon.products.change import detect_change_blocks

@@ -264,28 +264,33 @@ def detect_pixels_full(bb, ba, qa, reflectance, k, gains, offsets, scales, thres
 
 @njit(cache=True, nogil=True)
 def _near_change(raw, radius):
-    """True within Chebyshev distance ``radius`` of a pixel with ``raw == 1`` (separable, each
-    shift a vectorised OR)."""
+    """True within Chebyshev distance ``radius`` of a pixel with ``raw == 1``: separable running
+    counts (along each row a prefix count of change pixels, then down each column a running count
+    of the rows' results over the ``2 * radius + 1`` window), so the cost does not grow with
+    ``radius``."""
     h, w = raw.shape
-    change = np.empty((h, w), np.bool_)
+    across = np.empty((h, w), np.bool_)
+    run = np.empty(w + 1, np.int32)
     for i in range(h):
+        run[0] = 0
         for j in range(w):
-            change[i, j] = raw[i, j] == 1
-    across = change.copy()
-    for d in range(1, radius + 1):
-        for i in range(h):
-            for j in range(d, w):
-                across[i, j] |= change[i, j - d]
-            for j in range(w - d):
-                across[i, j] |= change[i, j + d]
-    near = across.copy()
-    for d in range(1, radius + 1):
-        for i in range(d, h):
+            run[j + 1] = run[j] + np.int32(raw[i, j] == 1)
+        for j in range(w):
+            across[i, j] = run[min(j + radius + 1, w)] - run[max(j - radius, 0)] > 0
+    near = np.empty((h, w), np.bool_)
+    count = np.zeros(w, np.int32)  # rows i - radius .. i + radius of ``across``, per column
+    for i in range(min(radius, h)):
+        for j in range(w):
+            count[j] += across[i, j]
+    for i in range(h):
+        if i + radius < h:
             for j in range(w):
-                near[i, j] |= across[i - d, j]
-        for i in range(h - d):
+                count[j] += across[i + radius, j]
+        if i - radius - 1 >= 0:
             for j in range(w):
-                near[i, j] |= across[i + d, j]
+                count[j] -= across[i - radius - 1, j]
+        for j in range(w):
+            near[i, j] = count[j] > 0
     return near
 
 

@@ -38,7 +38,7 @@ from rsmon.products.change_params import ChangeParams
 from rsmon.products.change_pixels import BlockPair, PairInputs, pair_inputs
 from rsmon.products.change_threshold import Normalisation, fit_normalisation, masked_histogram
 
-__all__ = ["ChangeFit", "fit_block_indices", "fit_change", "fitted_pair", "read_blocks"]
+__all__ = ["ChangeFit", "fit_block_indices", "fit_change", "fitted_pair", "prepared_pair", "read_blocks"]
 
 log = logging.getLogger(__name__)
 
@@ -159,10 +159,9 @@ def fit_change(inputs: PairInputs, params: ChangeParams) -> ChangeFit:
     return ChangeFit(norm, attrs, n_fit_px, len(indices), n_blocks)
 
 
-def fitted_pair(before, after, params: ChangeParams | None = None):
-    """Check an aligned pair, put ``before`` on the after coordinates, build the kernel inputs and
-    fit them: ``(params, before, inputs, fit)`` for :func:`rsmon.products.change.detect_change`
-    and :func:`~rsmon.products.change.detect_change_blocks`.
+def prepared_pair(before, after, params: ChangeParams | None = None):
+    """Check an aligned pair, put ``before`` on the after coordinates and build the kernel inputs:
+    ``(params, before, inputs)``.
 
     Raises
     ------
@@ -172,5 +171,17 @@ def fitted_pair(before, after, params: ChangeParams | None = None):
     p = params or ChangeParams()
     radiometry, _ = check_pair(before, after)
     before = on_after_grid(before, after)
-    inputs = pair_inputs(before, after, p, radiometry)
+    return p, before, pair_inputs(before, after, p, radiometry)
+
+
+def fitted_pair(before, after, params: ChangeParams | None = None):
+    """:func:`prepared_pair` and the fit of its inputs: ``(params, before, inputs, fit)`` for
+    :func:`rsmon.products.change.detect_change`.
+
+    Raises
+    ------
+    InputError
+        As :func:`prepared_pair`.
+    """
+    p, before, inputs = prepared_pair(before, after, params)
     return p, before, inputs, fit_change(inputs, p)
