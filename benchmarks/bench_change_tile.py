@@ -16,8 +16,11 @@ Cases, each its own process under GNU time (wall, user and system CPU seconds, p
                        time in one process, as in a scheduler or service process that has
                        imported rsmon and loaded its kernels once: the throughput of a
                        long-running process (wall of that run only; peak RSS of the process);
-``decode-<compression>`` GDAL reading every input tile of both dates once on 2 threads, nothing else:
-                       the floor any reader of these files pays;
+``cli-deflate-gdal``     ``cli-deflate`` with ``RSMON_DIRECT_TIFF=0``: GDAL reads every file, as
+                       before :mod:`rsmon.io.tiff_tiles`;
+``decode-<compression>-gdal`` / ``-direct``  every input tile of both dates read once on 2 threads,
+                       nothing else, by GDAL or by :mod:`rsmon.io.tiff_tiles` (what the
+                       redline run uses): the floor of reading these files;
 ``numpy`` / ``blocks``  :func:`rsmon.products.change.detect_change_numpy` (whole arrays) and
                        :func:`~rsmon.products.change.detect_change_blocks` on the same in-memory
                        4096 x 4096 crop of the tile (the NumPy version needs ~225 bytes per pixel,
@@ -99,10 +102,15 @@ _DECODE = """
 import sys, glob, threading, time
 from concurrent.futures import ThreadPoolExecutor
 import rasterio
+from rsmon.io.tiff_tiles import tiled_tiff
 files = sorted(glob.glob(sys.argv[1] + '/*/*.tif'))
+direct = sys.argv[2] == 'direct'
 local = threading.local()
 def read(job):
     f, w = job
+    if direct:
+        tiled_tiff(f).read(int(w.row_off), int(w.col_off), int(w.height), int(w.width))
+        return
     cache = local.__dict__.setdefault('h', {})
     if f not in cache:
         cache[f] = rasterio.open(f)
@@ -111,6 +119,7 @@ jobs = []
 for f in files:
     with rasterio.open(f) as s:
         jobs += [(f, w) for _, w in s.block_windows(1)]
+    assert not direct or tiled_tiff(f) is not None, f
 with rasterio.Env(GDAL_CACHEMAX=0):
     t = time.perf_counter()
     with ThreadPoolExecutor(2) as pool:
@@ -171,14 +180,26 @@ def main() -> int:
             run["stages"] = {m[0]: float(m[1]) for m in re.findall(r"redline stage (\w+): ([\d.]+) s", run["stderr"])}
             runs.append(run)
         rows[f"cli-{compression}"] = min(runs, key=lambda r: r["wall"])
+        if compression == "deflate":  # the same command with GDAL reading every file (before tiff_tiles)
+            gdal = []
+            for _ in range(args.repeat):
+                with tempfile.TemporaryDirectory() as tmp:
+                    run = timed(["env", "RSMON_DIRECT_TIFF=0", RSMON, "-v", "redline", "detect", "--before",
+                                 str(folder / "before"), "--after", str(folder / "after"), "-o", tmp,
+                                 "--no-quicklooks", "--no-checksums"])
+                run["stages"] = {m[0]: float(m[1]) for m in re.findall(r"redline stage (\w+): ([\d.]+) s",
+                                                                        run["stderr"])}
+                gdal.append(run)
+            rows["cli-deflate-gdal"] = min(gdal, key=lambda r: r["wall"])
         warm = [timed([PYTHON, "-c", _WARM, str(folder)]) for _ in range(args.repeat)]
         best = min(warm, key=lambda r: float(r["stdout"].split()[0]))
         seconds, stages = best["stdout"].split(maxsplit=1)
         rows[f"warm-{compression}"] = dict(best, wall=float(seconds), stages=json.loads(stages), user=float("nan"),
                                            sys=float("nan"))
-        decode = [timed([PYTHON, "-c", _DECODE, str(folder)]) for _ in range(args.repeat)]
-        best = min(decode, key=lambda r: float(r["stdout"].split()[0]))
-        rows[f"decode-{compression}"] = dict(best, wall=float(best["stdout"].split()[0]))
+        for how in ("gdal", "direct"):
+            decode = [timed([PYTHON, "-c", _DECODE, str(folder), how]) for _ in range(args.repeat)]
+            best = min(decode, key=lambda r: float(r["stdout"].split()[0]))
+            rows[f"decode-{compression}-{how}"] = dict(best, wall=float(best["stdout"].split()[0]))
     if not args.no_numpy:
         for which in ("numpy", "blocks"):
             run = timed([PYTHON, "-c", _INMEMORY, which, str(src), str(CROP)])

@@ -285,3 +285,27 @@ def test_series_confirms_and_several_befores_make_a_reference(taizhou, tmp_path,
     pair = gpd.read_file(taizhou / "patches.gpkg")
     assert set(series["confidence"]) <= {"high", "highest"} and "highest" in set(series["confidence"])
     assert series["area_m2"].sum() == pytest.approx(pair["area_m2"].sum(), rel=1e-9)
+
+
+def test_console_command_exits_fast_with_everything_written(tmp_path, taizhou):
+    """The ``rsmon`` console entry (``rsmon.cli:run``) ends a redline run without the interpreter's
+    teardown: exit code, complete standard output and the same files as the in-process run; a
+    failure still exits 2 with its one line."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "rsmon.cli", "redline", "detect", "--before", str(TAIZHOU / "2000TM"), "--after",
+           str(TAIZHOU / "2003TM"), "--max-quicklooks", "5", "-o", str(out)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.strip().splitlines()
+    assert "change patch" in lines[0] and lines[-1] == f"summary: {out / 'summary.json'}"
+    for name in ("change.tif", "change_class.tif", "confidence.tif"):  # tags differ (provenance), pixels not
+        with rasterio.open(out / name) as a, rasterio.open(taizhou / name) as b:
+            np.testing.assert_array_equal(a.read(), b.read(), err_msg=name)
+    ids = [gpd.read_file(folder / "patches.geojson")["patch_id"].tolist() for folder in (out, taizhou)]
+    assert ids[0] == ids[1] and len(ids[0]) == json.loads((out / "summary.json").read_text())["n_patches"] > 0
+    bad = subprocess.run([*cmd[:-1], str(tmp_path / "out2"), "--mmu-px", "0"], capture_output=True, text=True,
+                         timeout=300)
+    assert bad.returncode == 2 and bad.stderr.strip().startswith("rsmon: error:") and "--mmu-px" in bad.stderr

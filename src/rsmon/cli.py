@@ -7,9 +7,12 @@ any other exception is a bug and keeps its traceback.
 from __future__ import annotations
 
 import argparse
+import atexit
 import logging
+import os
 import re
 import sys
+import threading
 from pathlib import Path
 from typing import Sequence
 
@@ -141,6 +144,7 @@ def _cmd_redline_detect(args: argparse.Namespace) -> int:
     from rsmon.workflow.allocator import tune_allocator
     from rsmon.workflow.redline import run_redline_detect
 
+    global _fast_exit
     tune_allocator()  # a one-off process: keep freed block memory instead of faulting it in again
     result = run_redline_detect(args.before, args.after, args.output, redlines=args.redlines, mmu_px=args.mmu_px,
                                 previous=args.previous, quicklooks=not args.no_quicklooks,
@@ -148,6 +152,7 @@ def _cmd_redline_detect(args: argparse.Namespace) -> int:
     print(result.summary())
     for name, path in result.paths.items():
         print(f"{name}: {path}")
+    _fast_exit = True  # everything is published and closed
     return 0
 
 
@@ -414,5 +419,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+#: Set by a command whose outputs are all published and closed when it returns: :func:`run` then
+#: ends the process without the interpreter's teardown, which frees every object one by one
+#: (0.6 s after a redline run on a Sentinel-2 tile pair, whose arrays and kernels fill 2 GB).
+_fast_exit = False
+
+
+def run() -> None:
+    """The ``rsmon`` console command: :func:`main`, then the exit code.
+
+    After a command that set :data:`_fast_exit` the process does what matters of the interpreter's
+    exit (waits for non-daemon threads, runs the ``atexit`` handlers such as logging's, flushes
+    standard output and error) and then ends with :func:`os._exit`."""
+    code = main()
+    shutdown = getattr(threading, "_shutdown", None)  # joins threads as Py_Finalize does (CPython)
+    if not _fast_exit or shutdown is None or threading.current_thread() is not threading.main_thread():
+        sys.exit(code)
+    try:
+        shutdown()
+        atexit._run_exitfuncs()
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except BaseException:  # noqa: BLE001  (e.g. a closed pipe: the normal exit reports it)
+        sys.exit(code)
+    os._exit(code)
+
+
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    run()
