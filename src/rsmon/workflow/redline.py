@@ -8,8 +8,9 @@ and the writers (:mod:`rsmon.io.change_output`, :func:`rsmon.io.vectors.write_pa
 
 Resources: a pair is computed in one pass over its blocks on a thread pool
 (:func:`~rsmon.products.change.detect_change_blocks`; every input block decoded once, memory
-bounded by the uint8 output rasters and the change pixels' index samples); GDAL reads with
-:data:`GDAL_READ_ENV`; the COGs are written in the background while the patch table is built.
+bounded by the uint8 output rasters and the change pixels' index samples); tiled GeoTIFF bands are
+read by :mod:`rsmon.io.tiff_tiles`, every other file by GDAL with :data:`GDAL_READ_ENV`; the COGs
+are written in the background while the patch table is built.
 Each stage's seconds are logged and kept in ``summary.json``.
 
 Scenes
