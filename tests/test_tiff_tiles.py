@@ -15,6 +15,7 @@ from rasterio.windows import Window
 from rsmon.errors import FormatError
 from rsmon.io import tiff_tiles
 from rsmon.io.tiff_tiles import tiled_tiff
+from tests.paths import SHARED_DATA
 
 pytest.importorskip("imagecodecs")
 pytest.importorskip("tifffile")
@@ -184,3 +185,26 @@ def test_optical_reader_and_change_run_do_not_depend_on_the_read_path(tmp_path, 
     assert direct_blocks.n_change > 0
     for name in ("change", "change_class", "confidence"):
         np.testing.assert_array_equal(getattr(direct_blocks, name), getattr(gdal_blocks, name), err_msg=name)
+
+
+@pytest.mark.parametrize("pattern", ["landsat8-c2l2-decimated/*.TIF", "esa-worldcover-tile/*.tif"])
+def test_real_tiled_files_read_as_gdal_reads_them(pattern):
+    """Real tiled GeoTIFFs: Landsat 8 Collection 2 L2 bands and QA_PIXEL (LZW, USGS) and an ESA
+    WorldCover 10 m tile (36000 x 36000, DEFLATE): whole images and random windows equal GDAL's."""
+    files = sorted(SHARED_DATA.glob(pattern))
+    if not files:
+        pytest.skip(f"real data {SHARED_DATA / pattern} missing")
+    rng = np.random.default_rng(11)
+    for path in files:
+        reader = tiled_tiff(path)
+        assert reader is not None, path.name
+        with rasterio.open(path) as src:
+            h, w = src.height, src.width
+            windows = [(0, 0, h, w)] if h * w <= 4_000_000 else []
+            for _ in range(12):
+                r, c = int(rng.integers(0, h)), int(rng.integers(0, w))
+                windows.append((r, c, int(rng.integers(1, min(1500, h - r) + 1)),
+                                int(rng.integers(1, min(1500, w - c) + 1))))
+            for r, c, wh, ww in windows:
+                np.testing.assert_array_equal(reader.read(r, c, wh, ww), src.read(1, window=Window(c, r, ww, wh)),
+                                              err_msg=f"{path.name} window {(r, c, wh, ww)}")

@@ -36,8 +36,8 @@ from rsmon.provenance import Provenance
 
 log = logging.getLogger(__name__)
 
-__all__ = ["CHANGE_COG_PROFILE", "CHANGE_NODATA", "RGB_BANDS", "FALSE_COLOUR_BANDS", "ChangeCogJobs", "write_change_cog",
-           "write_change_cogs", "write_quicklooks"]
+__all__ = ["CHANGE_COG_PROFILE", "CHANGE_NODATA", "RGB_BANDS", "FALSE_COLOUR_BANDS", "ChangeCogJobs",
+           "write_change_cog", "write_change_cogs", "write_quicklooks"]
 
 CHANGE_NODATA = 255
 
