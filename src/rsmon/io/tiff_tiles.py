@@ -112,8 +112,8 @@ class TiledTiff:
         return tile.reshape(self.tile_h, self.tile_w)
 
     def read(self, row0: int, col0: int, height: int, width: int) -> np.ndarray:
-        """DN of the window (inside the image) as a new writable ``(height, width)`` array (a view
-        of the decoded tile when the window is exactly one tile)."""
+        """DN of the window (inside the image) as a new ``(height, width)`` array; for a window that
+        is exactly one tile, the decoded tile itself (a view, possibly read-only)."""
         if row0 < 0 or col0 < 0 or row0 + height > self.height or col0 + width > self.width or height <= 0 \
                 or width <= 0:
             raise FormatError(f"{self.path}: window rows {row0}+{height}, cols {col0}+{width} outside the "
