@@ -615,3 +615,25 @@ def test_overlapping_features_each_count_the_pixels_they_hold():
     fused = patches_from_change(ds.drop_vars(list(INDEX_VARIABLES)), redlines=redlines, index_samples=(flat, values))
     pd.testing.assert_frame_equal(pd.DataFrame(got.drop(columns="geometry")),
                                   pd.DataFrame(fused.drop(columns="geometry")), rtol=1e-6)
+
+
+def test_kernel_threads_limits_the_region_kernels_threads():
+    """``kernel_threads(1)`` runs :func:`threaded` work in the calling thread (also in a background
+    task started in that context); outside it, up to ``THREADS`` threads."""
+    import contextvars
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from rsmon.products.patch_regions import THREADS, kernel_threads, threaded
+
+    def who(_):
+        return threading.get_ident()
+
+    args = [(k,) for k in range(8)]
+    with kernel_threads(1):
+        assert set(threaded(who, args)) == {threading.get_ident()}
+        with ThreadPoolExecutor(1) as pool:
+            inner = pool.submit(contextvars.copy_context().run, threaded, who, args).result()
+        assert len(set(inner)) == 1 and threading.get_ident() not in inner
+    seen = set(threaded(lambda _: (threading.get_ident(), __import__("time").sleep(0.01))[0], args))
+    assert threading.get_ident() not in seen and 1 <= len(seen) <= THREADS

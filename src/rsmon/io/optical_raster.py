@@ -419,6 +419,7 @@ class SceneBlocks:
         if qa is not None:
             out[qa.name] = raw = read_window(qa.source, grid, rows, cols)
             bad = qa.defective(raw) if qa.defective is not None else None
+            bad = bad if bad is not None and bad.any() else None  # checked once, not per band
             out["clear"] = qa.clear(raw)
             if qa.water is not None:
                 out["water"] = qa.water(raw)

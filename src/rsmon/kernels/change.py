@@ -371,6 +371,34 @@ def finish_codes(change, flat, codes, out_class, out_confidence, keep):
 
 
 @njit(cache=True, nogil=True)
+def kept_samples(flat, keep, values, block_width, row0, col0, width, n_kept):
+    """The candidates that are change (``keep``) after :func:`finish_codes`: their scene flat
+    indices ``(row0 + i) * width + col0 + j`` from the block-local ``flat = i * block_width + j``
+    (int64), and their eight index values as eight separate float32 arrays (so a join can free
+    them plane by plane)."""
+    out_flat = np.empty(n_kept, np.int64)
+    planes = (np.empty(n_kept, np.float32), np.empty(n_kept, np.float32), np.empty(n_kept, np.float32),
+              np.empty(n_kept, np.float32), np.empty(n_kept, np.float32), np.empty(n_kept, np.float32),
+              np.empty(n_kept, np.float32), np.empty(n_kept, np.float32))
+    P0, P1, P2, P3, P4, P5, P6, P7 = planes
+    n = 0
+    for m in range(flat.shape[0]):
+        if keep[m]:
+            i = flat[m] // block_width
+            out_flat[n] = (row0 + i) * width + col0 + (flat[m] - i * block_width)
+            P0[n] = values[0, m]
+            P1[n] = values[1, m]
+            P2[n] = values[2, m]
+            P3[n] = values[3, m]
+            P4[n] = values[4, m]
+            P5[n] = values[5, m]
+            P6[n] = values[6, m]
+            P7[n] = values[7, m]
+            n += 1
+    return out_flat, planes
+
+
+@njit(cache=True, nogil=True)
 def c_order(src):
     """A C-ordered copy of a 2-D array (in 16 x 16 tiles: about 3 times faster than NumPy's copy of
     a Fortran-ordered array, which the reader gives for resampled bands)."""

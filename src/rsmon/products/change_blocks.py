@@ -153,8 +153,8 @@ def _step2(parts, *, core, pieces, window, params, clean, width, outputs):
                                                     out_confidence[r0:r1, c0:c1], keep)
     if n_kept != n_change:  # the candidate radius covers every pixel the clean-up can add
         raise AssertionError(f"block at ({r0}, {c0}): {n_change} change pixels but {n_kept} candidates")
-    rows, cols = np.divmod(flat[keep], c1 - c0)
-    return (rows + r0) * width + (cols + c0), [plane[keep] for plane in samples], n_valid, n_change
+    kept_flat, planes = kernel.kept_samples(flat, keep, samples, c1 - c0, r0, c0, width, n_kept)
+    return kept_flat, list(planes), n_valid, n_change
 
 
 def _overlapping(starts: np.ndarray, lo: int, hi: int) -> list[int]:

@@ -51,6 +51,7 @@ if its centroid stays in the same grid cell.
 
 from __future__ import annotations
 
+import contextvars
 import hashlib
 import logging
 from collections.abc import Callable, Mapping
@@ -295,6 +296,12 @@ def _dense_index_means(ds: xr.Dataset, names: list[str], regions: Regions, cut: 
             cut_acc.add(cut.piece[a:b], {v: x[cut.at[a:b] - p0] for v, x in values.items()})
 
 
+def _in_context() -> Callable:
+    """Run a background task in a copy of the caller's context (so it keeps the caller's
+    :func:`~rsmon.products.patch_regions.kernel_threads`)."""
+    return contextvars.copy_context().run
+
+
 def _joined_region_sums(join: Callable[[], tuple], shape: tuple[int, int], names: list[str], regions: Regions):
     """:func:`_sample_region_sums` of the samples ``join()`` returns (every name of ``names``)."""
     samples = _check_samples(join(), shape)
@@ -503,9 +510,10 @@ def patches_from_change(
     # pixel statistics (numba kernels) in the background while GEOS and PROJ work on the polygons
     with ThreadPoolExecutor(1) as background:
         if lazy:
-            region_sums = background.submit(_joined_region_sums, index_samples, shape, names, regions)
+            region_sums = background.submit(_in_context(), _joined_region_sums, index_samples, shape, names, regions)
         else:
-            region_sums = background.submit(_sample_region_sums, samples, names, regions) if samples else None
+            region_sums = (background.submit(_in_context(), _sample_region_sums, samples, names, regions)
+                           if samples else None)
         geoms = region_polygons(regions, transform)
         # pieces: patches, or patches clipped to redline features
         if zones is None:
@@ -523,7 +531,8 @@ def patches_from_change(
                        for k in _REDLINE_KEYS}
             cut = assign_pieces(regions, parent, clipped.zone, clipped.whole, zones.geometry.to_numpy(), transform)
         n_pieces = len(piece_geoms)
-        stats = background.submit(_piece_stats, ds, region_sums, names, regions, pixel_conf, parent, cut)
+        stats = background.submit(_in_context(), _piece_stats, ds, region_sums, names, regions, pixel_conf, parent,
+                                  cut)
         ea_geoms, area, (cx, cy), (lon, lat) = _equal_area(piece_geoms, crs, max(abs(transform.a), abs(transform.e)))
         piece_pixels, piece_conf, piece_means = stats.result()
     codes = regions.label_class[parent]

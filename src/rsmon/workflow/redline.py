@@ -65,6 +65,7 @@ from rsmon.products.change import detect_change_blocks, detect_series
 from rsmon.products.change_composite import latest_clear_composite
 from rsmon.products.change_indices import BANDS
 from rsmon.products.change_params import ChangeParams
+from rsmon.products.patch_regions import kernel_threads
 from rsmon.products.patches import RedlineColumns, patches_from_change
 from rsmon.provenance import InputRef, Provenance
 from rsmon.workflow.staging import precheck_output_dir, publish, staging
@@ -270,7 +271,8 @@ def run_redline_detect(
         rasters = ChangeCogJobs(stage, ds, prov, _MASKS, profile=dataclasses.replace(CHANGE_COG_PROFILE,
                                                                                       num_threads=1))
         background.submit(rasters.work)
-        with rasterio.Env(**GDAL_READ_ENV), _stage(seconds, "patches"):
+        # one thread for the patch table's kernels: the COG writer keeps the other core busy
+        with rasterio.Env(**GDAL_READ_ENV), _stage(seconds, "patches"), kernel_threads(1):
             # the blocks' samples are joined in the background while the regions are traced
             patches = patches_from_change(ds, index_samples=(lambda: blocks.index_samples) if blocks is not None
                                           else None, redlines=redline_gdf, previous=prev,
