@@ -421,6 +421,27 @@ def test_index_samples_give_the_dense_means_without_reading_the_dataset(with_red
     np.testing.assert_allclose(again[list(INDEX_VARIABLES)], fused[list(INDEX_VARIABLES)], rtol=1e-12)
 
 
+@pytest.mark.parametrize("with_redlines", [False, True])
+def test_sample_pieces_give_the_joined_samples_table(with_redlines):
+    """Samples handed over in pieces (a callable returning a list, as the redline job passes the
+    blocks' samples) give the table of the joined samples; an empty piece is fine, a bad one is
+    named."""
+    ds = random_scene()
+    redlines = random_redlines() if with_redlines else None
+    flat, values = pixel_samples(ds, seed=3)
+    no_index = ds.drop_vars(list(INDEX_VARIABLES))
+    joined = patches_from_change(no_index, redlines=redlines, index_samples=(flat, values))
+    cuts = [0, 7, len(flat) // 3, len(flat) // 3, len(flat)]  # one empty piece
+    pieces = [(flat[a:b], {v: x[a:b] for v, x in values.items()}) for a, b in zip(cuts[:-1], cuts[1:])]
+    got = patches_from_change(no_index, redlines=redlines, index_samples=lambda: pieces)
+    assert got.drop(columns=list(INDEX_VARIABLES)).equals(joined.drop(columns=list(INDEX_VARIABLES)))
+    for col in INDEX_VARIABLES:  # sums in another order: equal to rounding
+        np.testing.assert_allclose(got[col], joined[col], rtol=1e-12, equal_nan=True, err_msg=col)
+    bad = pieces[:1] + [(flat[:5], {"ndvi_before": values["ndvi_before"][:5]})]
+    with pytest.raises(InputError, match="lack"):
+        patches_from_change(no_index, index_samples=lambda: bad)
+
+
 def test_index_samples_partial_and_bad_input(caplog):
     ds = random_scene(shape=(60, 80))
     flat, values = pixel_samples(ds)

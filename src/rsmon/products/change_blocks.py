@@ -104,6 +104,12 @@ class ChangeBlocks:
         return values
 
     @property
+    def sample_pieces(self) -> list[tuple[np.ndarray, dict[str, np.ndarray]]]:
+        """The samples block by block, ``[(flat, {name: values}), ...]`` (no copy, nothing joined),
+        as :func:`rsmon.products.patches.patches_from_change` also takes them."""
+        return [(flat, dict(zip(INDEX_SAMPLE_NAMES, planes))) for flat, planes in self.pieces]
+
+    @property
     def index_samples(self) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """``(index_flat, index_values)`` as :func:`rsmon.products.patches.patches_from_change` takes them."""
         return self.index_flat, self.index_values

@@ -111,13 +111,17 @@ class Regions:
         """Region of each change pixel (int32)."""
         return np.repeat(self.run_label, self.ends - self.starts)
 
+    @cached_property
+    def row_first(self) -> np.ndarray:
+        """Index of the first run of each row (and the number of runs at the end)."""
+        return np.searchsorted(self.rows, np.arange(self.shape[0] + 1))
+
     def positions(self, flat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Pixel position and region of each flat index (``row * width + col``); -1 and 0 where it
         is not a change pixel."""
-        row_first = np.searchsorted(self.rows, np.arange(self.shape[0] + 1))
         cuts = np.linspace(0, len(flat), THREADS + 1).astype(int)
-        parts = threaded(pixel_positions, [(flat[a:b], self.shape[1], row_first, self.starts, self.ends, self.offsets,
-                                            self.run_label) for a, b in zip(cuts[:-1], cuts[1:])])
+        parts = threaded(pixel_positions, [(flat[a:b], self.shape[1], self.row_first, self.starts, self.ends,
+                                            self.offsets, self.run_label) for a, b in zip(cuts[:-1], cuts[1:])])
         return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
     def gather(self, raster: np.ndarray, runs: slice = slice(None), row0: int = 0, col0: int = 0) -> np.ndarray:

@@ -256,9 +256,12 @@ def _index_means(ds: xr.Dataset, region_sums: Future | None, names: list[str], r
     (index 0 unused): from the samples' :func:`_sample_region_sums` or read from ``ds``."""
     cut_acc = MeanAccumulator(n_pieces + 1, names)
     if region_sums is not None:
-        at, label, values, acc = region_sums.result()
-        if cut.at.size:  # the samples in cut regions, by piece (once per piece holding the pixel)
+        parts, acc = region_sums.result()
+        for at, label, values in parts if cut.at.size else ():
+            # the samples in cut regions, by piece (once per piece holding the pixel)
             sel = np.flatnonzero(cut.cut[label])
+            if not sel.size:
+                continue
             lo, hi = np.searchsorted(cut.at, at[sel], "left"), np.searchsorted(cut.at, at[sel], "right")
             reps = hi - lo
             entry = np.repeat(lo - (np.cumsum(reps) - reps), reps) + np.arange(int(reps.sum()))
@@ -302,25 +305,38 @@ def _in_context() -> Callable:
     return contextvars.copy_context().run
 
 
-def _joined_region_sums(join: Callable[[], tuple], shape: tuple[int, int], names: list[str], regions: Regions):
-    """:func:`_sample_region_sums` of the samples ``join()`` returns (every name of ``names``)."""
-    samples = _check_samples(join(), shape)
-    missing = sorted(set(names) - set(samples[1]))
-    if missing:
-        raise InputError(f"index_samples: the callable's samples lack {missing}")
-    return _sample_region_sums(samples, names, regions)
+def _joined_region_sums(join: Callable[[], tuple | list], shape: tuple[int, int], names: list[str],
+                        regions: Regions):
+    """:func:`_sample_region_sums` of the samples ``join()`` returns (every name of ``names``): one
+    ``(flat, values)`` pair, or a list of such pairs (pieces, e.g. one per block of a change
+    pass, summed piece by piece without joining them)."""
+    samples = join()
+    pieces = samples if isinstance(samples, list) else [samples]
+    checked = []
+    for piece in pieces:
+        piece = _check_samples(piece, shape)
+        missing = sorted(set(names) - set(piece[1]))
+        if missing:
+            raise InputError(f"index_samples: the callable's samples lack {missing}")
+        checked.append(piece)
+    return _sample_region_sums(checked, names, regions)
 
 
-def _sample_region_sums(samples: tuple[np.ndarray, dict], names: list[str], regions: Regions
-                        ) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray], MeanAccumulator]:
-    """Pixel position and region of each sample, its values and the index sums per region
-    (samples off the change pixels go to region 0, which is not used)."""
-    flat, values = samples
-    at, label = regions.positions(flat)
-    values = {v: values[v] for v in names}
+def _sample_region_sums(pieces: list[tuple[np.ndarray, dict]], names: list[str], regions: Regions
+                        ) -> tuple[list[tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]], MeanAccumulator]:
+    """Per piece of samples: pixel position and region of each sample and its values; and the
+    index sums per region over all pieces (samples off the change pixels go to region 0, which
+    is not used)."""
     acc = MeanAccumulator(regions.n + 1, names)
-    acc.add(label, values)
-    return at, label, values, acc
+    parts = []
+    for flat, values in pieces:
+        if not flat.size:
+            continue
+        at, label = regions.positions(flat)
+        values = {v: values[v] for v in names}
+        acc.add(label, values)
+        parts.append((at, label, values))
+    return parts, acc
 
 
 def _equal_area(geoms: np.ndarray, crs, res: float):
@@ -467,9 +483,10 @@ def patches_from_change(
         The patch means are NaN-skipping means of the samples falling in the patch (or clipped
         piece); samples off the change pixels are ignored, change pixels without a sample do
         not count. The dataset's index variables are then not read (they may be absent). May
-        also be a callable returning that pair with every name of :data:`INDEX_VARIABLES`: it
-        is called in a background thread while the regions are labelled and traced (a fused
-        pass joins its blocks' samples meanwhile).
+        also be a callable returning that pair, or a list of such pairs (pieces of the samples,
+        e.g. one per block of a change pass: :attr:`rsmon.products.change_blocks.ChangeBlocks.sample_pieces`,
+        summed piece by piece, never joined), with every name of :data:`INDEX_VARIABLES`: it is
+        called in a background thread while the regions are labelled and traced.
 
     Returns
     -------
@@ -512,7 +529,7 @@ def patches_from_change(
         if lazy:
             region_sums = background.submit(_in_context(), _joined_region_sums, index_samples, shape, names, regions)
         else:
-            region_sums = (background.submit(_in_context(), _sample_region_sums, samples, names, regions)
+            region_sums = (background.submit(_in_context(), _sample_region_sums, [samples], names, regions)
                            if samples else None)
         geoms = region_polygons(regions, transform)
         # pieces: patches, or patches clipped to redline features

@@ -273,8 +273,8 @@ def run_redline_detect(
         background.submit(rasters.work)
         # one thread for the patch table's kernels: the COG writer keeps the other core busy
         with rasterio.Env(**GDAL_READ_ENV), _stage(seconds, "patches"), kernel_threads(1):
-            # the blocks' samples are joined in the background while the regions are traced
-            patches = patches_from_change(ds, index_samples=(lambda: blocks.index_samples) if blocks is not None
+            # the blocks' samples are summed piece by piece in the background while the regions are traced
+            patches = patches_from_change(ds, index_samples=(lambda: blocks.sample_pieces) if blocks is not None
                                           else None, redlines=redline_gdf, previous=prev,
                                           redline_columns=redline_columns)
         result = RedlineResult(
