@@ -159,6 +159,19 @@ print(time.perf_counter() - t, n_change)
 """
 
 
+def best_cli_run(folder: Path, repeat: int, prefix: list[str] | None = None) -> dict:
+    """The fastest of ``repeat`` one-off ``rsmon -v redline detect`` runs on the pair in ``folder``
+    (``prefix`` before the command, e.g. an ``env`` setting), with its stage timers."""
+    runs = []
+    for _ in range(repeat):
+        with tempfile.TemporaryDirectory() as tmp:
+            run = timed([*(prefix or []), RSMON, "-v", "redline", "detect", "--before", str(folder / "before"),
+                         "--after", str(folder / "after"), "-o", tmp, "--no-quicklooks", "--no-checksums"])
+        run["stages"] = {m[0]: float(m[1]) for m in re.findall(r"redline stage (\w+): ([\d.]+) s", run["stderr"])}
+        runs.append(run)
+    return min(runs, key=lambda r: r["wall"])
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default=str(HERE / "data"), help="where the simulated tile pair is kept")
@@ -172,25 +185,9 @@ def main() -> int:
     rows: dict[str, dict] = {}
     for compression in args.compressions.split(","):
         folder = recompressed(src, compression)
-        runs = []
-        for _ in range(args.repeat):
-            with tempfile.TemporaryDirectory() as tmp:
-                run = timed([RSMON, "-v", "redline", "detect", "--before", str(folder / "before"), "--after",
-                             str(folder / "after"), "-o", tmp, "--no-quicklooks", "--no-checksums"])
-            run["stages"] = {m[0]: float(m[1]) for m in re.findall(r"redline stage (\w+): ([\d.]+) s", run["stderr"])}
-            runs.append(run)
-        rows[f"cli-{compression}"] = min(runs, key=lambda r: r["wall"])
+        rows[f"cli-{compression}"] = best_cli_run(folder, args.repeat)
         if compression == "deflate":  # the same command with GDAL reading every file (before tiff_tiles)
-            gdal = []
-            for _ in range(args.repeat):
-                with tempfile.TemporaryDirectory() as tmp:
-                    run = timed(["env", "RSMON_DIRECT_TIFF=0", RSMON, "-v", "redline", "detect", "--before",
-                                 str(folder / "before"), "--after", str(folder / "after"), "-o", tmp,
-                                 "--no-quicklooks", "--no-checksums"])
-                run["stages"] = {m[0]: float(m[1]) for m in re.findall(r"redline stage (\w+): ([\d.]+) s",
-                                                                        run["stderr"])}
-                gdal.append(run)
-            rows["cli-deflate-gdal"] = min(gdal, key=lambda r: r["wall"])
+            rows["cli-deflate-gdal"] = best_cli_run(folder, args.repeat, ["env", "RSMON_DIRECT_TIFF=0"])
         warm = [timed([PYTHON, "-c", _WARM, str(folder)]) for _ in range(args.repeat)]
         best = min(warm, key=lambda r: float(r["stdout"].split()[0]))
         seconds, stages = best["stdout"].split(maxsplit=1)

@@ -106,7 +106,8 @@ class ChangeBlocks:
     @property
     def sample_pieces(self) -> list[tuple[np.ndarray, dict[str, np.ndarray]]]:
         """The samples block by block, ``[(flat, {name: values}), ...]`` (no copy, nothing joined),
-        as :func:`rsmon.products.patches.patches_from_change` also takes them."""
+        as :func:`rsmon.products.patches.patches_from_change` also takes them. Use one of this and
+        :attr:`index_values`: the join frees the pieces' planes as it copies them."""
         return [(flat, dict(zip(INDEX_SAMPLE_NAMES, planes))) for flat, planes in self.pieces]
 
     @property

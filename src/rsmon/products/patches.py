@@ -305,12 +305,12 @@ def _in_context() -> Callable:
     return contextvars.copy_context().run
 
 
-def _joined_region_sums(join: Callable[[], tuple | list], shape: tuple[int, int], names: list[str],
+def _called_region_sums(get: Callable[[], tuple | list], shape: tuple[int, int], names: list[str],
                         regions: Regions):
-    """:func:`_sample_region_sums` of the samples ``join()`` returns (every name of ``names``): one
+    """:func:`_sample_region_sums` of the samples ``get()`` returns (every name of ``names``): one
     ``(flat, values)`` pair, or a list of such pairs (pieces, e.g. one per block of a change
     pass, summed piece by piece without joining them)."""
-    samples = join()
+    samples = get()
     pieces = samples if isinstance(samples, list) else [samples]
     checked = []
     for piece in pieces:
@@ -527,7 +527,7 @@ def patches_from_change(
     # pixel statistics (numba kernels) in the background while GEOS and PROJ work on the polygons
     with ThreadPoolExecutor(1) as background:
         if lazy:
-            region_sums = background.submit(_in_context(), _joined_region_sums, index_samples, shape, names, regions)
+            region_sums = background.submit(_in_context(), _called_region_sums, index_samples, shape, names, regions)
         else:
             region_sums = (background.submit(_in_context(), _sample_region_sums, [samples], names, regions)
                            if samples else None)
