@@ -442,6 +442,81 @@ def test_sample_pieces_give_the_joined_samples_table(with_redlines):
         patches_from_change(no_index, index_samples=lambda: bad)
 
 
+def windows_scene() -> xr.Dataset:
+    """:func:`random_scene` plus shapes that test the windows: a column of change from the top row
+    to the bottom row (open in every window), a U opening downwards and one opening upwards (two
+    legs joined below a window's end), a staircase of diagonal joins across rows."""
+    ds = random_scene(shape=(240, 320), seed=5)
+    change = ds["change"].values
+    change[:, 300:302] = 1                         # whole height
+    change[30:120, 250:253] = change[30:33, 250:262] = change[30:120, 259:262] = 1   # U opening downwards
+    change[130:220, 250:253] = change[217:220, 250:262] = change[130:220, 259:262] = 1  # U opening upwards
+    for k in range(60):                           # a staircase of 8-connected single pixels
+        change[150 + k, 10 + k] = 1
+    ds["confidence"].values[change == 1] = np.maximum(ds["confidence"].values[change == 1], 1)
+    return ds
+
+
+def assert_same_table(got, want):
+    assert list(got["patch_id"]) == list(want["patch_id"])
+    assert got.drop(columns=list(INDEX_VARIABLES) + ["geometry"]).equals(
+        want.drop(columns=list(INDEX_VARIABLES) + ["geometry"]))
+    assert shapely.equals_exact(got.geometry.to_numpy(), want.geometry.to_numpy(), tolerance=0).all()
+    for col in INDEX_VARIABLES:  # sums in another order: equal to rounding
+        np.testing.assert_allclose(got[col], want[col], rtol=1e-12, equal_nan=True, err_msg=col)
+
+
+@pytest.mark.parametrize("with_redlines", [False, True])
+def test_windows_give_the_whole_raster_table(with_redlines):
+    """Labelled window of rows by window (bounded memory), the table is the whole raster's: the
+    same rows in the same order, ids, geometries vertex for vertex, statistics; with the index
+    read from the dataset, or from samples handed over by rows; with previous patches too."""
+    ds = windows_scene()
+    redlines = random_redlines() if with_redlines else None
+    whole = patches_from_change(ds, redlines=redlines)
+    assert len(whole) > 100
+    bounds = shapely.bounds(whole.geometry.to_numpy())
+    spans = np.isclose(bounds[:, 3] - bounds[:, 1], 240 * abs(ds.rio.resolution()[1]))
+    assert with_redlines or spans.sum() == 1  # the column spanning the raster is one patch
+    flat, values = pixel_samples(ds, seed=1)
+    no_index = ds.drop_vars(list(INDEX_VARIABLES))
+    asked = []
+
+    def by_rows(row0, row1):
+        asked.append((row0, row1))
+        keep = (flat >= row0 * 320) & (flat < row1 * 320)
+        return [(flat[keep], {v: x[keep] for v, x in values.items()})]
+
+    for window_rows in (1, 7, 64, 239, 240, 1000):
+        assert_same_table(patches_from_change(ds, redlines=redlines, window_rows=window_rows), whole)
+    asked.clear()
+    assert_same_table(patches_from_change(no_index, redlines=redlines, window_rows=50, index_samples=by_rows), whole)
+    assert len(asked) >= 5 and all(b > a for a, b in asked)
+    # ids reconciled against an earlier run's patches: as for the whole raster
+    previous = whole.iloc[::3].assign(patch_id=[f"old-{i}" for i in range(len(whole.iloc[::3]))])
+    assert_same_table(patches_from_change(ds, redlines=redlines, previous=previous, window_rows=33),
+                      patches_from_change(ds, redlines=redlines, previous=previous))
+    with pytest.raises(InputError, match="window_rows"):
+        patches_from_change(ds, window_rows=0)
+
+
+def test_region_windows_read_each_row_once_unless_a_region_stays_open():
+    from rsmon.products.patch_regions import region_windows
+
+    change = np.zeros((100, 20), np.uint8)
+    change[10:12, 2:4] = 1      # ends in the first window
+    change[50:70, 5] = 1        # crosses the third window's end (rows 40-59): rows 50-59 read again
+    reads = []
+
+    def read(row0, row1):
+        reads.append((row0, row1))
+        return change[row0:row1], np.ones_like(change[row0:row1]), change[row0:row1]
+
+    got = [(w.n, w.rows.min() if w.n else None) for w, _ in region_windows(read, change.shape, 20, 8)]
+    assert reads == [(0, 20), (20, 40), (40, 60), (50, 80), (80, 100)]
+    assert got == [(1, 10), (0, None), (0, None), (1, 50), (0, None)]
+
+
 def test_index_samples_partial_and_bad_input(caplog):
     ds = random_scene(shape=(60, 80))
     flat, values = pixel_samples(ds)

@@ -148,7 +148,8 @@ def _cmd_redline_detect(args: argparse.Namespace) -> int:
     tune_allocator()  # a one-off process: keep freed block memory instead of faulting it in again
     result = run_redline_detect(args.before, args.after, args.output, redlines=args.redlines, mmu_px=args.mmu_px,
                                 previous=args.previous, quicklooks=not args.no_quicklooks,
-                                max_quicklooks=args.max_quicklooks, checksums=not args.no_checksums)
+                                max_quicklooks=args.max_quicklooks, checksums=not args.no_checksums,
+                                stream=args.stream)
     print(result.summary())
     for name, path in result.paths.items():
         print(f"{name}: {path}")
@@ -332,6 +333,9 @@ def build_parser() -> argparse.ArgumentParser:
     rdet.add_argument("--max-quicklooks", type=int, default=200, metavar="N", help="quicklook PNGs for the N largest patches")
     rdet.add_argument("--no-quicklooks", action="store_true", help="write no quicklook PNGs")
     rdet.add_argument("--no-checksums", action="store_true", help="skip SHA-256 of inputs in provenance")
+    rdet.add_argument("--stream", action=argparse.BooleanOptionalAction, default=None,
+                      help="stream a pair through scratch files in OUTDIR: bounded memory at any scene size "
+                           "(default: above $RSMON_STREAM_PIXELS, 150 Mpixel)")
     rdet.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="output folder")
     rdet.set_defaults(func=_cmd_redline_detect)
 

@@ -443,29 +443,29 @@ def _own_mode_overviews(profile: COGProfile, dtype: np.dtype) -> bool:
     return profile.overview_resampling.lower() == "mode" and np.issubdtype(dtype, np.integer)
 
 
+def _level_meta(meta: dict[str, Any], shape: tuple[int, int]) -> dict[str, Any]:
+    """Creation settings of a staged overview level of ``shape`` for the raster of ``meta``."""
+    scale = Affine.scale(meta["width"] / shape[1], meta["height"] / shape[0])
+    return {**meta, "width": shape[1], "height": shape[0], "transform": meta["transform"] @ scale}
+
+
 @contextlib.contextmanager
-def _with_overviews(full: str, overviews: list[np.ndarray], meta: dict[str, Any],
-                    new_path: Callable[[str], str]) -> Iterator[Any]:
-    """Open the staged raster ``full`` with ``overviews`` (finest first) as its overview levels.
+def _with_overviews(full: str, levels: list[str]) -> Iterator[Any]:
+    """Open the staged raster ``full`` with the staged rasters ``levels`` (finest first) as its
+    overview levels.
 
     GDAL's COG driver takes precomputed overviews only from a source dataset that has them
     (``OVERVIEWS=FORCE_USE_EXISTING``), and rasterio cannot write into a GTiff's overview levels.
     So each level is staged as a tiled GTiff and the source is a VRT: GDAL's own VRT copy of
     ``full`` (metadata, nodata, band description and georeferencing come along unchanged) with one
     ``<Overview>`` element per level (GDAL VRT format, https://gdal.org/drivers/raster/vrt.html).
-    Without ``overviews`` the VRT has none, and GDAL's COG driver computes them.
+    Without ``levels`` the VRT has none, and GDAL's COG driver computes them.
     """
     with MemoryFile(ext=".vrt") as copy:
         rasterio.shutil.copy(full, copy.name, driver="VRT")
         root = ElementTree.fromstring(copy.read())
     band = root.find("VRTRasterBand")
-    height, width = meta["height"], meta["width"]
-    for level in overviews:
-        path = new_path(".tif")
-        scale = Affine.scale(width / level.shape[1], height / level.shape[0])
-        with rasterio.open(path, "w", **{**meta, "width": level.shape[1], "height": level.shape[0],
-                                         "transform": meta["transform"] @ scale}) as dst:
-            dst.write(level, 1)
+    for path in levels:
         element = ElementTree.SubElement(band, "Overview")
         ElementTree.SubElement(element, "SourceFilename", relativeToVRT="0").text = path
         ElementTree.SubElement(element, "SourceBand").text = "1"
@@ -518,10 +518,13 @@ def write_raster_cog(
     -----
     With ``MODE`` overviews of an integer raster the levels are computed here by
     :func:`rsmon.kernels.overviews.mode_halve` (nodata pixels do not vote, ties go to the first
-    tied value in row-major order), each from the previous one, the first while the blocks are
-    staged; GDAL's COG driver then copies them (``OVERVIEWS=FORCE_USE_EXISTING``). They are held
-    in memory meanwhile (a third of the raster's size). Otherwise GDAL's COG driver computes the
-    overviews.
+    tied value in row-major order), each from the previous one, block by block while the blocks
+    are staged (a block's 2x2 windows never straddle blocks while ``block_size`` is divisible by
+    two at that level: 11 levels for 2048; deeper levels, a 4**11th of the raster, are computed
+    from the last one whole), and staged like the raster; GDAL's COG driver then copies them
+    (``OVERVIEWS=FORCE_USE_EXISTING``). Nothing of the raster's size is held in memory: a raster
+    larger than ``profile.max_memory_bytes`` is written in bounded memory whatever its size.
+    Otherwise GDAL's COG driver computes the overviews.
 
     Raises
     ------
@@ -555,30 +558,43 @@ def write_raster_cog(
     if levels:
         del options["OVERVIEW_RESAMPLING"]
         options["OVERVIEWS"] = "FORCE_USE_EXISTING"
-    first = np.empty(((height + 1) // 2, (width + 1) // 2), dtype=dtype) if levels else None
+    shapes = [(height, width)]
+    for _ in range(levels):
+        shapes.append(((shapes[-1][0] + 1) // 2, (shapes[-1][1] + 1) // 2))
+    blockwise = 0  # levels computed block by block: while the block's offsets stay even
+    while blockwise < levels and block_size % (2 << blockwise) == 0:
+        blockwise += 1
     tags = _dataset_tags(xr.Dataset(attrs=dict(data.attrs if attrs is None else attrs)), provenance)
     tags["OVERVIEW_RESAMPLING"] = profile.overview_resampling.upper()
     nbytes = width * height * dtype.itemsize
     nbytes += nbytes // 3 if levels else 0  # the overviews are staged too
     with _cog_output(path, profile) as tmp, _staging_paths(nbytes, profile, tmp.parent) as new_path:
         full = new_path(".tif")
-        with rasterio.open(full, "w", **meta) as dst:
+        level_paths = [new_path(".tif") for _ in range(levels)]
+        with contextlib.ExitStack() as stack:
+            dst = stack.enter_context(rasterio.open(full, "w", **meta))
+            level_dsts = [stack.enter_context(rasterio.open(p, "w", **_level_meta(meta, shape)))
+                          for p, shape in zip(level_paths[:blockwise], shapes[1:])]
             for row_off in range(0, height, block_size):
                 for col_off in range(0, width, block_size):
                     part = data.isel(y=slice(row_off, row_off + block_size), x=slice(col_off, col_off + block_size))
                     block = np.asarray(part.values).astype(dtype, copy=False)
                     dst.write(block, 1, window=Window(col_off, row_off, block.shape[1], block.shape[0]))
-                    if first is not None:
-                        rows, cols = (block.shape[0] + 1) // 2, (block.shape[1] + 1) // 2
-                        mode_halve(block, nodata, out=first[row_off // 2:row_off // 2 + rows,
-                                                            col_off // 2:col_off // 2 + cols])
+                    r, c = row_off, col_off
+                    for level_dst in level_dsts:
+                        block, r, c = mode_halve(block, nodata), r // 2, c // 2
+                        level_dst.write(block, 1, window=Window(c, r, block.shape[1], block.shape[0]))
             dst.set_band_description(1, str(data.name or "band_1"))
             dst.update_tags(1, **_band_tags(data))
             dst.update_tags(**tags)
-        overviews = [first] if levels else []
-        while len(overviews) < levels:
-            overviews.append(mode_halve(overviews[-1], nodata))
-        with _with_overviews(full, overviews, meta, new_path) as src:
+        if blockwise < levels:  # the deeper levels from the last blockwise one, each a quarter of the one before
+            with rasterio.open(level_paths[blockwise - 1]) as src:
+                level = src.read(1)
+            for path_k, shape in zip(level_paths[blockwise:], shapes[blockwise + 1:]):
+                level = mode_halve(level, nodata)
+                with rasterio.open(path_k, "w", **_level_meta(meta, shape)) as level_dst:
+                    level_dst.write(level, 1)
+        with _with_overviews(full, level_paths) as src:
             _translate(src, tmp, options)
     log.info("wrote COG %s (%s, %dx%d, %s)", path, dtype.name, width, height, options["COMPRESS"])
     return path

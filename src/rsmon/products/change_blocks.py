@@ -22,6 +22,9 @@ Memory: the three uint8 output rasters, the sparse samples (8 float32 + 1 int64 
 the first :data:`PREFETCH_BLOCKS` input blocks (read while the fit runs)
 and, per block in flight, its input bands (12 float32 planes) or its step-1 result (a uint8
 plane and the candidate samples): about three block rows of step-1 results are alive at a time.
+With ``spill`` (:class:`rsmon.io.spill.ChangeSpill`) the rasters and samples of each finished
+block row go to scratch files instead, so memory no longer grows with the scene's area: only the
+block rows in flight (and the fit's sample) are held.
 The numba kernels, GDAL reads and decoding release the GIL, so blocks run in parallel threads; the
 step-2 tasks write into the output arrays, so this is a local threaded computation by design (the
 lazy :func:`~rsmon.products.change.detect_change` serves distributed schedulers).
@@ -40,6 +43,8 @@ import xarray as xr
 from dask._task_spec import convert_legacy_graph  # the Task graph API of dask >= 2024.12 (tested)
 from dask.highlevelgraph import HighLevelGraph
 
+from rsmon.errors import InputError
+from rsmon.io.spill import SPILL_RASTERS
 from rsmon.kernels import change as kernel
 from rsmon.products.change_fit import ChangeFit, fit_change, prepared_pair
 from rsmon.products.change_pair import base_attrs, change_variable_attrs
@@ -65,7 +70,8 @@ class ChangeBlocks:
     Attributes
     ----------
     change, change_class, confidence : numpy.ndarray of uint8, (y, x) on the after grid
-        As the variables of :func:`rsmon.products.change.detect_change`.
+        As the variables of :func:`rsmon.products.change.detect_change`; lazily indexed arrays
+        read from the spill files when the pass was streamed (``spill``).
     index_flat : numpy.ndarray of int64
         Flat pixel index (row * width + column) of every change pixel (``change == 1``), block by
         block.
@@ -89,13 +95,32 @@ class ChangeBlocks:
     attrs: dict = field(default_factory=dict)
     n_valid: int = 0
     n_change: int = 0
+    piece_rows: list = field(default_factory=list, repr=False)
+    spill: object = field(default=None, repr=False)
+
+    def samples_in_rows(self, row0: int, row1: int) -> list[tuple[np.ndarray, dict[str, np.ndarray]]]:
+        """The samples of the blocks overlapping rows ``row0:row1``, as :attr:`sample_pieces` (a
+        block's samples may lie outside those rows): what
+        :func:`rsmon.products.patches.patches_from_change` takes with ``window_rows``."""
+        if self.spill is not None:
+            return self.spill.samples(row0, row1)
+        return [(flat, dict(zip(INDEX_SAMPLE_NAMES, planes)))
+                for (flat, planes), (r0, r1) in zip(self.pieces, self.piece_rows) if r0 < row1 and r1 > row0]
+
+    def _joinable(self) -> list:
+        if self.spill is not None and not any(len(piece[0]) for piece in self.pieces):
+            # streamed: read every piece back once (this holds them all: for small scenes and tests)
+            self.pieces = [[flat, [values[n] for n in INDEX_SAMPLE_NAMES]]
+                           for flat, values in self.spill.samples(0, self.change.shape[0])]
+        return self.pieces
 
     @cached_property
     def index_flat(self) -> np.ndarray:
-        return np.concatenate([np.empty(0, np.int64)] + [piece[0] for piece in self.pieces])
+        return np.concatenate([np.empty(0, np.int64)] + [piece[0] for piece in self._joinable()])
 
     @cached_property
     def index_values(self) -> dict[str, np.ndarray]:
+        self._joinable()
         values = {}
         for m, name in enumerate(INDEX_SAMPLE_NAMES):  # plane by plane, each block's piece freed once copied
             values[name] = np.concatenate([np.empty(0, np.float32)] + [piece[1][m] for piece in self.pieces])
@@ -108,7 +133,7 @@ class ChangeBlocks:
         """The samples block by block, ``[(flat, {name: values}), ...]`` (no copy, nothing joined),
         as :func:`rsmon.products.patches.patches_from_change` also takes them. Use one of this and
         :attr:`index_values`: the join frees the pieces' planes as it copies them."""
-        return [(flat, dict(zip(INDEX_SAMPLE_NAMES, planes))) for flat, planes in self.pieces]
+        return [(flat, dict(zip(INDEX_SAMPLE_NAMES, planes))) for flat, planes in self._joinable()]
 
     @property
     def index_samples(self) -> tuple[np.ndarray, dict[str, np.ndarray]]:
@@ -120,8 +145,8 @@ class ChangeBlocks:
         import rioxarray  # noqa: F401  (registers the .rio accessor)
 
         out = xr.Dataset(coords={d: like[d] for d in ("y", "x") if d in like.coords}, attrs=dict(self.attrs))
-        for name in ("change", "change_class", "confidence"):
-            out[name] = xr.DataArray(getattr(self, name), dims=("y", "x"), attrs=change_variable_attrs(name))
+        for name in ("change", "change_class", "confidence"):  # (a Variable keeps a lazily indexed array lazy)
+            out[name] = xr.Variable(("y", "x"), getattr(self, name), attrs=change_variable_attrs(name))
         crs = like.rio.crs
         if crs is not None:
             # in place: rioxarray copies deeply otherwise (twice 362 MB for a tile)
@@ -138,7 +163,8 @@ def _step1(*values, has_qa, k, reflectance, fit, threshold, radius):
 
 
 def _step2(parts, *, core, pieces, window, params, clean, width, outputs):
-    """Clean one block with its halo, write the outputs, return its change pixels' index samples."""
+    """Clean one block with its halo, write the outputs (``outputs``: the three rasters' rows of
+    the block's block row), return its change pixels' index samples."""
     (r0, r1, c0, c1), (wr0, wc0, wh, ww) = core, window
     raw_core, flat, samples, classes = parts[0]
     if clean:
@@ -153,15 +179,31 @@ def _step2(parts, *, core, pieces, window, params, clean, width, outputs):
         change = np.ascontiguousarray(cleaned[r0 - wr0:r1 - wr0, c0 - wc0:c1 - wc0])
     else:
         change = raw_core
-    out_change, out_class, out_confidence = outputs
-    out_change[r0:r1, c0:c1] = change
+    out_change, out_class, out_confidence = outputs  # the block row's rows r0:r1
+    out_change[:, c0:c1] = change
     keep = np.empty(flat.shape, np.bool_)
-    n_valid, n_change, n_kept = kernel.finish_codes(change, flat, classes, out_class[r0:r1, c0:c1],
-                                                    out_confidence[r0:r1, c0:c1], keep)
+    n_valid, n_change, n_kept = kernel.finish_codes(change, flat, classes, out_class[:, c0:c1],
+                                                    out_confidence[:, c0:c1], keep)
     if n_kept != n_change:  # the candidate radius covers every pixel the clean-up can add
         raise AssertionError(f"block at ({r0}, {c0}): {n_change} change pixels but {n_kept} candidates")
     kept_flat, planes = kernel.kept_samples(flat, keep, samples, c1 - c0, r0, c0, width, n_kept)
     return kept_flat, list(planes), n_valid, n_change
+
+
+_NO_FLAT = np.empty(0, np.int64)
+
+
+class _InMemory:
+    """The default sink of :func:`_run`: whole-scene uint8 rasters; the samples stay with the results."""
+
+    def __init__(self, shape: tuple[int, int]) -> None:
+        self.arrays = tuple(np.empty(shape, np.uint8) for _ in range(3))
+
+    def rows(self, r0: int, r1: int) -> tuple:
+        return tuple(a[r0:r1] for a in self.arrays)
+
+    def done(self, r0: int, r1: int, arrays, pieces) -> bool:
+        return False
 
 
 def _overlapping(starts: np.ndarray, lo: int, hi: int) -> list[int]:
@@ -199,7 +241,7 @@ def _reader(inputs: PairInputs):
     return inputs.read_block if inputs.scenes else _InputBlocks(inputs)
 
 
-def _run(inputs: PairInputs, fit: ChangeFit, params: ChangeParams, outputs, num_workers: int | None, *,
+def _run(inputs: PairInputs, fit: ChangeFit, params: ChangeParams, sink, num_workers: int | None, *,
          read=None, prefetched: dict | None = None) -> list:
     """Step 1 and step 2 of every block (module doc) in waves of block rows on a thread pool.
 
@@ -207,7 +249,13 @@ def _run(inputs: PairInputs, fit: ChangeFit, params: ChangeParams, outputs, num_
     finished step 1; two waves are in flight, so a worker never idles at a wave's end. A step-1
     result is dropped once no pending or running step 2 needs it: about four block rows of them
     are alive at a time. ``prefetched`` maps block positions to futures of their input blocks
-    already being read (taken instead of reading them again)."""
+    already being read (taken instead of reading them again).
+
+    ``sink`` receives the outputs: ``sink.rows(r0, r1)`` gives the three uint8 arrays the step-2
+    tasks of a block row write into (rows ``r0:r1``, full width); once every block of the row
+    has passed step 2, in row order, ``sink.done(r0, r1, arrays, pieces)`` gets them with the
+    row's samples ``[(flat, planes), ...]``. When ``done`` returns True the row's samples are
+    dropped here (the sink keeps them), leaving zero-size placeholders in the results."""
     row_starts, col_starts = inputs.block_starts
     height, width = inputs.shape
     n_rows, n_cols = len(row_starts) - 1, len(col_starts) - 1
@@ -229,7 +277,7 @@ def _run(inputs: PairInputs, fit: ChangeFit, params: ChangeParams, outputs, num_
         r0, r1 = int(row_starts[i]), int(row_starts[i + 1])
         halo_rows.append(_overlapping(row_starts, max(r0 - halo, 0), min(r1 + halo, height)))
 
-    def run_step2(i: int, j: int) -> None:
+    def run_step2(i: int, j: int, row_out) -> None:
         r0, r1, c0, c1 = int(row_starts[i]), int(row_starts[i + 1]), int(col_starts[j]), int(col_starts[j + 1])
         wr0, wr1 = max(r0 - halo, 0), min(r1 + halo, height)
         wc0, wc1 = max(c0 - halo, 0), min(c1 + halo, width)
@@ -238,7 +286,17 @@ def _run(inputs: PairInputs, fit: ChangeFit, params: ChangeParams, outputs, num_
         pieces = [(int(row_starts[a]), int(col_starts[b])) for a, b in neighbours]
         results[i * n_cols + j] = _step2([first[n] for n in neighbours], core=(r0, r1, c0, c1), pieces=pieces,
                                          window=(wr0, wc0, wr1 - wr0, wc1 - wc0), params=params, clean=clean,
-                                         width=width, outputs=outputs)
+                                         width=width, outputs=row_out)
+
+    row_outs: dict[int, tuple] = {}
+
+    def finished(rows: list[int]) -> None:
+        for i in rows:
+            r0, r1 = int(row_starts[i]), int(row_starts[i + 1])
+            row = results[i * n_cols:(i + 1) * n_cols]
+            if sink.done(r0, r1, row_outs.pop(i), [(flat, planes) for flat, planes, _, _ in row]):
+                results[i * n_cols:(i + 1) * n_cols] = [(_NO_FLAT, [], n_valid, n_change)
+                                                        for _, _, n_valid, n_change in row]
 
     pending = list(range(n_rows))  # block rows whose step 2 is not submitted yet
     done = -1  # every step-1 task of block rows <= done has finished
@@ -246,27 +304,32 @@ def _run(inputs: PairInputs, fit: ChangeFit, params: ChangeParams, outputs, num_
     with ThreadPoolExecutor(num_workers or os.cpu_count() or 1) as pool:
         for wave in range(n_rows + 2):
             if len(waves) >= 2 or wave >= n_rows:  # two waves in flight: no idle worker at a wave's end
-                for future in waves.pop(0)[0]:
+                futures, rows = waves.pop(0)
+                for future in futures:
                     future.result()
+                finished(rows)
                 done = min(wave - 1 - len(waves), n_rows - 1)
                 needed = {a for i in pending + [r for _, rows in waves for r in rows] for a in halo_rows[i]}
                 for key in [key for key in first if key[0] <= done and key[0] not in needed]:
                     del first[key]
             ready = [i for i in pending if max(halo_rows[i]) <= done]
+            for i in ready:
+                row_outs[i] = sink.rows(int(row_starts[i]), int(row_starts[i + 1]))
             tasks = [partial(run_step1, wave, j) for j in range(n_cols)] if wave < n_rows else []
-            tasks += [partial(run_step2, i, j) for i in ready for j in range(n_cols)]
+            tasks += [partial(run_step2, i, j, row_outs[i]) for i in ready for j in range(n_cols)]
             waves.append(([pool.submit(task) for task in tasks], ready))
             pending = [i for i in pending if i not in ready]
-        for futures, _ in waves:
+        for futures, rows in waves:
             for future in futures:
                 future.result()
+            finished(rows)
     if pending:
         raise AssertionError(f"block rows {pending} never cleaned")
     return results
 
 
 def detect_change_blocks(before: xr.Dataset, after: xr.Dataset, params: ChangeParams | None = None, *,
-                         num_workers: int | None = None) -> ChangeBlocks:
+                         num_workers: int | None = None, spill=None) -> ChangeBlocks:
     """Change detection of an aligned pair in one pass over its blocks (module doc).
 
     Parameters
@@ -277,6 +340,11 @@ def detect_change_blocks(before: xr.Dataset, after: xr.Dataset, params: ChangePa
     params : ChangeParams, optional
     num_workers : int, optional
         Threads of the pass (default: one per core).
+    spill : rsmon.io.spill.ChangeSpill, optional
+        Stream the outputs into it, block row by block row, instead of holding them (a scene of
+        any size in bounded memory): the returned rasters are then lazy arrays read from it and
+        the samples are read back by rows (:meth:`ChangeBlocks.samples_in_rows`). Its shape must
+        be the after scene's.
 
     Returns
     -------
@@ -290,9 +358,9 @@ def detect_change_blocks(before: xr.Dataset, after: xr.Dataset, params: ChangePa
         Missing bands, different grids or radiometries.
     """
     p, before, inputs = prepared_pair(before, after, params)
-    height, width = inputs.shape
-    outputs = (np.empty((height, width), np.uint8), np.empty((height, width), np.uint8),
-               np.empty((height, width), np.uint8))
+    if spill is not None and tuple(spill.shape) != tuple(inputs.shape):
+        raise InputError(f"spill: shape {tuple(spill.shape)} differs from the scene's {tuple(inputs.shape)}")
+    sink = _InMemory(inputs.shape) if spill is None else spill
     read = _reader(inputs)
     n_cols = len(inputs.chunks[1])
     first_blocks = [divmod(m, n_cols) for m in range(min(PREFETCH_BLOCKS, len(inputs.chunks[0]) * n_cols))]
@@ -301,10 +369,14 @@ def detect_change_blocks(before: xr.Dataset, after: xr.Dataset, params: ChangePa
         prefetched = {ij: early.submit(read, *ij) for ij in first_blocks}
         fit = fit_change(inputs, p)
         # the step-2 tasks write into ``outputs``: a local threaded computation by design
-        results = _run(inputs, fit, p, outputs, num_workers, read=read, prefetched=prefetched)
-    out = ChangeBlocks(*outputs, pieces=[[flat, samples] for flat, samples, _, _ in results],
+        results = _run(inputs, fit, p, sink, num_workers, read=read, prefetched=prefetched)
+    row_starts, n_cols = inputs.block_starts[0], len(inputs.chunks[1])
+    rasters = sink.arrays if spill is None else tuple(spill.array(name) for name in SPILL_RASTERS)
+    out = ChangeBlocks(*rasters, pieces=[[flat, samples] for flat, samples, _, _ in results],
                        attrs=base_attrs(before, after, p, inputs.radiometry, fit),
-                       n_valid=sum(int(r[2]) for r in results), n_change=sum(int(r[3]) for r in results))
+                       n_valid=sum(int(r[2]) for r in results), n_change=sum(int(r[3]) for r in results),
+                       piece_rows=[(int(row_starts[m // n_cols]), int(row_starts[m // n_cols + 1]))
+                                   for m in range(len(results))], spill=spill)
     log.info("change: %d of %d valid pixels (%d blocks), threshold %.3f", out.n_change, out.n_valid, len(results),
              fit.threshold)
     return out

@@ -49,6 +49,7 @@ __all__ = [
     "kernel_threads",
     "label_regions",
     "region_polygons",
+    "region_windows",
     "threaded",
 ]
 
@@ -124,6 +125,34 @@ class Regions:
                                             self.offsets, self.run_label) for a, b in zip(cuts[:-1], cuts[1:])])
         return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
+    def extents(self) -> tuple[np.ndarray, np.ndarray]:
+        """First and last row of each region (index 0 unused)."""
+        first = np.full(self.n + 1, np.iinfo(np.int64).max, np.int64)
+        last = np.full(self.n + 1, -1, np.int64)
+        np.minimum.at(first, self.run_label, self.rows)
+        np.maximum.at(last, self.run_label, self.rows)
+        return first, last
+
+    def subset(self, keep: np.ndarray, row0: int, shape: tuple[int, int]) -> Regions:
+        """The regions ``keep`` marks (boolean per region, index 0 ignored), numbered 1..m in their
+        order, with their rows moved down by ``row0`` onto a raster of ``shape``: regions labelled
+        in a window of rows, placed on the whole raster."""
+        keep = np.asarray(keep, bool).copy()
+        keep[0] = False
+        number = (np.cumsum(keep) * keep).astype(self.run_label.dtype)
+        runs = keep[self.run_label]
+        return Regions((self.rows[runs] + row0).astype(self.rows.dtype), self.starts[runs], self.ends[runs],
+                       number[self.run_label[runs]], np.r_[0, self.label_class[keep]].astype(self.label_class.dtype),
+                       tuple(shape))
+
+    def first_flat(self) -> np.ndarray:
+        """Flat index (``row * width + col``) of each region's first pixel in raster order (index 0
+        unused): ``scipy.ndimage.label`` numbers regions in this order."""
+        first = np.zeros(self.n + 1, np.int64)
+        labels, at = np.unique(self.run_label, return_index=True)
+        first[labels] = self.rows[at].astype(np.int64) * self.shape[1] + self.starts[at]
+        return first
+
     def gather(self, raster: np.ndarray, runs: slice = slice(None), row0: int = 0, col0: int = 0) -> np.ndarray:
         """Values of ``raster`` at the change pixels of ``runs``, in pixel order; ``raster`` holds
         the rows and columns from ``row0``, ``col0`` on."""
@@ -157,6 +186,41 @@ def label_regions(change: np.ndarray, classes: np.ndarray, connectivity: int) ->
     label_class = votes.argmax(axis=1).astype(np.int32)
     label_class[0] = 0
     return Regions(rows, starts, ends, run_label, label_class, change.shape)
+
+
+def region_windows(read, shape: tuple[int, int], window_rows: int, connectivity: int):
+    """The regions of a change raster read window of rows by window, each region once.
+
+    ``read(row0, row1)`` returns the ``change``, ``change_class`` and ``confidence`` rows
+    ``row0:row1`` (uint8, full width). Yields ``(regions, confidence)`` per window: the regions
+    complete in it (:meth:`Regions.subset`, on the whole raster's rows) and their pixels'
+    confidence. A window ends ``window_rows`` below the previous one's end; it starts at the
+    first row of the regions the previous window left open (those touching its last row, which
+    may go on below), so only those rows are read again. A region is yielded by the window
+    where it ends (it does not touch the window's last row, or the window ends the raster), and
+    only if it reaches the previous window's last row (those ending above it were yielded by
+    that window): every region exactly once, as labelling the whole raster gives it.
+
+    Memory: one window plus the rows of the open regions; a region spanning the whole raster
+    height keeps every row it spans (and they are read again by every window).
+    """
+    height = shape[0]
+    if window_rows < 1:
+        raise InputError(f"window_rows: expected at least 1 row, got {window_rows}")
+    top = seen = 0
+    while seen < height:
+        end = min(seen + window_rows, height)
+        change, classes, confidence = read(top, end)
+        regions = label_regions(change, classes, connectivity)
+        first, last = regions.extents()
+        ongoing = np.zeros(regions.n + 1, bool)
+        if end < height:
+            ongoing[1:] = last[1:] == end - top - 1
+        ends_here = (last >= seen - top - 1) & ~ongoing  # those ending above seen - 1 were yielded before
+        window = regions.subset(ends_here, top, shape)
+        yield window, window.gather(confidence, row0=top)
+        top = top + int(first[ongoing].min()) if ongoing.any() else end
+        seen = end
 
 
 def region_polygons(regions: Regions, transform: Affine) -> np.ndarray:

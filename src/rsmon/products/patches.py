@@ -58,6 +58,7 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import date, datetime
 from enum import IntEnum
+from functools import partial
 
 import geopandas as gpd
 import numpy as np
@@ -76,6 +77,7 @@ from rsmon.products.patch_regions import (
     assign_pieces,
     label_regions,
     region_polygons,
+    region_windows,
     threaded,
 )
 from rsmon.products.redlines import RedlineColumns, as_text, clip_to_redlines, polygonal, prepare_redlines
@@ -441,6 +443,46 @@ def _stable_ids(matched: list, taken: set, redline_id, zone, codes, area, cx, cy
     return ids
 
 
+def _region_pieces(ds: xr.Dataset, regions: Regions, pixel_conf: np.ndarray, transform, crs, zones,
+                   names: list[str], get_samples: Callable | None) -> dict | None:
+    """The patch pieces of ``regions`` (whole patches, or patches clipped to the redline features
+    ``zones``): geometry, class, equal-area figures, pixel statistics; None when no piece is left.
+
+    ``get_samples()`` returns the index samples (``(flat, values)`` or a list of such pieces) or
+    is None (the means are then read from ``ds``'s index variables).
+    """
+    n = regions.n
+    # pixel statistics (numba kernels) in the background while GEOS and PROJ work on the polygons
+    with ThreadPoolExecutor(1) as background:
+        region_sums = (background.submit(_in_context(), _called_region_sums, get_samples, (ds.sizes["y"],
+                                         ds.sizes["x"]), names, regions) if get_samples is not None else None)
+        geoms = region_polygons(regions, transform)
+        # pieces: patches, or patches clipped to redline features
+        if zones is None:
+            parent = np.arange(1, n + 1)
+            piece_geoms = geoms[1:]
+            redline = {k: np.full(n, None, dtype=object) for k in _REDLINE_KEYS}
+            cut = PiecePixels.uncut(np.ones(n, bool), n)
+        else:
+            clipped = clip_to_redlines(geoms[1:], zones.geometry.to_numpy())
+            if not len(clipped.geometry):
+                if region_sums is not None:
+                    region_sums.result()  # its errors (bad samples) are raised all the same
+                return None
+            parent, piece_geoms = clipped.patch + 1, clipped.geometry
+            redline = {k: np.asarray([as_text(v) for v in zones[k]], dtype=object)[clipped.zone]
+                       for k in _REDLINE_KEYS}
+            cut = assign_pieces(regions, parent, clipped.zone, clipped.whole, zones.geometry.to_numpy(), transform)
+        stats = background.submit(_in_context(), _piece_stats, ds, region_sums, names, regions, pixel_conf, parent,
+                                  cut)
+        ea_geoms, area, (cx, cy), (lon, lat) = _equal_area(piece_geoms, crs, max(abs(transform.a), abs(transform.e)))
+        piece_pixels, piece_conf, piece_means = stats.result()
+    return {"order": regions.first_flat()[parent], "codes": regions.label_class[parent],
+            "piece_geoms": np.asarray(piece_geoms, dtype=object), "ea_geoms": np.asarray(ea_geoms, dtype=object),
+            "area": area, "cx": cx, "cy": cy, "lon": lon, "lat": lat, "piece_pixels": piece_pixels,
+            "piece_conf": piece_conf, "redline": redline, **{f"mean:{v}": piece_means[v] for v in names}}
+
+
 # --------------------------------------------------------------------------------------------
 # main entry
 # --------------------------------------------------------------------------------------------
@@ -454,6 +496,7 @@ def patches_from_change(
     match_iou: float = 0.3,
     id_cell_m: float = 100.0,
     index_samples: tuple[np.ndarray, Mapping[str, np.ndarray]] | Callable[[], tuple] | None = None,
+    window_rows: int | None = None,
 ) -> gpd.GeoDataFrame:
     """Vectorise change regions into a patch table with class, confidence, area, evidence and stable ids.
 
@@ -486,7 +529,16 @@ def patches_from_change(
         also be a callable returning that pair, or a list of such pairs (pieces of the samples,
         e.g. one per block of a change pass: :attr:`rsmon.products.change_blocks.ChangeBlocks.sample_pieces`,
         summed piece by piece, never joined), with every name of :data:`INDEX_VARIABLES`: it is
-        called in a background thread while the regions are labelled and traced.
+        called in a background thread while the regions are labelled and traced. With
+        ``window_rows`` a callable is called once per window as ``index_samples(row0, row1)``
+        and returns (at least) the samples of rows ``row0:row1``, e.g.
+        :meth:`rsmon.products.change_blocks.ChangeBlocks.samples_in_rows`.
+    window_rows : int, optional
+        Label and vectorise the raster window of rows by window (about this many new rows
+        each), reading only those rows of ``ds`` (e.g. lazy arrays over files): memory then
+        depends on the raster's width, not its area
+        (:func:`~rsmon.products.patch_regions.region_windows`). The table is the same as without
+        it (same rows, ids and geometries; means equal to rounding).
 
     Returns
     -------
@@ -501,6 +553,8 @@ def patches_from_change(
         (:func:`prepare_redlines`).
     """
     crs, transform = _georef(ds)
+    if window_rows is not None and (int(window_rows) != window_rows or window_rows < 1):
+        raise InputError(f"window_rows: expected a whole number of rows >= 1, got {window_rows}")
     if not 0.0 < match_iou <= 1.0:
         raise InputError(f"match_iou: expected a fraction in (0, 1], got {match_iou}")
     if not id_cell_m > 0:
@@ -510,49 +564,56 @@ def patches_from_change(
     lazy = callable(index_samples)
     samples = _check_samples(index_samples, shape) if index_samples is not None and not lazy else None
     zones = prepare_redlines(redlines, crs, redline_columns) if redlines is not None else None
-    masks = ds[["change", "change_class", "confidence"]].compute()
-    regions = label_regions(np.asarray(masks["change"].values), np.asarray(masks["change_class"].values),
-                            connectivity)
-    n = regions.n
+    if window_rows is None:
+        masks = ds[["change", "change_class", "confidence"]].compute()
+        regions = label_regions(np.asarray(masks["change"].values), np.asarray(masks["change_class"].values),
+                                connectivity)
+        pixel_conf = regions.gather(np.asarray(masks["confidence"].values))
+        del masks
+        windows = iter([(regions, pixel_conf)])
+    else:
+        def read(row0: int, row1: int) -> list[np.ndarray]:
+            # one window at a time, in this thread (lazy arrays over files: reading is the work)
+            part = ds[["change", "change_class", "confidence"]].isel(y=slice(row0, row1)).compute(
+                scheduler="synchronous")
+            return [np.asarray(part[v].values) for v in ("change", "change_class", "confidence")]
+
+        windows = region_windows(read, shape, int(window_rows), connectivity)
+    names = list(INDEX_VARIABLES) if lazy else [v for v in INDEX_VARIABLES if v in (samples[1] if samples
+                                                                                   else ds.data_vars)]
+    parts, n = [], 0
+    for regions, pixel_conf in windows:
+        if not regions.n:
+            continue
+        n += regions.n
+        if not lazy:
+            get = (lambda: samples) if samples else None
+        elif window_rows is None:
+            get = index_samples
+        else:
+            rows = int(regions.rows[0]), int(regions.rows[-1]) + 1
+            get = partial(index_samples, *rows)
+        part = _region_pieces(ds, regions, pixel_conf, transform, crs, zones, names, get)
+        if part is not None:
+            parts.append(part)
     if n == 0:
         log.info("no change pixels: empty patch table")
         return empty_patches(crs)
-    pixel_conf = regions.gather(np.asarray(masks["confidence"].values))
-    del masks
-    names = list(INDEX_VARIABLES) if lazy else [v for v in INDEX_VARIABLES if v in (samples[1] if samples
-                                                                                   else ds.data_vars)]
     if len(names) < len(INDEX_VARIABLES):
         log.warning("change %s lacks %s: their columns are NaN", "index_samples" if samples else "dataset",
                     sorted(set(INDEX_VARIABLES) - set(names)))
-    # pixel statistics (numba kernels) in the background while GEOS and PROJ work on the polygons
-    with ThreadPoolExecutor(1) as background:
-        if lazy:
-            region_sums = background.submit(_in_context(), _called_region_sums, index_samples, shape, names, regions)
-        else:
-            region_sums = (background.submit(_in_context(), _sample_region_sums, [samples], names, regions)
-                           if samples else None)
-        geoms = region_polygons(regions, transform)
-        # pieces: patches, or patches clipped to redline features
-        if zones is None:
-            parent = np.arange(1, n + 1)
-            piece_geoms = geoms[1:]
-            redline = {k: np.full(n, None, dtype=object) for k in _REDLINE_KEYS}
-            cut = PiecePixels.uncut(np.ones(n, bool), n)
-        else:
-            clipped = clip_to_redlines(geoms[1:], zones.geometry.to_numpy())
-            if not len(clipped.geometry):
-                log.info("%d change patches, none inside the redlines: empty patch table", n)
-                return empty_patches(crs)
-            parent, piece_geoms = clipped.patch + 1, clipped.geometry
-            redline = {k: np.asarray([as_text(v) for v in zones[k]], dtype=object)[clipped.zone]
-                       for k in _REDLINE_KEYS}
-            cut = assign_pieces(regions, parent, clipped.zone, clipped.whole, zones.geometry.to_numpy(), transform)
-        n_pieces = len(piece_geoms)
-        stats = background.submit(_in_context(), _piece_stats, ds, region_sums, names, regions, pixel_conf, parent,
-                                  cut)
-        ea_geoms, area, (cx, cy), (lon, lat) = _equal_area(piece_geoms, crs, max(abs(transform.a), abs(transform.e)))
-        piece_pixels, piece_conf, piece_means = stats.result()
-    codes = regions.label_class[parent]
+    if not parts:
+        log.info("%d change patches, none inside the redlines: empty patch table", n)
+        return empty_patches(crs)
+    # the pieces in the order of their regions' first pixels, as one whole-raster labelling numbers them
+    order = np.argsort(np.concatenate([part.pop("order") for part in parts]), kind="stable")
+    joined = {k: np.concatenate([part[k] for part in parts])[order] for k in parts[0] if k != "redline"}
+    redline = {k: np.concatenate([part["redline"][k] for part in parts])[order] for k in _REDLINE_KEYS}
+    codes, piece_geoms, ea_geoms, area = joined["codes"], joined["piece_geoms"], joined["ea_geoms"], joined["area"]
+    cx, cy, lon, lat = joined["cx"], joined["cy"], joined["lon"], joined["lat"]
+    piece_pixels, piece_conf = joined["piece_pixels"], joined["piece_conf"]
+    piece_means = {v: joined[f"mean:{v}"] for v in names}
+    n_pieces = len(codes)
 
     # stable ids
     if previous is not None:

@@ -7,10 +7,16 @@ and the writers (:mod:`rsmon.io.change_output`, :func:`rsmon.io.vectors.write_pa
 ``rsmon redline detect`` and the workflow runner call :func:`run_redline_detect`.
 
 Resources: a pair is computed in one pass over its blocks on a thread pool
-(:func:`~rsmon.products.change.detect_change_blocks`; every input block decoded once, memory
-bounded by the uint8 output rasters and the change pixels' index samples); tiled GeoTIFF bands are
-read by :mod:`rsmon.io.tiff_tiles`, every other file by GDAL with :data:`GDAL_READ_ENV`; the COGs
-are written in the background while the patch table is built.
+(:func:`~rsmon.products.change.detect_change_blocks`; every input block decoded once); tiled
+GeoTIFF bands are read by :mod:`rsmon.io.tiff_tiles`, every other file by GDAL with
+:data:`GDAL_READ_ENV`; the COGs are written in the background while the patch table is built.
+Up to :data:`STREAM_PIXELS` the output rasters, the change pixels' index samples and the patch
+table's pixel arrays are held in memory (about 2 GB for a Sentinel-2 tile); above it (or with
+``stream=True``) the pair is streamed: the pass writes each finished block row to scratch files
+in the output folder (:class:`rsmon.io.spill.ChangeSpill`), the patch table is built window by
+window of :data:`STREAM_WINDOW_ROWS` rows and the COGs are staged on disk, so memory no longer
+grows with the area (what remains grows with the width and the number of patches;
+docs/benchmarks.md). The outputs are the same either way (tested).
 Each stage's seconds are logged and kept in ``summary.json``.
 
 Scenes
@@ -40,6 +46,7 @@ Failure rules
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -60,8 +67,10 @@ from rsmon.errors import FormatError, InputError, RsmonError
 from rsmon.io.atomic import atomic_output
 from rsmon.io.change_output import CHANGE_COG_PROFILE, ChangeCogJobs, write_quicklooks
 from rsmon.io.optical import align_pair, open_optical
+from rsmon.io.spill import ChangeSpill
 from rsmon.io.vectors import read_vectors, write_patches
 from rsmon.products.change import detect_change_blocks, detect_series
+from rsmon.products.change_blocks import INDEX_SAMPLE_NAMES
 from rsmon.products.change_composite import latest_clear_composite
 from rsmon.products.change_indices import BANDS
 from rsmon.products.change_params import ChangeParams
@@ -86,6 +95,15 @@ _MASKS = ("change", "change_class", "confidence")
 #: the output array instead of through the cache (GTIFF_DIRECT_IO; 35 % less CPU for such reads,
 #: ignored for compressed files).
 GDAL_READ_ENV = {"GDAL_CACHEMAX": 256 << 20, "GTIFF_DIRECT_IO": "YES"}
+
+#: A pair whose after grid has more pixels than this is streamed (:func:`run_redline_detect`
+#: ``stream``): its rasters and samples go to scratch files block row by block row and the patches
+#: are built window by window, so memory stops growing with the area. Below it everything stays in
+#: memory (faster: a Sentinel-2 tile, 120.6 Mpixel, peaks at about 2 GB). The environment variable
+#: ``RSMON_STREAM_PIXELS`` overrides it.
+STREAM_PIXELS = 150_000_000
+#: Rows of a patch window when streamed (2 block rows of 512; 34 MB of masks at 10980 columns).
+STREAM_WINDOW_ROWS = 1024
 
 
 @dataclass
@@ -192,6 +210,7 @@ def run_redline_detect(
     quicklooks: bool = True,
     max_quicklooks: int = 200,
     checksums: bool = True,
+    stream: bool | None = None,
 ) -> RedlineResult:
     """Detect human-activity change between optical scenes and write the change products.
 
@@ -215,6 +234,12 @@ def run_redline_detect(
         Patches of an earlier run to keep ids from (default: ``out_dir/patches.gpkg`` if present).
     quicklooks : bool
         Write one before/after PNG per patch (the largest ``max_quicklooks``).
+    stream : bool, optional
+        Stream a pair through scratch files in the output folder (bounded memory at any scene
+        size; :class:`rsmon.io.spill.ChangeSpill`, patches by windows of
+        :data:`STREAM_WINDOW_ROWS` rows); default: when the after grid has more than
+        :data:`STREAM_PIXELS` pixels. The outputs are the same either way. A series (several
+        after scenes) is always computed in memory.
 
     Raises
     ------
@@ -247,64 +272,89 @@ def run_redline_detect(
     # 2. compute the change rasters: a pair in one pass over its blocks, a series lazily (masks once);
     #    the inputs' checksums (SHA-256 of every file, 1-3 s for a tile pair) meanwhile, in the background
     files = [f for scene in [*befores, *afters] for f in _source_files(scene)]
-    with ThreadPoolExecutor(1) as hasher:
-        inputs = hasher.submit(lambda: [InputRef.from_path(f, checksum=checksums) for f in files])
-        with rasterio.Env(**GDAL_READ_ENV), _stage(seconds, "detect"):
-            if len(afters) == 1:
-                blocks = detect_change_blocks(reference, afters[0], p)
-                ds = blocks.to_dataset(afters[0])
-                n_change, n_valid = blocks.n_change, blocks.n_valid
-            else:
-                ds, blocks = _with_eager_masks(detect_series([reference, *afters], p)), None
-                change = np.asarray(ds["change"].values)
-                n_change, n_valid = int(np.count_nonzero(change == 1)), int(np.count_nonzero(change != 255))
-        prov = Provenance(inputs=inputs.result(),
-                          parameters={"change_params": json.loads(ds.attrs.get("change_params", "{}")),
-                                      "threshold": _json_float(ds.attrs.get("threshold")),
-                                      "redlines": os.fspath(redlines) if redlines is not None else None})
+    streamed = len(afters) == 1 and _streamed(grid, stream)
+    with contextlib.ExitStack() as scratch:
+        spill = None
+        if streamed:  # scratch files in the output folder, removed at the end whatever happens
+            spill = scratch.enter_context(ChangeSpill(scratch.enter_context(staging(out, ".rsmon-scratch-")),
+                                                      (grid.sizes["y"], grid.sizes["x"]), INDEX_SAMPLE_NAMES))
+            log.info("streaming the pair through %s", spill.folder)
+        with ThreadPoolExecutor(1) as hasher:
+            inputs = hasher.submit(lambda: [InputRef.from_path(f, checksum=checksums) for f in files])
+            with rasterio.Env(**GDAL_READ_ENV), _stage(seconds, "detect"):
+                if len(afters) == 1:
+                    blocks = detect_change_blocks(reference, afters[0], p, spill=spill)
+                    ds = blocks.to_dataset(afters[0])
+                    n_change, n_valid = blocks.n_change, blocks.n_valid
+                else:
+                    ds, blocks = _with_eager_masks(detect_series([reference, *afters], p)), None
+                    change = np.asarray(ds["change"].values)
+                    n_change, n_valid = int(np.count_nonzero(change == 1)), int(np.count_nonzero(change != 255))
+            prov = Provenance(inputs=inputs.result(),
+                              parameters={"change_params": json.loads(ds.attrs.get("change_params", "{}")),
+                                          "threshold": _json_float(ds.attrs.get("threshold")),
+                                          "redlines": os.fspath(redlines) if redlines is not None else None})
 
-    # 3. into a staging folder, then moved into place; the COGs are written in the background while
-    #    the patch table is built (both mostly outside the GIL), and this thread helps with those
-    #    left once the vector files are written: two threads on two cores
-    with staging(out, ".rsmon-redline-") as stage, ThreadPoolExecutor(1) as background:
-        t_rasters = time.perf_counter()
-        rasters = ChangeCogJobs(stage, ds, prov, _MASKS, profile=dataclasses.replace(CHANGE_COG_PROFILE,
-                                                                                      num_threads=1))
-        background.submit(rasters.work)
-        # one thread for the patch table's kernels: the COG writer keeps the other core busy
-        with rasterio.Env(**GDAL_READ_ENV), _stage(seconds, "patches"), kernel_threads(1):
-            # the blocks' samples are summed piece by piece in the background while the regions are traced
-            patches = patches_from_change(ds, index_samples=(lambda: blocks.sample_pieces) if blocks is not None
-                                          else None, redlines=redline_gdf, previous=prev,
-                                          redline_columns=redline_columns)
-        result = RedlineResult(
-            seconds=seconds, n_patches=len(patches), n_change_pixels=n_change, n_valid_pixels=n_valid,
-            area_m2=float(patches["area_m2"].sum()) if len(patches) else 0.0,
-            reason=ds.attrs.get("no_data_reason"),
-            by_class={str(k): int(v) for k, v in patches["change_class"].value_counts().items()}
-            if len(patches) else {})
-        if result.reason is None and result.n_patches == 0:
-            result.reason = ("no change patch inside the redlines" if redline_gdf is not None and n_change
-                             else "no change above the automatic threshold and the minimum mapping unit")
-        written: dict[str, Path] = {}
-        with _stage(seconds, "vectors"):
-            gpkg, geojson = write_patches(patches, stage / "patches.gpkg", stage / "patches.geojson")
-        written["patches_gpkg"], written["patches_geojson"] = gpkg, geojson
-        written.update(rasters.result())
-        seconds["rasters"] = round(time.perf_counter() - t_rasters, 3)
-        log.info("redline stage rasters: %.2f s (alongside the patches)", seconds["rasters"])
-        if quicklooks and len(patches):
-            (stage / "quicklooks").mkdir()
-            with _stage(seconds, "quicklooks"):
-                write_quicklooks(patches, reference, afters[-1], stage, max_patches=max_quicklooks)
-            written["quicklooks"] = stage / "quicklooks"
-        written["summary"] = _write_summary(stage / "summary.json", result, ds, before_paths, after_paths)
-        if (out / "quicklooks").exists() and "quicklooks" not in written:
-            # an older run's quicklooks would describe patches this run no longer has
-            (stage / "quicklooks").mkdir(exist_ok=True)
-            written["quicklooks"] = stage / "quicklooks"
-        result.paths = publish(written, out)
-    return result
+        # 3. into a staging folder, then moved into place; the COGs are written in the background while
+        #    the patch table is built (both mostly outside the GIL), and this thread helps with those
+        #    left once the vector files are written: two threads on two cores
+        with staging(out, ".rsmon-redline-") as stage, ThreadPoolExecutor(1) as background:
+            t_rasters = time.perf_counter()
+            # streamed: the COGs are staged on disk too (the rasters are read from the scratch files)
+            profile = dataclasses.replace(CHANGE_COG_PROFILE, num_threads=1,
+                                          **({"max_memory_bytes": 0} if spill is not None else {}))
+            rasters = ChangeCogJobs(stage, ds, prov, _MASKS, profile=profile)
+            background.submit(rasters.work)
+            # one thread for the patch table's kernels: the COG writer keeps the other core busy
+            with rasterio.Env(**GDAL_READ_ENV), _stage(seconds, "patches"), kernel_threads(1):
+                # the blocks' samples are summed piece by piece in the background while the regions are traced
+                if spill is not None:  # window by window, the samples read back by rows
+                    patches = patches_from_change(ds, index_samples=blocks.samples_in_rows, redlines=redline_gdf,
+                                                  previous=prev, redline_columns=redline_columns,
+                                                  window_rows=STREAM_WINDOW_ROWS)
+                else:
+                    patches = patches_from_change(ds, index_samples=(lambda: blocks.sample_pieces)
+                                                  if blocks is not None else None, redlines=redline_gdf,
+                                                  previous=prev, redline_columns=redline_columns)
+            result = RedlineResult(
+                seconds=seconds, n_patches=len(patches), n_change_pixels=n_change, n_valid_pixels=n_valid,
+                area_m2=float(patches["area_m2"].sum()) if len(patches) else 0.0,
+                reason=ds.attrs.get("no_data_reason"),
+                by_class={str(k): int(v) for k, v in patches["change_class"].value_counts().items()}
+                if len(patches) else {})
+            if result.reason is None and result.n_patches == 0:
+                result.reason = ("no change patch inside the redlines" if redline_gdf is not None and n_change
+                                 else "no change above the automatic threshold and the minimum mapping unit")
+            written: dict[str, Path] = {}
+            with _stage(seconds, "vectors"):
+                gpkg, geojson = write_patches(patches, stage / "patches.gpkg", stage / "patches.geojson")
+            written["patches_gpkg"], written["patches_geojson"] = gpkg, geojson
+            written.update(rasters.result())
+            seconds["rasters"] = round(time.perf_counter() - t_rasters, 3)
+            log.info("redline stage rasters: %.2f s (alongside the patches)", seconds["rasters"])
+            if quicklooks and len(patches):
+                (stage / "quicklooks").mkdir()
+                with _stage(seconds, "quicklooks"):
+                    write_quicklooks(patches, reference, afters[-1], stage, max_patches=max_quicklooks)
+                written["quicklooks"] = stage / "quicklooks"
+            written["summary"] = _write_summary(stage / "summary.json", result, ds, before_paths, after_paths)
+            if (out / "quicklooks").exists() and "quicklooks" not in written:
+                # an older run's quicklooks would describe patches this run no longer has
+                (stage / "quicklooks").mkdir(exist_ok=True)
+                written["quicklooks"] = stage / "quicklooks"
+            result.paths = publish(written, out)
+        return result
+
+
+def _streamed(grid: xr.Dataset, stream: bool | None) -> bool:
+    if stream is not None:
+        return bool(stream)
+    text = os.environ.get("RSMON_STREAM_PIXELS", "").strip()
+    try:
+        limit = int(text) if text else STREAM_PIXELS
+    except ValueError:
+        raise InputError(f"RSMON_STREAM_PIXELS: expected a whole number of pixels, got {text!r}") from None
+    return grid.sizes["y"] * grid.sizes["x"] > limit
 
 
 def _source_files(ds: xr.Dataset) -> list[str]:
