@@ -8,7 +8,7 @@ into ``<data>/s2tile`` and ``<data>/s2tile_x<k>`` (about 1.3 GB of disk per tile
 
 Cases, each its own process under GNU time (wall, user and system CPU seconds, peak RSS):
 ``rsmon redline detect --before .. --after .. -o TMP --no-quicklooks --no-checksums`` with
-``--no-stream`` (rasters, samples and patch table in memory: the default up to 150 Mpixel) and
+``--no-stream`` (rasters, samples and patch table in memory: the default up to 25 Mpixel) and
 with ``--stream`` (scratch files, patches window by window: the default above).
 
 Usage::

@@ -47,8 +47,10 @@ class _RowReader(BackendArray):
     """One raw raster file as a lazily indexed xarray array (an xarray backend array).
 
     A window is cut from its rows, read whole with one ``os.pread`` (no memory map whose pages
-    would stay in the process's resident set); the last rows read are kept, so the column blocks
-    of one block row (a COG writer's blocks) share one read.
+    would stay in the process's resident set). The rows of a window short of the right edge are
+    kept until a window of the same rows reaching the right edge is read, so the column blocks of
+    one block row (a COG writer's blocks, left to right) share one read; full-width windows (the
+    patch table's) are not kept.
     """
 
     def __init__(self, path: Path, shape: tuple[int, int]) -> None:
@@ -56,10 +58,13 @@ class _RowReader(BackendArray):
         self._lock = threading.Lock()
         self._last: tuple[int, int, np.ndarray] | None = None
 
-    def _rows(self, r0: int, r1: int) -> np.ndarray:
+    def _rows(self, r0: int, r1: int, keep: bool) -> np.ndarray:
         with self._lock:
             if self._last is not None and self._last[0] == r0 and self._last[1] == r1:
-                return self._last[2]
+                rows = self._last[2]
+                if not keep:
+                    self._last = None
+                return rows
         width = self.shape[1]
         fd = os.open(self.path, os.O_RDONLY)
         try:
@@ -70,7 +75,7 @@ class _RowReader(BackendArray):
             raise OSError(f"{self.path}: short read of rows {r0}-{r1}")
         rows = np.frombuffer(data, np.uint8).reshape(r1 - r0, width)
         with self._lock:
-            self._last = (r0, r1, rows)
+            self._last = (r0, r1, rows) if keep else None
         return rows
 
     def __getitem__(self, key):
@@ -83,7 +88,7 @@ class _RowReader(BackendArray):
         if r1 <= r0 or c1 <= c0:
             out = np.empty((max(r1 - r0, 0), max(c1 - c0, 0)), np.uint8)
         else:
-            out = self._rows(r0, r1)[::rs, c0:c1:cs].copy()
+            out = self._rows(r0, r1, keep=c1 < self.shape[1])[::rs, c0:c1:cs].copy()
         return out[tuple(0 if not isinstance(k, slice) else slice(None) for k in key)]
 
 

@@ -444,12 +444,13 @@ def _stable_ids(matched: list, taken: set, redline_id, zone, codes, area, cx, cy
 
 
 def _region_pieces(ds: xr.Dataset, regions: Regions, pixel_conf: np.ndarray, transform, crs, zones,
-                   names: list[str], get_samples: Callable | None) -> dict | None:
+                   names: list[str], get_samples: Callable | None, keep_equal_area: bool) -> dict | None:
     """The patch pieces of ``regions`` (whole patches, or patches clipped to the redline features
     ``zones``): geometry, class, equal-area figures, pixel statistics; None when no piece is left.
 
     ``get_samples()`` returns the index samples (``(flat, values)`` or a list of such pieces) or
-    is None (the means are then read from ``ds``'s index variables).
+    is None (the means are then read from ``ds``'s index variables). The equal-area geometries
+    are kept (``ea_geoms``) only with ``keep_equal_area`` (for reconciling ids with earlier patches).
     """
     n = regions.n
     # pixel statistics (numba kernels) in the background while GEOS and PROJ work on the polygons
@@ -478,7 +479,8 @@ def _region_pieces(ds: xr.Dataset, regions: Regions, pixel_conf: np.ndarray, tra
         ea_geoms, area, (cx, cy), (lon, lat) = _equal_area(piece_geoms, crs, max(abs(transform.a), abs(transform.e)))
         piece_pixels, piece_conf, piece_means = stats.result()
     return {"order": regions.first_flat()[parent], "codes": regions.label_class[parent],
-            "piece_geoms": np.asarray(piece_geoms, dtype=object), "ea_geoms": np.asarray(ea_geoms, dtype=object),
+            "piece_geoms": np.asarray(piece_geoms, dtype=object),
+            "ea_geoms": np.asarray(ea_geoms if keep_equal_area else [None] * len(area), dtype=object),
             "area": area, "cx": cx, "cy": cy, "lon": lon, "lat": lat, "piece_pixels": piece_pixels,
             "piece_conf": piece_conf, "redline": redline, **{f"mean:{v}": piece_means[v] for v in names}}
 
@@ -593,7 +595,7 @@ def patches_from_change(
         else:
             rows = int(regions.rows[0]), int(regions.rows[-1]) + 1
             get = partial(index_samples, *rows)
-        part = _region_pieces(ds, regions, pixel_conf, transform, crs, zones, names, get)
+        part = _region_pieces(ds, regions, pixel_conf, transform, crs, zones, names, get, previous is not None)
         if part is not None:
             parts.append(part)
     if n == 0:
