@@ -115,6 +115,19 @@ def test_streamed_failure_leaves_the_folder_as_it_was(s2pair, tmp_path, monkeypa
     assert not [p for p in out.iterdir() if p.name.startswith(".")]
 
 
+def test_scratch_of_a_killed_run_is_removed_when_stale(s2pair, tmp_path):
+    out = tmp_path / "out"
+    stale, fresh = out / ".rsmon-scratch-old.partial", out / ".rsmon-scratch-now.partial"
+    for folder in (stale, fresh):
+        (folder / ".rsmon-spill-x").mkdir(parents=True)
+        (folder / ".rsmon-spill-x" / "change.raw").write_bytes(b"\0" * 100)
+    old = os.stat(stale).st_mtime - job.STALE_SCRATCH_S - 60
+    os.utime(stale, (old, old))
+    assert main(["redline", "detect", "--before", str(s2pair / "before"), "--after", str(s2pair / "after"),
+                 "--no-quicklooks", "--stream", "-o", str(out)]) == 0
+    assert not stale.exists() and fresh.exists()  # a fresh one may belong to a run still going
+
+
 def test_bad_stream_setting_is_named(s2pair, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("RSMON_STREAM_PIXELS", "lots")
     rc = main(["redline", "detect", "--before", str(s2pair / "before"), "--after", str(s2pair / "after"),
@@ -173,6 +186,16 @@ def test_spill_round_trip_and_errors(tmp_path):
         folder = spill.folder
         assert folder.parent == tmp_path and folder.name.startswith(".rsmon-spill-")
     assert not folder.exists()
+    with ChangeSpill(tmp_path, shape, INDEX_SAMPLE_NAMES) as spill:  # scratch files lost meanwhile: named
+        buffers = spill.rows(0, 70)
+        spill.done(0, 70, buffers, [(np.arange(5, dtype=np.int64), [np.zeros(5, np.float32)] * 8)])
+        lazy = xr.Variable(("y", "x"), spill.array("change"))
+        os.truncate(spill.folder / "change.raw", 100)
+        os.truncate(spill.folder / "samples.raw", 10)
+        with pytest.raises(OutputError, match="change.raw"):
+            lazy[10:20].values
+        with pytest.raises(OutputError, match="samples cut short"):
+            spill.samples(0, 70)
     not_a_folder = tmp_path / "file"
     not_a_folder.write_text("x")
     with pytest.raises(OutputError, match="file"):

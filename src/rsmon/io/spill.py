@@ -66,13 +66,16 @@ class _RowReader(BackendArray):
                     self._last = None
                 return rows
         width = self.shape[1]
-        fd = os.open(self.path, os.O_RDONLY)
         try:
-            data = os.pread(fd, (r1 - r0) * width, r0 * width)
-        finally:
-            os.close(fd)
+            fd = os.open(self.path, os.O_RDONLY)
+            try:
+                data = os.pread(fd, (r1 - r0) * width, r0 * width)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            raise OutputError(f"scratch file {self.path}: cannot read rows {r0}-{r1} ({exc.strerror or exc})") from None
         if len(data) != (r1 - r0) * width:
-            raise OSError(f"{self.path}: short read of rows {r0}-{r1}")
+            raise OutputError(f"scratch file {self.path}: rows {r0}-{r1} cut short (removed or truncated meanwhile?)")
         rows = np.frombuffer(data, np.uint8).reshape(r1 - r0, width)
         with self._lock:
             self._last = (r0, r1, rows) if keep else None
@@ -174,14 +177,23 @@ class ChangeSpill:
         for r0, r1, offset, n in self._records:
             if r0 >= row1 or r1 <= row0:
                 continue
-            flat = np.frombuffer(os.pread(fd, 8 * n, offset), np.int64)
+            flat = np.frombuffer(self._pread(fd, 8 * n, offset), np.int64)
             offset += 8 * n
             values = {}
             for name in self.sample_names:
-                values[name] = np.frombuffer(os.pread(fd, 4 * n, offset), np.float32)
+                values[name] = np.frombuffer(self._pread(fd, 4 * n, offset), np.float32)
                 offset += 4 * n
             out.append((flat, values))
         return out
+
+    def _pread(self, fd: int, size: int, offset: int) -> bytes:
+        try:
+            data = os.pread(fd, size, offset)
+        except OSError as exc:
+            raise OutputError(f"scratch folder {self.folder}: cannot read the samples ({exc.strerror or exc})") from None
+        if len(data) != size:
+            raise OutputError(f"scratch folder {self.folder}: samples cut short (removed or truncated meanwhile?)")
+        return data
 
     def close(self) -> None:
         """Close and remove the scratch files (idempotent)."""

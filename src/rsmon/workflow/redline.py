@@ -37,6 +37,9 @@ Failure rules
   raises an :class:`~rsmon.errors.RsmonError` naming it and leaves the output folder as it was.
 * Outputs are staged and renamed into place at the end (:mod:`rsmon.workflow.staging`): a run
   leaves all its files or none.
+* A streamed run keeps its scratch files in a hidden folder of the output folder
+  (``.rsmon-scratch-*.partial``), removed at the end whatever happens; one left by a killed run is
+  removed by the next streamed run into that folder once older than :data:`STALE_SCRATCH_S`.
 * Patch ids are stable: the patches of the previous run in the same folder (``patches.gpkg``) or
   ``previous`` are passed to :func:`~rsmon.products.patches.patches_from_change`, so a rerun, or
   next month's run into the same folder, keeps the ids of changes already reported.
@@ -51,6 +54,7 @@ import dataclasses
 import json
 import logging
 import os
+import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -278,6 +282,7 @@ def run_redline_detect(
     with contextlib.ExitStack() as scratch:
         spill = None
         if streamed:  # scratch files in the output folder, removed at the end whatever happens
+            _remove_stale_scratch(out)
             spill = scratch.enter_context(ChangeSpill(scratch.enter_context(staging(out, ".rsmon-scratch-")),
                                                       (grid.sizes["y"], grid.sizes["x"]), INDEX_SAMPLE_NAMES))
             log.info("streaming the pair through %s", spill.folder)
@@ -346,6 +351,25 @@ def run_redline_detect(
                 written["quicklooks"] = stage / "quicklooks"
             result.paths = publish(written, out)
         return result
+
+
+#: A scratch folder older than this was left by a run that was killed (a run takes minutes).
+STALE_SCRATCH_S = 24 * 3600
+
+
+def _remove_stale_scratch(out: Path) -> None:
+    """Remove the scratch folders of streamed runs that were killed (older than
+    :data:`STALE_SCRATCH_S`) from ``out``: they can hold gigabytes."""
+    if not out.is_dir():
+        return
+    now = time.time()
+    for folder in out.glob(".rsmon-scratch-*.partial"):
+        try:
+            if folder.is_dir() and now - folder.stat().st_mtime > STALE_SCRATCH_S:
+                log.warning("removing %s, left by a streamed run that did not end", folder)
+                shutil.rmtree(folder, ignore_errors=True)
+        except OSError:
+            continue
 
 
 def _streamed(grid: xr.Dataset, stream: bool | None) -> bool:
