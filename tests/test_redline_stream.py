@@ -3,6 +3,7 @@ in-memory run's outputs: the same rasters and overviews, the same patch table, n
 
 from __future__ import annotations
 
+import json
 import os
 
 import geopandas as gpd
@@ -84,6 +85,9 @@ def test_streamed_run_equals_the_in_memory_run(s2pair, tmp_path, monkeypatch):
     assert main(argv + ["-o", str(tmp_path / "streamed")]) == 0
     assert len(spills) == 1 and not spills[0].exists()
     _same_outputs(tmp_path / "memory", tmp_path / "streamed")
+    summaries = [json.loads((tmp_path / k / "summary.json").read_text()) for k in ("memory", "streamed")]
+    assert [s["streamed"] for s in summaries] == [False, True]
+    assert summaries[0]["n_change_pixels"] == summaries[1]["n_change_pixels"] > 0
     assert sorted(os.listdir(tmp_path / "streamed" / "quicklooks")) == sorted(
         os.listdir(tmp_path / "memory" / "quicklooks"))
 

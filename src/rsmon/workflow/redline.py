@@ -346,7 +346,8 @@ def run_redline_detect(
                 with _stage(seconds, "quicklooks"):
                     write_quicklooks(patches, reference, afters[-1], stage, max_patches=max_quicklooks)
                 written["quicklooks"] = stage / "quicklooks"
-            written["summary"] = _write_summary(stage / "summary.json", result, ds, before_paths, after_paths)
+            written["summary"] = _write_summary(stage / "summary.json", result, ds, before_paths, after_paths,
+                                                streamed=spill is not None)
             if (out / "quicklooks").exists() and "quicklooks" not in written:
                 # an older run's quicklooks would describe patches this run no longer has
                 (stage / "quicklooks").mkdir(exist_ok=True)
@@ -399,7 +400,7 @@ def _json_float(value) -> float | None:
     return value if np.isfinite(value) else None
 
 
-def _write_summary(path: Path, result: RedlineResult, ds: xr.Dataset, before, after) -> Path:
+def _write_summary(path: Path, result: RedlineResult, ds: xr.Dataset, before, after, *, streamed: bool) -> Path:
     body = {
         "before": [os.fspath(p) for p in before], "after": [os.fspath(p) for p in after],
         "before_datetime": ds.attrs.get("before_datetime"), "after_datetime": ds.attrs.get("after_datetime"),
@@ -407,7 +408,7 @@ def _write_summary(path: Path, result: RedlineResult, ds: xr.Dataset, before, af
         "threshold_method": ds.attrs.get("threshold_method"),
         "n_patches": result.n_patches, "area_m2": result.area_m2, "by_class": result.by_class,
         "n_change_pixels": result.n_change_pixels, "n_valid_pixels": result.n_valid_pixels,
-        "reason": result.reason, "stage_seconds": result.seconds,
+        "reason": result.reason, "stage_seconds": result.seconds, "streamed": streamed,
     }
     with atomic_output(path) as tmp:
         tmp.write_text(json.dumps(body, indent=2, default=str) + "\n", encoding="utf-8")
