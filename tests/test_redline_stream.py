@@ -90,6 +90,11 @@ def test_streamed_run_equals_the_in_memory_run(s2pair, tmp_path, monkeypatch):
     assert summaries[0]["n_change_pixels"] == summaries[1]["n_change_pixels"] > 0
     assert sorted(os.listdir(tmp_path / "streamed" / "quicklooks")) == sorted(
         os.listdir(tmp_path / "memory" / "quicklooks"))
+    # a rerun into the same folder reconciles with its patches.gpkg (window by window): same ids
+    first = gpd.read_file(tmp_path / "streamed" / "patches.gpkg")
+    assert main(argv + ["-o", str(tmp_path / "streamed")]) == 0
+    again = gpd.read_file(tmp_path / "streamed" / "patches.gpkg")
+    assert list(again["patch_id"]) == list(first["patch_id"]) and again["patch_id"].is_unique
 
 
 @pytest.mark.skipif(not TAIZHOU.is_dir(), reason=f"seed data {TAIZHOU} missing")
