@@ -241,8 +241,9 @@ def run_redline_detect(
     quicklooks : bool
         Write one before/after PNG per patch (the largest ``max_quicklooks``).
     stream : bool, optional
-        Stream a pair through scratch files in the output folder (bounded memory at any scene
-        size; :class:`rsmon.io.spill.ChangeSpill`, patches by windows of
+        Stream a pair through scratch files in the output folder (memory that does not grow
+        with the scene's area, only with its width and the number of patches;
+        :class:`rsmon.io.spill.ChangeSpill`, patches by windows of
         :data:`STREAM_WINDOW_ROWS` rows); default: when the after grid has more than
         :data:`STREAM_PIXELS` pixels. The outputs are the same either way. A series (several
         after scenes) is always computed in memory.
