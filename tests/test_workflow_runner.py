@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from rsmon.errors import FormatError
+from rsmon.errors import FormatError, RsmonError
 from rsmon.provenance import sha256_file
 from rsmon.workflow import kinds
 from rsmon.workflow.cli import main
@@ -238,7 +238,7 @@ def test_sigterm_interrupts_the_run_cleanly(data, tmp_path, monkeypatch, capsys)
     assert report.status == "success"
 
 
-def _redline_workflow(path: Path, store: str) -> Path:
+def _redline_workflow(path: Path, store: str, parameters: str = "{quicklooks: false}") -> Path:
     path.write_text(f"""\
 name: red
 sources: [{TAIZHOU}]
@@ -248,7 +248,7 @@ jobs:
     inputs:
       before: {{collection: optical-landsat, window: {{start: -P25Y, end: P1D}}, select: earliest}}
       after: {{collection: optical-landsat, window: {{start: -P25Y, end: P1D}}, select: latest}}
-    parameters: {{quicklooks: false}}
+    parameters: {parameters}
     alerts: {{store: "{store}"}}
     retry: {{attempts: 1}}
 """)
@@ -266,6 +266,26 @@ def test_redline_keeps_patch_ids_and_alert_failures_make_the_job_partial(tmp_pat
         inputs = led.run(second.run_id)["jobs"][0]["inputs"]
     previous = [i for i in inputs if i["role"] == "previous"]
     assert previous and previous[0]["path"].endswith("2019-06-01/patches.gpkg")
+
+
+def test_redline_job_streams_on_request_with_the_same_patches(tmp_path):
+    import json
+
+    import geopandas as gpd
+
+    tables = []
+    for stream in ("false", "true"):
+        wf = _redline_workflow(tmp_path / f"red-{stream}.yaml", "nosuchscheme://x",
+                               f"{{quicklooks: false, stream: {stream}}}")
+        home = tmp_path / f"home-{stream}"
+        [report] = run_workflow(wf, date(2019, 6, 1), home=home)
+        folder = home / "products" / "redline" / "v1" / "2019-06-01"
+        assert json.loads((folder / "summary.json").read_text())["streamed"] == (stream == "true")
+        tables.append(gpd.read_file(folder / "patches.gpkg"))
+    assert len(tables[0]) > 0 and list(tables[0]["patch_id"]) == list(tables[1]["patch_id"])
+    bad = _redline_workflow(tmp_path / "bad.yaml", "nosuchscheme://x", "{stream: sometimes}")
+    with pytest.raises(RsmonError, match="stream"):
+        run_workflow(bad, date(2019, 6, 1), home=tmp_path / "home-bad")
 
 
 def test_alerts_are_published_to_the_store(tmp_path):

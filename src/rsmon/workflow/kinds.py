@@ -227,7 +227,9 @@ def _redline_parameters() -> dict:
             "max_quicklooks": {"type": "integer", "minimum": 0}, "band_map": {"type": "object"},
             "previous": {"enum": ["auto", "none"],
                          "description": "auto: keep patch ids of this job's latest earlier run"},
-            "checksums": {"type": "boolean"}, "change": _fields_schema("rsmon.products.change_params.ChangeParams")}
+            "checksums": {"type": "boolean"}, "change": _fields_schema("rsmon.products.change_params.ChangeParams"),
+            "stream": {"type": "boolean",
+                       "description": "stream the pair through scratch files (default: above 25 Mpixel)"}}
 
 
 def _redline_validation() -> dict:
@@ -250,7 +252,7 @@ def _run_redline(task: JobTask, inputs, out: Path, catalog: Path) -> dict:
     result = run_redline_detect(before, after, out, redlines=p.get("redlines"), mmu_px=p.get("mmu_px"),
                                 params=params, band_map=p.get("band_map"), previous=task.previous_patches,
                                 quicklooks=p.get("quicklooks", True), max_quicklooks=p.get("max_quicklooks", 200),
-                                checksums=p.get("checksums", True))
+                                checksums=p.get("checksums", True), stream=p.get("stream"))
     return {"n_patches": result.n_patches, "area_m2": result.area_m2, "n_change_pixels": result.n_change_pixels,
             "by_class": result.by_class, "reason": result.reason}
 
