@@ -62,7 +62,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-import dask
 import numpy as np
 import rasterio
 import xarray as xr
@@ -74,7 +73,7 @@ from rsmon.io.optical import align_pair, open_optical
 from rsmon.io.spill import ChangeSpill
 from rsmon.io.vectors import read_vectors, write_patches
 from rsmon.products.change import detect_change_blocks, detect_series
-from rsmon.products.change_blocks import INDEX_SAMPLE_NAMES
+from rsmon.products.change_blocks import INDEX_SAMPLE_NAMES, ChangeBlocks
 from rsmon.products.change_composite import latest_clear_composite
 from rsmon.products.change_indices import BANDS
 from rsmon.products.change_params import ChangeParams
@@ -110,6 +109,12 @@ GDAL_READ_ENV = {"GDAL_CACHEMAX": 256 << 20, "GTIFF_DIRECT_IO": "YES"}
 STREAM_PIXELS = 25_000_000
 #: Rows of a patch window when streamed (2 block rows of 512; 34 MB of masks at 10980 columns).
 STREAM_WINDOW_ROWS = 1024
+#: Pixels of a series computed at a time, per later scene (:func:`_series_blocks`): the lazy graph
+#: holds ~100 bytes per pixel and pair of a strip and its halo (a chunk row above and below, computed
+#: again by the next strip). On a tile with two later scenes (2026-11-30): strips of 1024 rows, 59 s
+#: and 2.3 GB; 2048 rows, 51 s and 3.5 GB; 4096 rows, 50 s and 6.2 GB (all at once before: 108 s,
+#: 3.4 GB).
+SERIES_STRIP_PIXELS = 24_000_000
 
 
 @dataclass
@@ -193,13 +198,50 @@ def _previous_patches(out: Path, previous) -> Any:
     return gdf
 
 
-def _with_eager_masks(ds: xr.Dataset) -> xr.Dataset:
-    """Compute the three uint8 masks in one pass (shared reads), keep the rest lazy."""
-    values = dask.compute(*(ds[name].data for name in _MASKS))
-    out = ds.copy()
-    for name, value in zip(_MASKS, values):
-        out[name] = ds[name].copy(data=np.asarray(value))
-    return out
+def _series_blocks(ds: xr.Dataset, spill: ChangeSpill | None, n_later: int) -> ChangeBlocks:
+    """The three masks and the index samples of the change pixels of a lazy series
+    (:func:`~rsmon.products.change.detect_series`), as a pair's pass gives them.
+
+    The graph is computed strip by strip of whole chunk rows (about :data:`SERIES_STRIP_PIXELS`
+    / ``n_later`` pixels, at least one chunk row), the masks and the index variables together, so every input block is read once
+    per strip and the index variables are never computed again for the patch table (reading them
+    from the lazy series recomputed its whole graph: 65 s of a 108 s run on a tile). The masks
+    go into whole arrays, or into ``spill`` strip by strip (memory then bounded by a strip).
+    """
+    height, width = ds.sizes["y"], ds.sizes["x"]
+    chunks = ds["change"].chunks
+    starts = np.cumsum((0,) + tuple(chunks[0])) if chunks else np.array([0, height])
+    strip_rows = SERIES_STRIP_PIXELS // max(n_later, 1) // max(width, 1)
+    strips, r0 = [], 0
+    for r1 in starts[1:].tolist():
+        if r1 - r0 >= strip_rows or r1 == height:
+            strips.append((r0, r1))
+            r0 = r1
+    arrays = None if spill is not None else tuple(np.empty((height, width), np.uint8) for _ in _MASKS)
+    pieces, piece_rows, n_valid, n_change = [], [], 0, 0
+    for r0, r1 in strips:
+        part = ds[[*_MASKS, *INDEX_SAMPLE_NAMES]].isel(y=slice(r0, r1)).compute()
+        masks = [np.ascontiguousarray(part[name].values, dtype=np.uint8) for name in _MASKS]
+        at = np.flatnonzero(masks[0].ravel() == 1)
+        flat = at + r0 * width
+        planes = [np.ascontiguousarray(np.asarray(part[name].values).ravel()[at], dtype=np.float32)
+                  for name in INDEX_SAMPLE_NAMES]
+        n_change += at.size
+        n_valid += int(np.count_nonzero(masks[0] != 255))
+        if spill is not None:
+            buffers = spill.rows(r0, r1)
+            for buffer, mask in zip(buffers, masks):
+                buffer[:] = mask
+            spill.done(r0, r1, buffers, [(flat, planes)])
+            pieces.append([np.empty(0, np.int64), []])
+        else:
+            for array, mask in zip(arrays, masks):
+                array[r0:r1] = mask
+            pieces.append([flat, planes])
+        piece_rows.append((r0, r1))
+    rasters = arrays if spill is None else tuple(spill.array(name) for name in _MASKS)
+    return ChangeBlocks(*rasters, pieces=pieces, attrs=dict(ds.attrs), n_valid=n_valid, n_change=n_change,
+                        piece_rows=piece_rows, spill=spill)
 
 
 def run_redline_detect(
@@ -245,8 +287,7 @@ def run_redline_detect(
         with the scene's area, only with its width and the number of patches;
         :class:`rsmon.io.spill.ChangeSpill`, patches by windows of
         :data:`STREAM_WINDOW_ROWS` rows); default: when the after grid has more than
-        :data:`STREAM_PIXELS` pixels. The outputs are the same either way. A series (several
-        after scenes) is always computed in memory.
+        :data:`STREAM_PIXELS` pixels. The outputs are the same either way.
 
     Raises
     ------
@@ -276,28 +317,26 @@ def run_redline_detect(
         prev = _previous_patches(out, previous)
         reference = befores[0] if len(befores) == 1 else latest_clear_composite(befores, p)
 
-    # 2. compute the change rasters: a pair in one pass over its blocks, a series lazily (masks once);
+    # 2. compute the change rasters: a pair in one pass over its blocks, a series strip by strip;
     #    the inputs' checksums (SHA-256 of every file, 1-3 s for a tile pair) meanwhile, in the background
     files = [f for scene in [*befores, *afters] for f in _source_files(scene)]
-    streamed = len(afters) == 1 and _streamed(grid, stream)
+    streamed = _streamed(grid, stream)
     with contextlib.ExitStack() as scratch:
         spill = None
         if streamed:  # scratch files in the output folder, removed at the end whatever happens
             _remove_stale_scratch(out)
             spill = scratch.enter_context(ChangeSpill(scratch.enter_context(staging(out, ".rsmon-scratch-")),
                                                       (grid.sizes["y"], grid.sizes["x"]), INDEX_SAMPLE_NAMES))
-            log.info("streaming the pair through %s", spill.folder)
+            log.info("streaming the change rasters through %s", spill.folder)
         with ThreadPoolExecutor(1) as hasher:
             inputs = hasher.submit(lambda: [InputRef.from_path(f, checksum=checksums) for f in files])
             with rasterio.Env(**GDAL_READ_ENV), _stage(seconds, "detect"):
                 if len(afters) == 1:
                     blocks = detect_change_blocks(reference, afters[0], p, spill=spill)
-                    ds = blocks.to_dataset(afters[0])
-                    n_change, n_valid = blocks.n_change, blocks.n_valid
                 else:
-                    ds, blocks = _with_eager_masks(detect_series([reference, *afters], p)), None
-                    change = np.asarray(ds["change"].values)
-                    n_change, n_valid = int(np.count_nonzero(change == 1)), int(np.count_nonzero(change != 255))
+                    blocks = _series_blocks(detect_series([reference, *afters], p), spill, len(afters))
+                ds = blocks.to_dataset(afters[0])
+                n_change, n_valid = blocks.n_change, blocks.n_valid
             prov = Provenance(inputs=inputs.result(),
                               parameters={"change_params": json.loads(ds.attrs.get("change_params", "{}")),
                                           "threshold": _json_float(ds.attrs.get("threshold")),
@@ -323,8 +362,7 @@ def run_redline_detect(
                                                   previous=prev, redline_columns=redline_columns,
                                                   window_rows=STREAM_WINDOW_ROWS)
                 else:
-                    patches = patches_from_change(ds, index_samples=(lambda: blocks.sample_pieces)
-                                                  if blocks is not None else None, redlines=redline_gdf,
+                    patches = patches_from_change(ds, index_samples=lambda: blocks.sample_pieces, redlines=redline_gdf,
                                                   previous=prev, redline_columns=redline_columns)
             result = RedlineResult(
                 seconds=seconds, n_patches=len(patches), n_change_pixels=n_change, n_valid_pixels=n_valid,
