@@ -12,6 +12,8 @@ Cases, each its own process under GNU time (wall, user and system CPU seconds, p
 ``cli-<compression>``  ``rsmon -v redline detect --before .. --after .. -o TMP --no-quicklooks
                        --no-checksums``: the whole command (start-up, imports, detection, patch
                        table, three COGs, GeoPackage + GeoJSON); its stage timers are reported too;
+                       the tile is streamed through scratch files (the default above 25 Mpixel;
+                       ``benchmarks/bench_change_area.py`` compares with ``--no-stream``);
 ``warm-<compression>`` the same run (:func:`rsmon.workflow.redline.run_redline_detect`) a second
                        time in one process, as in a scheduler or service process that has
                        imported rsmon and loaded its kernels once: the throughput of a
