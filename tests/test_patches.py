@@ -500,21 +500,25 @@ def test_windows_give_the_whole_raster_table(with_redlines):
         patches_from_change(ds, window_rows=0)
 
 
-def test_region_windows_read_each_row_once_unless_a_region_stays_open():
+def test_region_windows_read_each_row_once_and_carry_open_regions():
     from rsmon.products.patch_regions import region_windows
 
     change = np.zeros((100, 20), np.uint8)
     change[10:12, 2:4] = 1      # ends in the first window
-    change[50:70, 5] = 1        # crosses the third window's end (rows 40-59): rows 50-59 read again
+    change[50:70, 5] = 1        # crosses the third window's end (rows 40-59): carried into the fourth
+    change[:, 15] = 1           # spans every window: carried to the end
+    classes = np.full_like(change, 3)
+    classes[:30, 15] = 1        # its majority class over all its pixels (70 of 100 pixels are 3)
     reads = []
 
     def read(row0, row1):
         reads.append((row0, row1))
-        return change[row0:row1], np.ones_like(change[row0:row1]), change[row0:row1]
+        return change[row0:row1], classes[row0:row1], change[row0:row1] * 2
 
-    got = [(w.n, w.rows.min() if w.n else None) for w, _ in region_windows(read, change.shape, 20, 8)]
-    assert reads == [(0, 20), (20, 40), (40, 60), (50, 80), (80, 100)]
-    assert got == [(1, 10), (0, None), (0, None), (1, 50), (0, None)]
+    got = [(w.n, int(w.rows.min()) if w.n else None, w.label_class[1:].tolist(), len(conf))
+           for w, conf in region_windows(read, change.shape, 20, 8)]
+    assert reads == [(0, 20), (20, 40), (40, 60), (60, 80), (80, 100)]
+    assert got == [(1, 10, [3], 4), (0, None, [], 0), (0, None, [], 0), (1, 50, [3], 20), (1, 0, [3], 100)]
 
 
 def test_index_samples_partial_and_bad_input(caplog):

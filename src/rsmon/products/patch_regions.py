@@ -125,14 +125,6 @@ class Regions:
                                             self.offsets, self.run_label) for a, b in zip(cuts[:-1], cuts[1:])])
         return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
-    def extents(self) -> tuple[np.ndarray, np.ndarray]:
-        """First and last row of each region (index 0 unused)."""
-        first = np.full(self.n + 1, np.iinfo(np.int64).max, np.int64)
-        last = np.full(self.n + 1, -1, np.int64)
-        np.minimum.at(first, self.run_label, self.rows)
-        np.maximum.at(last, self.run_label, self.rows)
-        return first, last
-
     def subset(self, keep: np.ndarray, row0: int, shape: tuple[int, int]) -> Regions:
         """The regions ``keep`` marks (boolean per region, index 0 ignored), numbered 1..m in their
         order, with their rows moved down by ``row0`` onto a raster of ``shape``: regions labelled
@@ -192,34 +184,57 @@ def region_windows(read, shape: tuple[int, int], window_rows: int, connectivity:
     """The regions of a change raster read window of rows by window, each region once.
 
     ``read(row0, row1)`` returns the ``change``, ``change_class`` and ``confidence`` rows
-    ``row0:row1`` (uint8, full width). Yields ``(regions, confidence)`` per window: the regions
-    complete in it (:meth:`Regions.subset`, on the whole raster's rows) and their pixels'
-    confidence. A window ends ``window_rows`` below the previous one's end; it starts at the
-    first row of the regions the previous window left open (those touching its last row, which
-    may go on below), so only those rows are read again. A region is yielded by the window
-    where it ends (it does not touch the window's last row, or the window ends the raster), and
-    only if it reaches the previous window's last row (those ending above it were yielded by
-    that window): every region exactly once, as labelling the whole raster gives it.
+    ``row0:row1`` (uint8, full width); each row is read once, windows of ``window_rows`` rows top
+    to bottom. Yields ``(regions, confidence)`` per window: the regions that end in it (on the
+    whole raster's rows, as :class:`Regions`) and their pixels' confidence.
 
-    Memory: one window plus the rows of the open regions; a region spanning the whole raster
-    height keeps every row it spans (and they are read again by every window).
+    The runs of the window are labelled together with the runs of the regions the previous
+    windows left open (those touching their last row, which may go on below; every run of that
+    row is one of them), carried with their pixels' classes and confidences. A region ends in a
+    window when it does not touch the window's last row (or the window ends the raster); the
+    others are carried on. So every region is labelled whole, exactly as labelling the whole
+    raster gives it (the class is the majority of all its pixels), and memory holds one window
+    plus the open regions' runs and pixels (a region spanning the raster's height costs its own
+    pixels, not the rows it spans).
     """
-    height = shape[0]
+    if connectivity not in (4, 8):
+        raise InputError(f"connectivity: expected 4 or 8, got {connectivity}")
     if window_rows < 1:
         raise InputError(f"window_rows: expected at least 1 row, got {window_rows}")
-    top = seen = 0
+    height = shape[0]
+    carried = (np.empty(0, np.int32),) * 3  # rows, starts, ends of the open regions' runs
+    carried_px = (np.empty(0, np.uint8), np.empty(0, np.uint8))  # their pixels' classes, confidences
+    seen = 0
     while seen < height:
         end = min(seen + window_rows, height)
-        change, classes, confidence = read(top, end)
-        regions = label_regions(change, classes, connectivity)
-        first, last = regions.extents()
-        ongoing = np.zeros(regions.n + 1, bool)
+        change, classes, confidence = read(seen, end)
+        bounds = np.linspace(0, end - seen, THREADS + 1).astype(int)
+        parts = threaded(find_runs, [(change, int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:])])
+        rows, starts, ends = (np.concatenate(p) for p in zip(*parts))
+        rows = (rows + seen).astype(np.int32)
+        n_px = int(np.sum(ends - starts, dtype=np.int64))
+        new_px = []
+        for raster in (classes, confidence):
+            values = np.empty(n_px, carried_px[0].dtype)
+            gather_runs(np.ascontiguousarray(raster, dtype=np.uint8), seen, 0, rows, starts, ends, values)
+            new_px.append(values)
+        rows, starts, ends = (np.concatenate([c, x]) for c, x in zip(carried, (rows, starts, ends)))
+        pixel_class, pixel_conf = (np.concatenate([c, x]) for c, x in zip(carried_px, new_px))
+        run_label, n = label_runs(rows, starts, ends, connectivity == 8)
+        pixel_label = np.repeat(run_label, ends - starts).astype(np.int64)
+        # the majority class of each region (codes outside 1..6 count as other), as class_votes
+        codes = np.where((pixel_class >= 1) & (pixel_class <= 6), pixel_class, 6).astype(np.int64)
+        votes = np.bincount(pixel_label * 7 + codes, minlength=(n + 1) * 7).reshape(n + 1, 7)
+        label_class = votes.argmax(axis=1).astype(np.int32)
+        label_class[0] = 0
+        regions = Regions(rows, starts, ends, run_label, label_class, tuple(shape))
+        ongoing = np.zeros(n + 1, bool)
         if end < height:
-            ongoing[1:] = last[1:] == end - top - 1
-        ends_here = (last >= seen - top - 1) & ~ongoing  # those ending above seen - 1 were yielded before
-        window = regions.subset(ends_here, top, shape)
-        yield window, window.gather(confidence, row0=top)
-        top = top + int(first[ongoing].min()) if ongoing.any() else end
+            ongoing[run_label[rows == end - 1]] = True
+        yield regions.subset(~ongoing, 0, shape), pixel_conf[~ongoing[pixel_label]]
+        keep_runs, keep_px = ongoing[run_label], ongoing[pixel_label]
+        carried = (rows[keep_runs], starts[keep_runs], ends[keep_runs])
+        carried_px = (pixel_class[keep_px], pixel_conf[keep_px])
         seen = end
 
 

@@ -536,9 +536,9 @@ def patches_from_change(
         and returns (at least) the samples of rows ``row0:row1``, e.g.
         :meth:`rsmon.products.change_blocks.ChangeBlocks.samples_in_rows`.
     window_rows : int, optional
-        Label and vectorise the raster window of rows by window (about this many new rows
-        each), reading only those rows of ``ds`` (e.g. lazy arrays over files): memory then
-        depends on the raster's width, not its area
+        Label and vectorise the raster window of rows by window (this many rows each, each row
+        of ``ds`` read once, e.g. from lazy arrays over files): memory then depends on the
+        raster's width and its open regions' pixels, not its area
         (:func:`~rsmon.products.patch_regions.region_windows`). The table is the same as without
         it (same rows, ids and geometries; means equal to rounding).
 
