@@ -203,10 +203,11 @@ def _series_blocks(ds: xr.Dataset, spill: ChangeSpill | None, n_later: int) -> C
     (:func:`~rsmon.products.change.detect_series`), as a pair's pass gives them.
 
     The graph is computed strip by strip of whole chunk rows (about :data:`SERIES_STRIP_PIXELS`
-    / ``n_later`` pixels, at least one chunk row), the masks and the index variables together, so every input block is read once
-    per strip and the index variables are never computed again for the patch table (reading them
-    from the lazy series recomputed its whole graph: 65 s of a 108 s run on a tile). The masks
-    go into whole arrays, or into ``spill`` strip by strip (memory then bounded by a strip).
+    / ``n_later`` pixels, at least one chunk row), the masks and the index variables together:
+    each strip's input blocks are read once (and its halo rows again by the next strip), and the
+    index variables are never computed again for the patch table (reading them from the lazy
+    series recomputed its whole graph: 65 s of a 108 s run on a tile). The masks go into whole
+    arrays, or into ``spill`` strip by strip (memory then bounded by a strip).
     """
     height, width = ds.sizes["y"], ds.sizes["x"]
     chunks = ds["change"].chunks
