@@ -17,6 +17,7 @@ from shapely.geometry import box
 from rsmon.cli import main
 from rsmon.errors import OutputError
 from rsmon.io.spill import SPILL_RASTERS, ChangeSpill
+from rsmon.products import change_blocks
 from rsmon.products.change_blocks import INDEX_SAMPLE_NAMES
 from rsmon.workflow import redline as job
 from tests.paths import SEEDS
@@ -116,7 +117,7 @@ def test_series_strips_give_the_lazy_series_outputs(tmp_path, monkeypatch, mode)
     from rsmon.products.change import detect_series
     from rsmon.products.patches import patches_from_change
 
-    monkeypatch.setattr(job, "SERIES_STRIP_PIXELS", 100 * 2 * 400)  # several strips on a small scene
+    monkeypatch.setattr(change_blocks, "SERIES_STRIP_PIXELS", 100 * 2 * 400)  # several strips on a small scene
     monkeypatch.setattr(job, "STREAM_WINDOW_ROWS", 64)
     scenes = [TAIZHOU / "2000TM", TAIZHOU / "2003TM", TAIZHOU / "2003TM"]
     assert main(["redline", "detect", "--before", str(scenes[0]), "--after", *map(str, scenes[1:]),
@@ -137,7 +138,7 @@ def test_series_strips_give_the_lazy_series_outputs(tmp_path, monkeypatch, mode)
     np.testing.assert_allclose(got[means].to_numpy(float), want[means].to_numpy(float), rtol=1e-6, equal_nan=True)
     # the strips themselves (the CLI's scenes are one chunk row): masks and samples of the lazy series
     with ChangeSpill(tmp_path, (lazy.sizes["y"], lazy.sizes["x"]), INDEX_SAMPLE_NAMES) as spill:
-        blocks = job._series_blocks(lazy, spill if mode == "--stream" else None, 2)
+        blocks = change_blocks.series_change_blocks(lazy, 2, spill=spill if mode == "--stream" else None)
         assert len(blocks.piece_rows) >= 3 and blocks.piece_rows[0] == (0, 128)
         for name in ("change", "change_class", "confidence"):
             np.testing.assert_array_equal(np.asarray(xr.Variable(("y", "x"), getattr(blocks, name))),

@@ -334,8 +334,8 @@ def build_parser() -> argparse.ArgumentParser:
     rdet.add_argument("--no-quicklooks", action="store_true", help="write no quicklook PNGs")
     rdet.add_argument("--no-checksums", action="store_true", help="skip SHA-256 of inputs in provenance")
     rdet.add_argument("--stream", action=argparse.BooleanOptionalAction, default=None,
-                      help="stream a pair through scratch files in OUTDIR: bounded memory at any scene size "
-                           "(default: above $RSMON_STREAM_PIXELS, 25 Mpixel)")
+                      help="stream the change rasters through scratch files in OUTDIR: memory that does not "
+                           "grow with the scene's area (default: above $RSMON_STREAM_PIXELS, 25 Mpixel)")
     rdet.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="output folder")
     rdet.set_defaults(func=_cmd_redline_detect)
 

@@ -169,6 +169,10 @@ class ChangeSpill:
         read when its values are asked for; no dask graph)."""
         return indexing.LazilyIndexedArray(_RowReader(self.folder / f"{name}.raw", self.shape))
 
+    def rasters(self) -> tuple:
+        """The three rasters (:data:`SPILL_RASTERS`) as :meth:`array` gives them."""
+        return tuple(self.array(name) for name in SPILL_RASTERS)
+
     def samples(self, row0: int, row1: int) -> list[tuple[np.ndarray, dict[str, np.ndarray]]]:
         """The samples of the block rows overlapping rows ``row0:row1``: ``[(flat, {name: values}), ...]``
         (flat = ``row * width + col``; a block's samples may lie outside ``row0:row1``)."""

@@ -30,6 +30,7 @@ from affine import Affine
 
 from rsmon.errors import InputError
 from rsmon.kernels.patches import (
+    OTHER_CLASS,
     bin_max,
     bin_sums,
     class_votes,
@@ -125,17 +126,15 @@ class Regions:
                                             self.offsets, self.run_label) for a, b in zip(cuts[:-1], cuts[1:])])
         return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
-    def subset(self, keep: np.ndarray, row0: int, shape: tuple[int, int]) -> Regions:
+    def subset(self, keep: np.ndarray) -> Regions:
         """The regions ``keep`` marks (boolean per region, index 0 ignored), numbered 1..m in their
-        order, with their rows moved down by ``row0`` onto a raster of ``shape``: regions labelled
-        in a window of rows, placed on the whole raster."""
+        order."""
         keep = np.asarray(keep, bool).copy()
         keep[0] = False
         number = (np.cumsum(keep) * keep).astype(self.run_label.dtype)
         runs = keep[self.run_label]
-        return Regions((self.rows[runs] + row0).astype(self.rows.dtype), self.starts[runs], self.ends[runs],
-                       number[self.run_label[runs]], np.r_[0, self.label_class[keep]].astype(self.label_class.dtype),
-                       tuple(shape))
+        return Regions(self.rows[runs], self.starts[runs], self.ends[runs], number[self.run_label[runs]],
+                       np.r_[0, self.label_class[keep]].astype(self.label_class.dtype), self.shape)
 
     def first_flat(self) -> np.ndarray:
         """Flat index (``row * width + col``) of each region's first pixel in raster order (index 0
@@ -169,15 +168,22 @@ def label_regions(change: np.ndarray, classes: np.ndarray, connectivity: int) ->
     """
     if connectivity not in (4, 8):
         raise InputError(f"connectivity: expected 4 or 8, got {connectivity}")
-    height = change.shape[0]
-    bounds = np.linspace(0, height, THREADS + 1).astype(int)
-    parts = threaded(find_runs, [(change, int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:])])
-    rows, starts, ends = (np.concatenate(p) for p in zip(*parts))
+    rows, starts, ends = _runs(change)
     run_label, n = label_runs(rows, starts, ends, connectivity == 8)
     votes = class_votes(classes, rows, starts, ends, run_label, n)
     label_class = votes.argmax(axis=1).astype(np.int32)
     label_class[0] = 0
     return Regions(rows, starts, ends, run_label, label_class, change.shape)
+
+
+def _runs(change: np.ndarray, row0: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Runs of change pixels of ``change`` (rows, first and end columns, int32, raster order),
+    found by :data:`THREADS` threads (a share of the rows each); the rows are numbered from
+    ``row0``."""
+    bounds = np.linspace(0, change.shape[0], THREADS + 1).astype(int)
+    parts = threaded(find_runs, [(change, int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:])])
+    rows, starts, ends = (np.concatenate(p) for p in zip(*parts))
+    return (rows + row0).astype(np.int32) if row0 else rows, starts, ends
 
 
 def region_windows(read, shape: tuple[int, int], window_rows: int, connectivity: int):
@@ -208,10 +214,7 @@ def region_windows(read, shape: tuple[int, int], window_rows: int, connectivity:
     while seen < height:
         end = min(seen + window_rows, height)
         change, classes, confidence = read(seen, end)
-        bounds = np.linspace(0, end - seen, THREADS + 1).astype(int)
-        parts = threaded(find_runs, [(change, int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:])])
-        rows, starts, ends = (np.concatenate(p) for p in zip(*parts))
-        rows = (rows + seen).astype(np.int32)
+        rows, starts, ends = _runs(change, seen)
         n_px = int(np.sum(ends - starts, dtype=np.int64))
         new_px = []
         for raster in (classes, confidence):
@@ -223,15 +226,16 @@ def region_windows(read, shape: tuple[int, int], window_rows: int, connectivity:
         run_label, n = label_runs(rows, starts, ends, connectivity == 8)
         pixel_label = np.repeat(run_label, ends - starts).astype(np.int64)
         # the majority class of each region (codes outside 1..6 count as other), as class_votes
-        codes = np.where((pixel_class >= 1) & (pixel_class <= 6), pixel_class, 6).astype(np.int64)
-        votes = np.bincount(pixel_label * 7 + codes, minlength=(n + 1) * 7).reshape(n + 1, 7)
+        codes = np.where((pixel_class >= 1) & (pixel_class <= OTHER_CLASS), pixel_class, OTHER_CLASS)
+        votes = np.bincount(pixel_label * (OTHER_CLASS + 1) + codes.astype(np.int64),
+                            minlength=(n + 1) * (OTHER_CLASS + 1)).reshape(n + 1, OTHER_CLASS + 1)
         label_class = votes.argmax(axis=1).astype(np.int32)
         label_class[0] = 0
         regions = Regions(rows, starts, ends, run_label, label_class, tuple(shape))
         ongoing = np.zeros(n + 1, bool)
         if end < height:
             ongoing[run_label[rows == end - 1]] = True
-        yield regions.subset(~ongoing, 0, shape), pixel_conf[~ongoing[pixel_label]]
+        yield regions.subset(~ongoing), pixel_conf[~ongoing[pixel_label]]
         keep_runs, keep_px = ongoing[run_label], ongoing[pixel_label]
         carried = (rows[keep_runs], starts[keep_runs], ends[keep_runs])
         carried_px = (pixel_class[keep_px], pixel_conf[keep_px])

@@ -307,12 +307,10 @@ def _in_context() -> Callable:
     return contextvars.copy_context().run
 
 
-def _called_region_sums(get: Callable[[], tuple | list], shape: tuple[int, int], names: list[str],
-                        regions: Regions):
-    """:func:`_sample_region_sums` of the samples ``get()`` returns (every name of ``names``): one
-    ``(flat, values)`` pair, or a list of such pairs (pieces, e.g. one per block of a change
-    pass, summed piece by piece without joining them)."""
-    samples = get()
+def _checked_pieces(samples, shape: tuple[int, int], names: list[str]) -> list[tuple[np.ndarray, dict]]:
+    """The samples a callable ``index_samples`` returned, checked: one ``(flat, values)`` pair, or a
+    list of such pairs (pieces, e.g. one per block of a change pass, summed piece by piece without
+    joining them), each with every name of ``names``."""
     pieces = samples if isinstance(samples, list) else [samples]
     checked = []
     for piece in pieces:
@@ -321,7 +319,7 @@ def _called_region_sums(get: Callable[[], tuple | list], shape: tuple[int, int],
         if missing:
             raise InputError(f"index_samples: the callable's samples lack {missing}")
         checked.append(piece)
-    return _sample_region_sums(checked, names, regions)
+    return checked
 
 
 def _sample_region_sums(pieces: list[tuple[np.ndarray, dict]], names: list[str], regions: Regions
@@ -448,15 +446,15 @@ def _region_pieces(ds: xr.Dataset, regions: Regions, pixel_conf: np.ndarray, tra
     """The patch pieces of ``regions`` (whole patches, or patches clipped to the redline features
     ``zones``): geometry, class, equal-area figures, pixel statistics; None when no piece is left.
 
-    ``get_samples()`` returns the index samples (``(flat, values)`` or a list of such pieces) or
+    ``get_samples()`` returns the index samples as a list of checked ``(flat, values)`` pieces, or
     is None (the means are then read from ``ds``'s index variables). The equal-area geometries
     are kept (``ea_geoms``) only with ``keep_equal_area`` (for reconciling ids with earlier patches).
     """
     n = regions.n
     # pixel statistics (numba kernels) in the background while GEOS and PROJ work on the polygons
     with ThreadPoolExecutor(1) as background:
-        region_sums = (background.submit(_in_context(), _called_region_sums, get_samples, (ds.sizes["y"],
-                                         ds.sizes["x"]), names, regions) if get_samples is not None else None)
+        region_sums = (background.submit(_in_context(), lambda: _sample_region_sums(get_samples(), names, regions))
+                       if get_samples is not None else None)
         geoms = region_polygons(regions, transform)
         # pieces: patches, or patches clipped to redline features
         if zones is None:
@@ -588,13 +586,12 @@ def patches_from_change(
         if not regions.n:
             continue
         n += regions.n
-        if not lazy:
-            get = (lambda: samples) if samples else None
-        elif window_rows is None:
-            get = index_samples
-        else:
-            rows = int(regions.rows[0]), int(regions.rows[-1]) + 1
-            get = partial(index_samples, *rows)
+        if not lazy:  # checked once, above
+            get = (lambda: [samples]) if samples else None
+        else:  # the callable's samples are checked when it has been called, in the background
+            call = index_samples if window_rows is None else partial(index_samples, int(regions.rows[0]),
+                                                                     int(regions.rows[-1]) + 1)
+            get = partial(lambda f: _checked_pieces(f(), shape, names), call)
         part = _region_pieces(ds, regions, pixel_conf, transform, crs, zones, names, get, previous is not None)
         if part is not None:
             parts.append(part)

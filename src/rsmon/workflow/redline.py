@@ -73,7 +73,7 @@ from rsmon.io.optical import align_pair, open_optical
 from rsmon.io.spill import ChangeSpill
 from rsmon.io.vectors import read_vectors, write_patches
 from rsmon.products.change import detect_change_blocks, detect_series
-from rsmon.products.change_blocks import INDEX_SAMPLE_NAMES, ChangeBlocks
+from rsmon.products.change_blocks import INDEX_SAMPLE_NAMES, series_change_blocks
 from rsmon.products.change_composite import latest_clear_composite
 from rsmon.products.change_indices import BANDS
 from rsmon.products.change_params import ChangeParams
@@ -109,12 +109,6 @@ GDAL_READ_ENV = {"GDAL_CACHEMAX": 256 << 20, "GTIFF_DIRECT_IO": "YES"}
 STREAM_PIXELS = 25_000_000
 #: Rows of a patch window when streamed (2 block rows of 512; 34 MB of masks at 10980 columns).
 STREAM_WINDOW_ROWS = 1024
-#: Pixels of a series computed at a time, per later scene (:func:`_series_blocks`): the lazy graph
-#: holds ~100 bytes per pixel and pair of a strip and its halo (a chunk row above and below, computed
-#: again by the next strip). On a tile with two later scenes (2026-11-30): strips of 1024 rows, 59 s
-#: and 2.3 GB; 2048 rows, 51 s and 3.5 GB; 4096 rows, 50 s and 6.2 GB (all at once before: 108 s,
-#: 3.4 GB).
-SERIES_STRIP_PIXELS = 24_000_000
 
 
 @dataclass
@@ -196,53 +190,6 @@ def _previous_patches(out: Path, previous) -> Any:
     gdf = read_vectors(path)
     log.info("reconciling patch ids with %d earlier patch(es) in %s", len(gdf), path)
     return gdf
-
-
-def _series_blocks(ds: xr.Dataset, spill: ChangeSpill | None, n_later: int) -> ChangeBlocks:
-    """The three masks and the index samples of the change pixels of a lazy series
-    (:func:`~rsmon.products.change.detect_series`), as a pair's pass gives them.
-
-    The graph is computed strip by strip of whole chunk rows (about :data:`SERIES_STRIP_PIXELS`
-    / ``n_later`` pixels, at least one chunk row), the masks and the index variables together:
-    each strip's input blocks are read once (and its halo rows again by the next strip), and the
-    index variables are never computed again for the patch table (reading them from the lazy
-    series recomputed its whole graph: 65 s of a 108 s run on a tile). The masks go into whole
-    arrays, or into ``spill`` strip by strip (memory then bounded by a strip).
-    """
-    height, width = ds.sizes["y"], ds.sizes["x"]
-    chunks = ds["change"].chunks
-    starts = np.cumsum((0,) + tuple(chunks[0])) if chunks else np.array([0, height])
-    strip_rows = SERIES_STRIP_PIXELS // max(n_later, 1) // max(width, 1)
-    strips, r0 = [], 0
-    for r1 in starts[1:].tolist():
-        if r1 - r0 >= strip_rows or r1 == height:
-            strips.append((r0, r1))
-            r0 = r1
-    arrays = None if spill is not None else tuple(np.empty((height, width), np.uint8) for _ in _MASKS)
-    pieces, piece_rows, n_valid, n_change = [], [], 0, 0
-    for r0, r1 in strips:
-        part = ds[[*_MASKS, *INDEX_SAMPLE_NAMES]].isel(y=slice(r0, r1)).compute()
-        masks = [np.ascontiguousarray(part[name].values, dtype=np.uint8) for name in _MASKS]
-        at = np.flatnonzero(masks[0].ravel() == 1)
-        flat = at + r0 * width
-        planes = [np.ascontiguousarray(np.asarray(part[name].values).ravel()[at], dtype=np.float32)
-                  for name in INDEX_SAMPLE_NAMES]
-        n_change += at.size
-        n_valid += int(np.count_nonzero(masks[0] != 255))
-        if spill is not None:
-            buffers = spill.rows(r0, r1)
-            for buffer, mask in zip(buffers, masks):
-                buffer[:] = mask
-            spill.done(r0, r1, buffers, [(flat, planes)])
-            pieces.append([np.empty(0, np.int64), []])
-        else:
-            for array, mask in zip(arrays, masks):
-                array[r0:r1] = mask
-            pieces.append([flat, planes])
-        piece_rows.append((r0, r1))
-    rasters = arrays if spill is None else tuple(spill.array(name) for name in _MASKS)
-    return ChangeBlocks(*rasters, pieces=pieces, attrs=dict(ds.attrs), n_valid=n_valid, n_change=n_change,
-                        piece_rows=piece_rows, spill=spill)
 
 
 def run_redline_detect(
@@ -335,7 +282,7 @@ def run_redline_detect(
                 if len(afters) == 1:
                     blocks = detect_change_blocks(reference, afters[0], p, spill=spill)
                 else:
-                    blocks = _series_blocks(detect_series([reference, *afters], p), spill, len(afters))
+                    blocks = series_change_blocks(detect_series([reference, *afters], p), len(afters), spill=spill)
                 ds = blocks.to_dataset(afters[0])
                 n_change, n_valid = blocks.n_change, blocks.n_valid
             prov = Provenance(inputs=inputs.result(),
