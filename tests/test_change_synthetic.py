@@ -3,6 +3,7 @@ radiometric difference between dates, and a series with known confidence."""
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -58,6 +59,60 @@ def test_series_confidence_and_class():
     short = detect_series(series(), ChangeParams(confirm_window=2))
     assert _block(short, "confidence", "clearing").tolist() == [0]
     assert _block(short, "change", "clearing").tolist() == [0]
+
+
+@pytest.mark.parametrize("chunks", [None, 32, 17])
+@pytest.mark.parametrize("params", [ChangeParams(), ChangeParams(confirm_window=2)], ids=["default", "window2"])
+def test_series_block_pass_equals_the_lazy_series(chunks, params):
+    """The block pass of a series (every pair's codes, their union of candidates, confirmation at
+    the candidates) gives the lazy series' rasters, index values at the change pixels and
+    attributes, on one block and on blocks whose halos cross (17 does not divide the planted
+    blocks' positions); the known answers of SERIES_EXPECTED hold for it too."""
+    from rsmon.products.change_blocks import series_change_blocks
+
+    scenes = series(chunks=chunks)
+    lazy = detect_series(scenes, params).compute()
+    got = series_change_blocks(scenes[::-1], params)  # ordered by date, as the lazy series
+    for name in ("change", "change_class", "confidence"):
+        np.testing.assert_array_equal(getattr(got, name), lazy[name].values, err_msg=name)
+    change = lazy.change.values.ravel() == 1
+    order = np.argsort(got.index_flat)
+    np.testing.assert_array_equal(got.index_flat[order], np.flatnonzero(change))
+    for name, values in got.index_values.items():
+        np.testing.assert_array_equal(values[order], lazy[name].values.ravel()[change], err_msg=name)
+    assert got.attrs == lazy.attrs
+    assert got.n_change == change.sum() and got.n_valid == (lazy.change.values != 255).sum()
+    if params.confirm_window == ChangeParams().confirm_window:
+        for name, (confidence, code) in SERIES_EXPECTED.items():
+            row, col = PLANTED[name][:2]
+            assert np.unique(got.confidence[row:row + 10, col:col + 10]).tolist() == [confidence], name
+            assert np.unique(got.change_class[row:row + 10, col:col + 10]).tolist() == [code], name
+
+
+def test_series_block_pass_with_a_cloudy_date_two_sensors_and_mixed_blocks():
+    """A later date under cloud everywhere (its pair has no valid pixel), a second sensor (two
+    sensors agreeing lift a confirmed detection to "highest") and later scenes on other block
+    grids than the first (put on its blocks): the block pass still equals the lazy series."""
+    from change_scenes import SPECTRA, background, scene
+
+    from rsmon.products.change_blocks import series_change_blocks
+
+    scenes = series(chunks=32)
+    overcast = np.broadcast_to(np.array(SPECTRA["cloud"], np.float32)[:, None, None], background().shape).copy()
+    scenes.insert(2, scene(overcast, "2021-01-20", chunks=17))
+    scenes[3] = scenes[3].chunk({"y": 50, "x": 40}).assign_attrs(sensor="L8")
+    lazy = detect_series(scenes).compute()
+    got = series_change_blocks(scenes)
+    assert json.loads(lazy.attrs["sensors"]) == ["S2", "S2", "L8", "S2"]
+    assert np.isnan(json.loads(lazy.attrs["thresholds"])[1]) or json.loads(lazy.attrs["thresholds"])[1] is None
+    for name in ("change", "change_class", "confidence"):
+        np.testing.assert_array_equal(getattr(got, name), lazy[name].values, err_msg=name)
+    change = lazy.change.values.ravel() == 1
+    order = np.argsort(got.index_flat)
+    np.testing.assert_array_equal(got.index_flat[order], np.flatnonzero(change))
+    for name, values in got.index_values.items():
+        np.testing.assert_array_equal(values[order], lazy[name].values.ravel()[change], err_msg=name)
+    assert got.attrs == lazy.attrs and (got.confidence == 3).any()
 
 
 def test_confirmation_kernel_by_hand():

@@ -110,14 +110,14 @@ def test_streamed_run_on_real_landsat_equals_the_in_memory_run(tmp_path, monkeyp
 
 @pytest.mark.skipif(not TAIZHOU.is_dir(), reason=f"seed data {TAIZHOU} missing")
 @pytest.mark.parametrize("mode", ["--no-stream", "--stream"])
-def test_series_strips_give_the_lazy_series_outputs(tmp_path, monkeypatch, mode):
-    """A series is computed strip by strip (masks and index samples in one pass, streamed or not);
-    its rasters and patch table equal those of the lazy series itself (index means read from it)."""
+def test_series_block_pass_gives_the_lazy_series_outputs(tmp_path, monkeypatch, mode):
+    """A series is computed in one pass over its blocks (masks and index samples, streamed or
+    not); its rasters and patch table equal those of the lazy series itself (index means read
+    from it)."""
     from rsmon.io.optical import align_pair, open_optical
     from rsmon.products.change import detect_series
     from rsmon.products.patches import patches_from_change
 
-    monkeypatch.setattr(change_blocks, "SERIES_STRIP_PIXELS", 100 * 2 * 400)  # several strips on a small scene
     monkeypatch.setattr(job, "STREAM_WINDOW_ROWS", 64)
     scenes = [TAIZHOU / "2000TM", TAIZHOU / "2003TM", TAIZHOU / "2003TM"]
     assert main(["redline", "detect", "--before", str(scenes[0]), "--after", *map(str, scenes[1:]),
@@ -136,17 +136,19 @@ def test_series_strips_give_the_lazy_series_outputs(tmp_path, monkeypatch, mode)
     assert list(got["confidence"]) == list(want["confidence"]) and list(got["n_pixels"]) == list(want["n_pixels"])
     means = [c for c in want.columns if c.endswith(("_before", "_after"))]
     np.testing.assert_allclose(got[means].to_numpy(float), want[means].to_numpy(float), rtol=1e-6, equal_nan=True)
-    # the strips themselves (the CLI's scenes are one chunk row): masks and samples of the lazy series
+    # the pass on 64-pixel blocks (the CLI's are 512): masks and samples of the lazy series
     with ChangeSpill(tmp_path, (lazy.sizes["y"], lazy.sizes["x"]), INDEX_SAMPLE_NAMES) as spill:
-        blocks = change_blocks.series_change_blocks(lazy, 2, spill=spill if mode == "--stream" else None)
-        assert len(blocks.piece_rows) >= 3 and blocks.piece_rows[0] == (0, 128)
+        blocks = change_blocks.series_change_blocks([before, after, after], spill=spill if mode == "--stream" else None)
+        assert len(blocks.piece_rows) > 3 and blocks.piece_rows[0] == (0, 64)
         for name in ("change", "change_class", "confidence"):
             np.testing.assert_array_equal(np.asarray(xr.Variable(("y", "x"), getattr(blocks, name))),
                                           lazy[name].values, err_msg=name)
         change = lazy["change"].values.ravel() == 1
-        np.testing.assert_array_equal(blocks.index_flat, np.flatnonzero(change))
+        order = np.argsort(blocks.index_flat)  # block by block
+        np.testing.assert_array_equal(blocks.index_flat[order], np.flatnonzero(change))
         for name, values in blocks.index_values.items():
-            np.testing.assert_array_equal(values, lazy[name].values.ravel()[change].astype(np.float32), err_msg=name)
+            np.testing.assert_array_equal(values[order], lazy[name].values.ravel()[change].astype(np.float32),
+                                          err_msg=name)
         assert blocks.n_change == change.sum() and blocks.n_valid == (lazy["change"].values != 255).sum()
 
 

@@ -294,36 +294,44 @@ def _near_change(raw, radius):
     return near
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
-def candidate_samples(raw, radius, bb, ba, reflectance, k, gains, offsets):
-    """Index values and rule classes of the pixels that can be change after the clean-up.
-
-    Closing and hole filling only add pixels within ``radius`` (Chebyshev) of a detected pixel, so
-    the candidates are the valid pixels within ``radius`` of ``raw == 1`` in the block, plus every
-    valid pixel within ``radius`` of the block edge (its detected neighbour may lie in the next
-    block). Returns the row-major local flat indices (int64), the index values (float32 (8, n),
-    :data:`INDEX_PLANES`) and the rule class each would have as change (uint8, 1..6).
-    """
-    h, w = raw.shape
-    B0, B1, B2, B3, B4, B5 = bb
-    A0, A1, A2, A3, A4, A5 = ba
-    near = _near_change(raw, radius)
+@njit(cache=True, nogil=True)
+def candidate_mask(raws, radius):
+    """The candidates of :func:`candidate_samples` for one or more pairs of the same block
+    (``raws`` uint8 (n_pairs, h, w); a series' block: the union of its pairs'): valid in some pair and within ``radius`` (Chebyshev) of a
+    pixel with ``raw == 1`` in some pair, or of the block edge. Returns (bool mask, count)."""
+    n_pairs, h, w = raws.shape
+    near = _near_change(raws[0], radius)
+    valid = raws[0] != NODATA
+    for m in range(1, n_pairs):
+        near |= _near_change(raws[m], radius)
+        valid |= raws[m] != NODATA
     n = 0
     for i in range(h):
         edge_row = i < radius or i >= h - radius
         for j in range(w):
-            if raw[i, j] != NODATA and (near[i, j] or edge_row or j < radius or j >= w - radius):
+            if valid[i, j] and (near[i, j] or edge_row or j < radius or j >= w - radius):
                 near[i, j] = True
                 n += 1
             else:
                 near[i, j] = False
+    return near, n
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def samples_at(mask, n, bb, ba, reflectance, k, gains, offsets):
+    """Row-major local flat indices (int64), index values (float32 (8, n), :data:`INDEX_PLANES`),
+    rule classes (uint8, 1..6) and index-rule flags (bool) of the ``n`` pixels where ``mask``."""
+    h, w = mask.shape
+    B0, B1, B2, B3, B4, B5 = bb
+    A0, A1, A2, A3, A4, A5 = ba
     flat = np.empty(n, np.int64)
     values = np.empty((8, n), np.float32)
     codes = np.empty(n, np.uint8)
+    fired = np.empty(n, np.bool_)
     n = 0
     for i in range(h):
         for j in range(w):
-            if near[i, j]:
+            if mask[i, j]:
                 flat[n] = i * w + j
                 a0, a1, a2, a3, a4, a5 = A0[i, j], A1[i, j], A2[i, j], A3[i, j], A4[i, j], A5[i, j]
                 n0, n1, n2, n3, n4, _ = _normalised(B0[i, j], B1[i, j], B2[i, j], B3[i, j], B4[i, j], B5[i, j],
@@ -337,11 +345,53 @@ def candidate_samples(raw, radius, bb, ba, reflectance, k, gains, offsets):
                 values[5, n] = i5
                 values[6, n] = i6
                 values[7, n] = i7
-                _, code = _rule_and_class(i0, i1, i2, i3, i4, i5, i6, i7, _brightness(a0, a1, a2, a3, a4, a5,
-                                                                                      reflectance), k)
+                rule, code = _rule_and_class(i0, i1, i2, i3, i4, i5, i6, i7, _brightness(a0, a1, a2, a3, a4, a5,
+                                                                                         reflectance), k)
                 codes[n] = code
+                fired[n] = rule
                 n += 1
+    return flat, values, codes, fired
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def candidate_samples(raw, radius, bb, ba, reflectance, k, gains, offsets):
+    """Index values and rule classes of the pixels that can be change after the clean-up.
+
+    Closing and hole filling only add pixels within ``radius`` (Chebyshev) of a detected pixel, so
+    the candidates are the valid pixels within ``radius`` of ``raw == 1`` in the block, plus every
+    valid pixel within ``radius`` of the block edge (its detected neighbour may lie in the next
+    block). Returns the row-major local flat indices (int64), the index values (float32 (8, n),
+    :data:`INDEX_PLANES`) and the rule class each would have as change (uint8, 1..6).
+    """
+    mask, n = candidate_mask(raw.reshape((1,) + raw.shape), radius)
+    flat, values, codes, _ = samples_at(mask, n, bb, ba, reflectance, k, gains, offsets)
     return flat, values, codes
+
+
+@njit(cache=True, nogil=True)
+def series_background(cleaned, out_change, out_class, out_confidence):
+    """The series outputs of the pixels no pair flags (the candidates are overwritten after):
+    ``change`` and ``change_class`` 0 where some pair is clear, else 255 (no data); ``confidence``
+    0. ``cleaned``: every pair's cleaned codes, uint8 (n_pairs, h, w). Returns the number of
+    pixels clear in some pair and of pixels change in some pair."""
+    n_pairs, h, w = cleaned.shape
+    n_clear = 0
+    n_flagged = 0
+    for i in range(h):
+        for j in range(w):
+            clear = False
+            flagged = False
+            for m in range(n_pairs):
+                c = cleaned[m, i, j]
+                clear |= c != NODATA
+                flagged |= c == 1
+            value = np.uint8(0) if clear else np.uint8(NODATA)
+            out_change[i, j] = value
+            out_class[i, j] = value
+            out_confidence[i, j] = 0
+            n_clear += clear
+            n_flagged += flagged
+    return n_clear, n_flagged
 
 
 @njit(cache=True, nogil=True)

@@ -37,7 +37,6 @@ time (low / high / highest). :func:`cva_otsu_baseline` is the plain reference me
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Sequence
 
@@ -45,11 +44,9 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 
-from rsmon.errors import InputError
 from rsmon.kernels.change import INDEX_PLANES
 from rsmon.products.change_blocks import ChangeBlocks, detect_change_blocks
-from rsmon.products.change_classes import (CLASS_NAMES, CLEARING, CONFIDENCE_NAMES, FARMLAND, NODATA,
-                                           confirm_observations)
+from rsmon.products.change_classes import CLASS_NAMES, CONFIDENCE_NAMES, NODATA
 from rsmon.products.change_fit import fitted_pair
 from rsmon.products.change_indices import BANDS, INDICES
 from rsmon.products.change_morphology import clean_change_mask
@@ -58,9 +55,9 @@ from rsmon.products.change_pair import FLAG_MEANINGS, FLAG_VALUES, base_attrs, c
 from rsmon.products.change_pair import check_pair as _check_pair
 from rsmon.products.change_pair import on_after_grid as _on_after_grid
 from rsmon.products.change_pair import on_grid as _on_grid
-from rsmon.products.change_pair import scene_attrs as _scene_attrs
 from rsmon.products.change_params import ChangeParams
 from rsmon.products.change_pixels import PLANES, BlockPair
+from rsmon.products.change_series import series_attrs, series_kernel, series_order, series_sensor_ids
 from rsmon.products.change_threshold import masked_histogram, otsu_threshold
 
 __all__ = ["ChangeParams", "ChangeBlocks", "CLASS_NAMES", "CONFIDENCE_NAMES", "detect_change", "detect_change_blocks",
@@ -173,28 +170,6 @@ def cva_otsu_baseline(before: xr.Dataset, after: xr.Dataset, *, bins: int = 256)
     return change.assign_attrs(threshold=float(thr), method="cva-otsu baseline")
 
 
-def _series_kernel(flags, rules, classes, ndvi, *indices, sensor_ids, confirm_window, confirm_min, veg_ndvi_min):
-    """apply_ufunc core over the last axis (observations): confirmation, event class, trajectory."""
-    flags, rules, classes, ndvi = (np.moveaxis(a, -1, 0) for a in (flags, rules, classes, ndvi))
-    confidence, first = confirm_observations(flags, rules, sensor_ids, confirm_window, confirm_min)
-    n_obs = flags.shape[0]
-    at = np.clip(first, 0, None)[None].astype(np.intp)
-    event_class = np.take_along_axis(classes, at, axis=0)[0]
-    # Trajectory: vegetation cleared at the event and vegetated again in a later clear observation
-    # is land put under cultivation (farmland reclamation) [U].
-    later = np.arange(n_obs)[:, None, None] > first[None]
-    regrown = (later & (flags != 255) & (ndvi >= veg_ndvi_min)).any(axis=0)
-    event_class = np.where((event_class == CLEARING) & regrown, FARMLAND, event_class)
-    any_clear = (flags != 255).any(axis=0)
-    active = confidence > 0
-    change = np.where(active, 1, np.where(any_clear, 0, NODATA)).astype(np.uint8)
-    change_class = np.where(active, event_class, np.where(any_clear, 0, NODATA)).astype(np.uint8)
-    confidence = confidence.astype(np.uint8)
-    picked = [np.where(active, np.take_along_axis(np.moveaxis(v, -1, 0), at, axis=0)[0], np.nan).astype(np.float32)
-              for v in indices]
-    return (change, change_class, confidence, first.astype(np.int16), *picked)
-
-
 def detect_series(scenes: Sequence[xr.Dataset], params: ChangeParams | None = None) -> xr.Dataset:
     """Change with multi-date confirmation over a chronological series of aligned scenes.
 
@@ -224,18 +199,9 @@ def detect_series(scenes: Sequence[xr.Dataset], params: ChangeParams | None = No
         Fewer than two scenes, or scenes that :func:`detect_change` rejects.
     """
     p = params or ChangeParams()
-    scenes = list(scenes)
-    if len(scenes) < 2:
-        raise InputError(f"detect_series: need at least 2 scenes (a reference and a later one), got {len(scenes)}")
-    if all("datetime" in s.attrs for s in scenes):
-        scenes.sort(key=lambda s: np.datetime64(str(s.attrs["datetime"]).replace("Z", "")))
-    reference, later = scenes[0], scenes[1:]
+    reference, later = series_order(scenes)
     pairs = [detect_change(reference, s, p) for s in later]
-    sensors = [str(s.attrs.get("sensor", "")) for s in later]
-    names = sorted(set(sensors))
-    if len(names) > 62:
-        raise InputError(f"detect_series: at most 62 distinct sensors, got {len(names)}")
-    sensor_ids = np.array([names.index(s) for s in sensors])
+    sensor_ids = series_sensor_ids(later)
     like = later[-1][BANDS[0]]
 
     def stack(name, transform=None):
@@ -252,7 +218,7 @@ def detect_series(scenes: Sequence[xr.Dataset], params: ChangeParams | None = No
     indices = [stack(n) for n in index_names]
     n_out = 4 + len(indices)
     results = xr.apply_ufunc(
-        _series_kernel, flags, rules, classes, ndvi, *indices,
+        series_kernel, flags, rules, classes, ndvi, *indices,
         input_core_dims=[["obs"]] * (4 + len(indices)), output_core_dims=[[]] * n_out,
         kwargs={"sensor_ids": sensor_ids, "confirm_window": p.confirm_window, "confirm_min": p.confirm_min,
                 "veg_ndvi_min": p.veg_ndvi_min},
@@ -263,11 +229,7 @@ def detect_series(scenes: Sequence[xr.Dataset], params: ChangeParams | None = No
     first_date = xr.apply_ufunc(lambda f: dates[np.where(f < 0, len(dates) - 1, f)], first,
                                 dask="parallelized", output_dtypes=["datetime64[ns]"])
     n_clear = (flags != NODATA).sum("obs").astype("uint8")
-    attrs = _scene_attrs(reference, later[-1])
-    attrs["sensor"] = "/".join(dict.fromkeys(str(s.attrs["sensor"]) for s in scenes if s.attrs.get("sensor")))
-    attrs.update({"change_params": json.dumps(p.as_dict(), sort_keys=True),
-                  "datetimes": json.dumps([str(s.attrs.get("datetime", "")) for s in later]),
-                  "sensors": json.dumps(sensors), "thresholds": json.dumps([pr.attrs["threshold"] for pr in pairs])})
+    attrs = series_attrs(reference, later, p, [pr.attrs["threshold"] for pr in pairs])
     out = xr.Dataset(coords=like.coords, attrs=attrs)
     out["change"] = _on_grid(_data(change), like, "change", {"flag_values": FLAG_VALUES, "flag_meanings": FLAG_MEANINGS})
     out["change_class"] = _on_grid(_data(change_class), like, "change_class")

@@ -159,9 +159,9 @@ def fit_change(inputs: PairInputs, params: ChangeParams) -> ChangeFit:
     return ChangeFit(norm, attrs, n_fit_px, len(indices), n_blocks)
 
 
-def prepared_pair(before, after, params: ChangeParams | None = None):
-    """Check an aligned pair, put ``before`` on the after coordinates and build the kernel inputs:
-    ``(params, before, inputs)``.
+def prepared_pair(before, after, params: ChangeParams | None = None, chunks=None):
+    """Check an aligned pair, put ``before`` on the after coordinates and build the kernel inputs
+    (on ``chunks``, default the after scene's): ``(params, before, inputs)``.
 
     Raises
     ------
@@ -171,7 +171,7 @@ def prepared_pair(before, after, params: ChangeParams | None = None):
     p = params or ChangeParams()
     radiometry, _ = check_pair(before, after)
     before = on_after_grid(before, after)
-    return p, before, pair_inputs(before, after, p, radiometry)
+    return p, before, pair_inputs(before, after, p, radiometry, chunks)
 
 
 def fitted_pair(before, after, params: ChangeParams | None = None):

@@ -118,10 +118,17 @@ class PairInputs:
     def read_block(self, i: int, j: int) -> list[np.ndarray]:
         """Block (i, j) of every input array, in :attr:`arrays` order, read directly by the
         scenes' readers (requires :attr:`scenes`)."""
+        rows, cols = self.block_window(i, j)
+        return self.values_of(*(scene.read(rows, cols) for scene in self.scenes))
+
+    def block_window(self, i: int, j: int) -> tuple[slice, slice]:
+        """The rows and columns of block (i, j)."""
         row_starts, col_starts = self.block_starts
-        rows = slice(int(row_starts[i]), int(row_starts[i + 1]))
-        cols = slice(int(col_starts[j]), int(col_starts[j + 1]))
-        before, after = (scene.read(rows, cols) for scene in self.scenes)
+        return (slice(int(row_starts[i]), int(row_starts[i + 1])), slice(int(col_starts[j]), int(col_starts[j + 1])))
+
+    def values_of(self, before: dict, after: dict) -> list[np.ndarray]:
+        """A block's values in :attr:`arrays` order from the variables the before and after
+        scenes' readers give (:meth:`SceneBlocks.read`)."""
         values = [before[b] for b in BANDS] + [after[b] for b in BANDS]
         for present, (name, when, _) in zip(self.has_qa, QA_NAMES):
             if present:
@@ -129,9 +136,11 @@ class PairInputs:
         return values
 
 
-def pair_inputs(before: xr.Dataset, after: xr.Dataset, params: ChangeParams, radiometry: str) -> PairInputs:
-    """The kernel inputs of a pair already on one grid (``before`` with the after coordinates)."""
-    chunks = _chunks(after)
+def pair_inputs(before: xr.Dataset, after: xr.Dataset, params: ChangeParams, radiometry: str,
+                chunks=None) -> PairInputs:
+    """The kernel inputs of a pair already on one grid (``before`` with the after coordinates),
+    on ``chunks`` (default: the after scene's chunks, 512-pixel blocks for in-memory input)."""
+    chunks = tuple(map(tuple, chunks)) if chunks is not None else _chunks(after)
     arrays = [_on_chunks(ds[b], chunks, np.float32) for ds in (before, after) for b in BANDS]
     has_qa = []
     for name, when, _ in QA_NAMES:
@@ -213,6 +222,12 @@ class BlockPair:
         (``candidate_samples``)."""
         gains, offsets, _ = kernel_coefficients(fit)
         return kernel.candidate_samples(raw, radius, self.before, self.after, self.reflectance, self.k, gains, offsets)
+
+    def samples_at(self, mask: np.ndarray, n: int, fit: Normalisation):
+        """Local flat indices, (8, n) index values, rule classes and index-rule flags of the ``n``
+        pixels where ``mask`` (``samples_at``)."""
+        gains, offsets, _ = kernel_coefficients(fit)
+        return kernel.samples_at(mask, n, self.before, self.after, self.reflectance, self.k, gains, offsets)
 
 
 #: Planes of :meth:`BlockPair.planes`.

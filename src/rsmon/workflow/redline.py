@@ -72,7 +72,7 @@ from rsmon.io.change_output import CHANGE_COG_PROFILE, ChangeCogJobs, write_quic
 from rsmon.io.optical import align_pair, open_optical
 from rsmon.io.spill import ChangeSpill
 from rsmon.io.vectors import read_vectors, write_patches
-from rsmon.products.change import detect_change_blocks, detect_series
+from rsmon.products.change import detect_change_blocks
 from rsmon.products.change_blocks import INDEX_SAMPLE_NAMES, series_change_blocks
 from rsmon.products.change_composite import latest_clear_composite
 from rsmon.products.change_indices import BANDS
@@ -265,7 +265,7 @@ def run_redline_detect(
         prev = _previous_patches(out, previous)
         reference = befores[0] if len(befores) == 1 else latest_clear_composite(befores, p)
 
-    # 2. compute the change rasters: a pair in one pass over its blocks, a series strip by strip;
+    # 2. compute the change rasters in one pass over the blocks (a pair, or every pair of a series at once);
     #    the inputs' checksums (SHA-256 of every file, 1-3 s for a tile pair) meanwhile, in the background
     files = [f for scene in [*befores, *afters] for f in _source_files(scene)]
     streamed = _streamed(grid, stream)
@@ -282,7 +282,7 @@ def run_redline_detect(
                 if len(afters) == 1:
                     blocks = detect_change_blocks(reference, afters[0], p, spill=spill)
                 else:
-                    blocks = series_change_blocks(detect_series([reference, *afters], p), len(afters), spill=spill)
+                    blocks = series_change_blocks([reference, *afters], p, spill=spill)
                 ds = blocks.to_dataset(afters[0])
                 n_change, n_valid = blocks.n_change, blocks.n_valid
             prov = Provenance(inputs=inputs.result(),
