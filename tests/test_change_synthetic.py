@@ -61,6 +61,19 @@ def test_series_confidence_and_class():
     assert _block(short, "change", "clearing").tolist() == [0]
 
 
+def _assert_same_series(got, lazy):
+    """The block pass's rasters, samples (block by block), counts and attributes are the lazy series'."""
+    for name in ("change", "change_class", "confidence"):
+        np.testing.assert_array_equal(getattr(got, name), lazy[name].values, err_msg=name)
+    change = lazy.change.values.ravel() == 1
+    order = np.argsort(got.index_flat)
+    np.testing.assert_array_equal(got.index_flat[order], np.flatnonzero(change))
+    for name, values in got.index_values.items():
+        np.testing.assert_array_equal(values[order], lazy[name].values.ravel()[change], err_msg=name)
+    assert got.attrs == lazy.attrs
+    assert got.n_change == change.sum() and got.n_valid == (lazy.change.values != 255).sum()
+
+
 @pytest.mark.parametrize("chunks", [None, 32, 17])
 @pytest.mark.parametrize("params", [ChangeParams(), ChangeParams(confirm_window=2)], ids=["default", "window2"])
 def test_series_block_pass_equals_the_lazy_series(chunks, params):
@@ -73,15 +86,7 @@ def test_series_block_pass_equals_the_lazy_series(chunks, params):
     scenes = series(chunks=chunks)
     lazy = detect_series(scenes, params).compute()
     got = series_change_blocks(scenes[::-1], params)  # ordered by date, as the lazy series
-    for name in ("change", "change_class", "confidence"):
-        np.testing.assert_array_equal(getattr(got, name), lazy[name].values, err_msg=name)
-    change = lazy.change.values.ravel() == 1
-    order = np.argsort(got.index_flat)
-    np.testing.assert_array_equal(got.index_flat[order], np.flatnonzero(change))
-    for name, values in got.index_values.items():
-        np.testing.assert_array_equal(values[order], lazy[name].values.ravel()[change], err_msg=name)
-    assert got.attrs == lazy.attrs
-    assert got.n_change == change.sum() and got.n_valid == (lazy.change.values != 255).sum()
+    _assert_same_series(got, lazy)
     if params.confirm_window == ChangeParams().confirm_window:
         for name, (confidence, code) in SERIES_EXPECTED.items():
             row, col = PLANTED[name][:2]
@@ -105,14 +110,8 @@ def test_series_block_pass_with_a_cloudy_date_two_sensors_and_mixed_blocks():
     got = series_change_blocks(scenes)
     assert json.loads(lazy.attrs["sensors"]) == ["S2", "S2", "L8", "S2"]
     assert np.isnan(json.loads(lazy.attrs["thresholds"])[1]) or json.loads(lazy.attrs["thresholds"])[1] is None
-    for name in ("change", "change_class", "confidence"):
-        np.testing.assert_array_equal(getattr(got, name), lazy[name].values, err_msg=name)
-    change = lazy.change.values.ravel() == 1
-    order = np.argsort(got.index_flat)
-    np.testing.assert_array_equal(got.index_flat[order], np.flatnonzero(change))
-    for name, values in got.index_values.items():
-        np.testing.assert_array_equal(values[order], lazy[name].values.ravel()[change], err_msg=name)
-    assert got.attrs == lazy.attrs and (got.confidence == 3).any()
+    _assert_same_series(got, lazy)
+    assert (got.confidence == 3).any()
 
 
 def test_confirmation_kernel_by_hand():
