@@ -26,12 +26,19 @@ Cases, each its own process under GNU time (wall, user and system CPU seconds, p
 ``numpy`` / ``blocks``  :func:`rsmon.products.change.detect_change_numpy` (whole arrays) and
                        :func:`~rsmon.products.change.detect_change_blocks` on the same in-memory
                        4096 x 4096 crop of the tile (the NumPy version needs ~225 bytes per pixel,
-                       ~27 GB for the full tile, more than this machine has).
+                       ~27 GB for the full tile, more than this machine has);
+``cli-series``         (``--series``) the one-off CLI on a series: the before scene, the after
+                       scene and its ZSTD copy as a second later scene;
+``series-blocks`` / ``series-lazy``  (``--series``) the detection of that series only, from the
+                       files: :func:`rsmon.products.change_blocks.series_change_blocks` (what the
+                       CLI runs) against the lazy :func:`rsmon.products.change.detect_series`
+                       graph computed by dask strip by strip (1024 rows, masks and index values
+                       together; what the CLI ran before the block pass).
 
 Usage::
 
     .venv/bin/python benchmarks/bench_change_tile.py [--data benchmarks/data] [--repeat 2]
-        [--compressions deflate,zstd,none] [--json out.json]
+        [--compressions deflate,zstd,none] [--series] [--json out.json]
 
 Needs GNU time (Debian package ``time``). Prints a Markdown table (best of ``--repeat`` runs).
 """
@@ -161,6 +168,25 @@ print(time.perf_counter() - t, n_change)
 """
 
 
+_SERIES = """
+import sys, time
+from rsmon.io.optical import open_optical
+from rsmon.products.change import detect_series
+from rsmon.products.change_blocks import INDEX_SAMPLE_NAMES, series_change_blocks
+which, scenes = sys.argv[1], [open_optical(p) for p in sys.argv[2:]]
+t = time.perf_counter()
+if which == 'lazy':  # the lazy graph computed strip by strip of 1024 rows, masks and index values together
+    lazy = detect_series(scenes)
+    n_change = 0
+    for r0 in range(0, lazy.sizes['y'], 1024):
+        part = lazy[['change', 'change_class', 'confidence', *INDEX_SAMPLE_NAMES]].isel(y=slice(r0, r0 + 1024))
+        n_change += int((part.compute()['change'].values == 1).sum())
+else:
+    n_change = series_change_blocks(scenes).n_change
+print(time.perf_counter() - t, n_change)
+"""
+
+
 def best_cli_run(folder: Path, repeat: int, prefix: list[str] | None = None) -> dict:
     """The fastest of ``repeat`` one-off ``rsmon -v redline detect`` runs on the pair in ``folder``
     (``prefix`` before the command, e.g. an ``env`` setting), with its stage timers."""
@@ -180,6 +206,9 @@ def main() -> int:
     ap.add_argument("--repeat", type=int, default=2, help="runs of each case (the fastest is reported)")
     ap.add_argument("--compressions", default="deflate,zstd,none")
     ap.add_argument("--no-numpy", action="store_true", help="skip the in-memory NumPy comparison")
+    ap.add_argument("--series", action="store_true",
+                    help="also a series (two later scenes): the one-off CLI, and the block pass against the lazy "
+                         "series graph (detection only)")
     ap.add_argument("--json", default=None, help="also write the numbers to this JSON file")
     args = ap.parse_args()
     src = tile(Path(args.data))
@@ -199,6 +228,17 @@ def main() -> int:
             decode = [timed([PYTHON, "-c", _DECODE, str(folder), how]) for _ in range(args.repeat)]
             best = min(decode, key=lambda r: float(r["stdout"].split()[0]))
             rows[f"decode-{compression}-{how}"] = dict(best, wall=float(best["stdout"].split()[0]))
+    if args.series:  # a series: the DEFLATE pair's after scene and its ZSTD copy as a second later scene
+        scenes = [str(src / "before"), str(src / "after"), str(recompressed(src, "zstd") / "after")]
+        with tempfile.TemporaryDirectory() as tmp:
+            run = timed([RSMON, "-v", "redline", "detect", "--before", scenes[0], "--after", *scenes[1:], "-o", tmp,
+                         "--no-quicklooks", "--no-checksums"])
+        run["stages"] = {m[0]: float(m[1]) for m in re.findall(r"redline stage (\w+): ([\d.]+) s", run["stderr"])}
+        rows["cli-series"] = run
+        for which in ("blocks", "lazy"):
+            run = timed([PYTHON, "-c", _SERIES, which, *scenes])
+            seconds, n_change = run["stdout"].split()[:2]
+            rows[f"series-{which}"] = dict(run, wall=float(seconds), n_change=int(n_change))
     if not args.no_numpy:
         for which in ("numpy", "blocks"):
             run = timed([PYTHON, "-c", _INMEMORY, which, str(src), str(CROP)])
@@ -214,6 +254,10 @@ def main() -> int:
     if "numpy" in rows:
         print(f"\nNumPy / blocks on the {CROP} x {CROP} crop: {rows['numpy']['wall'] / rows['blocks']['wall']:.1f}x "
               f"(change pixels {rows['numpy']['n_change']} / {rows['blocks']['n_change']})")
+    if "series-lazy" in rows:
+        print(f"lazy series / block pass on the tile (detection only): "
+              f"{rows['series-lazy']['wall'] / rows['series-blocks']['wall']:.1f}x "
+              f"(change pixels {rows['series-lazy']['n_change']} / {rows['series-blocks']['n_change']})")
     if args.json:
         Path(args.json).write_text(json.dumps({k: {kk: vv for kk, vv in v.items() if kk not in ("stdout", "stderr")}
                                                for k, v in rows.items()}, indent=2))
