@@ -11,6 +11,7 @@ from datetime import date
 from pathlib import Path
 
 import pytest
+import yaml
 
 from rsmon.errors import FormatError, RsmonError
 from rsmon.provenance import sha256_file
@@ -286,6 +287,41 @@ def test_redline_job_streams_on_request_with_the_same_patches(tmp_path):
     bad = _redline_workflow(tmp_path / "bad.yaml", "nosuchscheme://x", "{stream: sometimes}")
     with pytest.raises(RsmonError, match="stream"):
         run_workflow(bad, date(2019, 6, 1), home=tmp_path / "home-bad")
+
+
+def test_redline_month_of_scenes_runs_as_a_confirming_series(tmp_path):
+    """The monthly redline job as workflows/redline-monthly.yaml defines it: the latest scene of the
+    month before is the reference and every scene of the logical month is a later observation, so
+    a change seen again later in the month is confirmed (confidence "high" or "highest")."""
+    import geopandas as gpd
+
+    from rsmon.cli import main as rsmon_main
+
+    sims = tmp_path / "incoming"
+    for name, after, clouds in (("a", "2023-06-05", "0.05"), ("b", "2023-06-25", "0.1")):  # one landscape (seed)
+        assert rsmon_main(["sim", "s2", "--small", "--seed", "4", "--changes", "12", "--dates", f"2023-05-20,{after}",
+                           "--clouds", clouds, "-o", str(sims / name)]) == 0
+    shutil.rmtree(sims / "b" / "before")  # the same reference scene twice otherwise
+    spec = yaml.safe_load((ROOT / "workflows" / "redline-monthly.yaml").read_text())
+    assert spec["jobs"][0]["inputs"]["after"]["select"] == "all"
+    spec["sources"] = [str(sims)]
+    for role in ("before", "after"):
+        del spec["jobs"][0]["inputs"][role]["bbox"]  # the simulated tile lies elsewhere
+    spec["jobs"][0]["parameters"] = {"quicklooks": False, "previous": "auto"}
+    spec["jobs"][0]["alerts"] = {"store": "nosuchscheme://x"}
+    wf = tmp_path / "monthly.yaml"
+    wf.write_text(yaml.safe_dump(spec))
+    home = tmp_path / "home"
+    [report] = run_workflow(wf, date(2023, 6, 1), home=home)
+    assert report.jobs[0].status in ("success", "partial"), report.summary()  # partial: no alert store here
+    with ledger(home) as led:
+        inputs = led.run(report.run_id)["jobs"][0]["inputs"]
+    assert {Path(i["path"]).parent.parent.name for i in inputs if i["role"].startswith("after")} == {"a", "b"}
+    folder = home / "products" / "redline" / "v1" / "2023-06"
+    summary = json.loads((folder / "summary.json").read_text())
+    assert summary["after"] and len(summary["after"]) == 2
+    patches = gpd.read_file(folder / "patches.gpkg")
+    assert len(patches) >= 6 and (patches["confidence"].isin(["high", "highest"])).mean() > 0.8
 
 
 def test_alerts_are_published_to_the_store(tmp_path):

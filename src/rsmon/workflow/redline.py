@@ -24,7 +24,8 @@ Scenes
 * One ``before`` and one ``after``: a bi-temporal pair; one pair cannot confirm a change, so
   every patch is "low" confidence (:func:`~rsmon.products.change.detect_change_blocks`).
 * Several ``after`` scenes: a series; the later ones confirm or expire the first detections
-  (:func:`~rsmon.products.change.detect_series`, GLAD/RADD practice).
+  (:func:`~rsmon.products.change.detect_series`, GLAD/RADD practice), computed in one pass over
+  the blocks like a pair (:func:`~rsmon.products.change_blocks.series_change_blocks`).
 * Several ``before`` scenes: the reference is their latest-clear-pixel composite
   (:func:`~rsmon.products.change_composite.latest_clear_composite`), so a cloud in the latest
   before scene does not hide the reference.
