@@ -75,7 +75,9 @@ def _assert_same_series(got, lazy):
 
 
 @pytest.mark.parametrize("chunks", [None, 32, 17])
-@pytest.mark.parametrize("params", [ChangeParams(), ChangeParams(confirm_window=2)], ids=["default", "window2"])
+@pytest.mark.parametrize("params", [ChangeParams(), ChangeParams(confirm_window=2),
+                                    ChangeParams(mmu_px=1, opening_px=0, closing_px=0)],
+                         ids=["default", "window2", "no-cleanup"])
 def test_series_block_pass_equals_the_lazy_series(chunks, params):
     """The block pass of a series (every pair's codes, their union of candidates, confirmation at
     the candidates) gives the lazy series' rasters, index values at the change pixels and
