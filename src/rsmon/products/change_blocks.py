@@ -417,7 +417,7 @@ def _series_step1(values, *, pairs, fits, radius):
 
 def _series_step2(parts, *, core, pieces, window, outputs, params, clean, width, sensor_ids):
     """Clean every pair's codes of one block with its halo, confirm the flags over the pairs
-    (:func:`~rsmon.products.change_series.series_kernel`) at the candidates, write the outputs and
+    (:func:`~rsmon.products.change_series.series_kernel`) where some pair flags, write the outputs and
     return the active detections' index samples (those of their first flagging pair)."""
     r0, r1, c0, c1 = core
     raws, flat, samples = parts[0]
@@ -429,18 +429,21 @@ def _series_step2(parts, *, core, pieces, window, outputs, params, clean, width,
         cleaned = raws
     out_change, out_class, out_confidence = (out[:, c0:c1] for out in outputs)
     n_clear, n_flagged = kernel.series_background(cleaned, out_change, out_class, out_confidence)
-    flags = cleaned.reshape(n_pairs, -1)[:, flat]  # (n_pairs, n candidates)
-    if int(np.count_nonzero((flags == 1).any(axis=0))) != n_flagged:  # the candidates cover every flag
+    # the candidates some pair flags: elsewhere the background values are the series' values
+    hit = np.flatnonzero((cleaned.reshape(n_pairs, -1)[:, flat] == 1).any(axis=0))
+    if hit.size != n_flagged:  # the candidates cover every flag
         raise AssertionError(f"block at ({r0}, {c0}): flagged pixels outside the candidates")
+    flat = flat[hit]
+    flags = cleaned.reshape(n_pairs, -1)[:, flat]  # (n_pairs, n flagged somewhere)
     flagged = flags == 1
-    rules = np.stack([fired for _, _, fired in samples]) & flagged
+    rules = np.stack([fired[hit] for _, _, fired in samples]) & flagged
     classes = np.where(flags == NODATA, np.uint8(NODATA),
-                       np.where(flagged, np.stack([codes for _, codes, _ in samples]), np.uint8(0))).astype(np.uint8)
-    values = np.stack([index_values for index_values, _, _ in samples])  # (n_pairs, 8, n)
+                       np.where(flagged, np.stack([codes[hit] for _, codes, _ in samples]), np.uint8(0)))
+    values = np.stack([index_values[:, hit] for index_values, _, _ in samples])  # (n_pairs, 8, n)
     change, change_class, confidence, _, *picked = series_kernel(
-        flags.T, rules.T, classes.T, values[:, 1].T, *(values[:, m].T for m in range(len(INDEX_SAMPLE_NAMES))),
-        sensor_ids=sensor_ids, confirm_window=params.confirm_window, confirm_min=params.confirm_min,
-        veg_ndvi_min=params.veg_ndvi_min)
+        flags.T, rules.T, classes.astype(np.uint8).T, values[:, 1].T,
+        *(values[:, m].T for m in range(len(INDEX_SAMPLE_NAMES))), sensor_ids=sensor_ids,
+        confirm_window=params.confirm_window, confirm_min=params.confirm_min, veg_ndvi_min=params.veg_ndvi_min)
     rows, cols = np.divmod(flat, c1 - c0)
     out_change[rows, cols] = change
     out_class[rows, cols] = change_class
