@@ -32,7 +32,7 @@ and the intersection with the CVA detection lowered F1 (docs/validation_change.m
 the change and serves as the independent signal that lifts confirmed detections to "highest".
 
 :func:`detect_series` runs the first scene against each later scene and confirms detections over
-time (low / high / highest). :func:`cva_otsu_baseline` is the plain reference method.
+time (low / high / highest); :func:`series_change_blocks` is its one-pass block version. :func:`cva_otsu_baseline` is the plain reference method.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ import numpy as np
 import xarray as xr
 
 from rsmon.kernels.change import INDEX_PLANES
-from rsmon.products.change_blocks import ChangeBlocks, detect_change_blocks
+from rsmon.products.change_blocks import ChangeBlocks, detect_change_blocks, series_change_blocks
 from rsmon.products.change_classes import CLASS_NAMES, CONFIDENCE_NAMES, NODATA
 from rsmon.products.change_fit import fitted_pair
 from rsmon.products.change_indices import BANDS, INDICES
@@ -61,7 +61,7 @@ from rsmon.products.change_series import series_attrs, series_kernel, series_ord
 from rsmon.products.change_threshold import masked_histogram, otsu_threshold
 
 __all__ = ["ChangeParams", "ChangeBlocks", "CLASS_NAMES", "CONFIDENCE_NAMES", "detect_change", "detect_change_blocks",
-           "detect_change_numpy", "detect_series", "cva_otsu_baseline", "change_magnitude"]
+           "detect_change_numpy", "detect_series", "series_change_blocks", "cva_otsu_baseline", "change_magnitude"]
 
 log = logging.getLogger(__name__)
 
@@ -192,6 +192,11 @@ def detect_series(scenes: Sequence[xr.Dataset], params: ChangeParams | None = No
 
     attrs: ``before_datetime`` (reference), ``after_datetime`` (last scene), ``sensor``,
     ``datetimes``/``sensors``/``thresholds`` of the later scenes (JSON), ``change_params``.
+
+    Everything stays lazy (a dask graph, for a distributed scheduler). For a whole series written to
+    files, :func:`series_change_blocks` computes the same ``change``, ``change_class``,
+    ``confidence`` and index values at the change pixels in one pass over the blocks (6.7x faster
+    on a Sentinel-2 tile with two later scenes, docs/benchmarks.md).
 
     Raises
     ------
