@@ -222,6 +222,12 @@ def test_scenes_that_do_not_overlap(tmp_path, capsys):
                       "--after", NANJING / "LT51200382002193BJC00_Nanjing", "-o", tmp_path / "out")
     _one_line_error(rc, err, "overlap")
     assert not (tmp_path / "out").exists()
+    # a series: a later after scene elsewhere is named as such
+    rc, _, err = _run(capsys, "redline", "detect", "--before", TAIZHOU / "2000TM", "--after", TAIZHOU / "2003TM",
+                      NANJING / "LT51200382002193BJC00_Nanjing", "-o", tmp_path / "out")
+    _one_line_error(rc, err, "do not overlap: later after scene", "LT51200382002193BJC00_Nanjing",
+                    "first after scene")
+    assert not (tmp_path / "out").exists()
 
 
 def test_missing_band_is_named(s2pair, tmp_path, capsys):

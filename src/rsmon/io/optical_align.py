@@ -44,7 +44,8 @@ def _source(ds: xr.Dataset) -> str:
     return str(ds.attrs.get("source", "<unnamed scene>"))
 
 
-def _check_overlap(before: xr.Dataset, after: xr.Dataset, src: PixelGrid, dst: PixelGrid) -> None:
+def _check_overlap(before: xr.Dataset, after: xr.Dataset, src: PixelGrid, dst: PixelGrid,
+                   roles: tuple[str, str] = ("before", "after")) -> None:
     from rasterio.warp import transform_bounds
 
     if (src.crs is None) != (dst.crs is None):
@@ -54,9 +55,10 @@ def _check_overlap(before: xr.Dataset, after: xr.Dataset, src: PixelGrid, dst: P
         west, south, east, north = transform_bounds(dst.crs, src.crs, west, south, east, north, densify_pts=21)
     s_west, s_south, s_east, s_north = src.bounds
     if min(east, s_east) <= max(west, s_west) or min(north, s_north) <= max(south, s_south):
-        raise InputError(f"scenes do not overlap: before {_source(before)} (bounds {tuple(round(v, 6) for v in src.bounds)}) "
-                         f"and after {_source(after)} (bounds {tuple(round(v, 6) for v in dst.bounds)}, "
-                         f"{tuple(round(v, 6) for v in (west, south, east, north))} in the before CRS)")
+        raise InputError(f"scenes do not overlap: {roles[0]} {_source(before)} "
+                         f"(bounds {tuple(round(v, 6) for v in src.bounds)}) and {roles[1]} {_source(after)} "
+                         f"(bounds {tuple(round(v, 6) for v in dst.bounds)}, "
+                         f"{tuple(round(v, 6) for v in (west, south, east, north))} in the {roles[0]} CRS)")
 
 
 def _fill(var: xr.DataArray):
@@ -162,7 +164,8 @@ def _warped(data, windows, src: PixelGrid, dst: PixelGrid, fill, dtype):
     return dsa.Array(graph, name, chunks, meta=np.empty((0, 0), dtype=dtype))
 
 
-def align_pair(before: xr.Dataset, after: xr.Dataset) -> tuple[xr.Dataset, xr.Dataset]:
+def align_pair(before: xr.Dataset, after: xr.Dataset,
+               roles: tuple[str, str] = ("before", "after")) -> tuple[xr.Dataset, xr.Dataset]:
     """``before`` resampled onto ``after``'s exact grid (CRS, transform, shape); ``after`` unchanged.
 
     Parameters
@@ -170,6 +173,9 @@ def align_pair(before: xr.Dataset, after: xr.Dataset) -> tuple[xr.Dataset, xr.Da
     before, after : xarray.Dataset
         Scenes from :func:`rsmon.io.optical.open_optical` (any Dataset with ``y``/``x`` dims and a
         rioxarray CRS and transform). Variables without ``y``/``x`` are copied.
+    roles : (str, str)
+        What the two scenes are, for the error messages (e.g. ``("later after scene", "first
+        after scene")`` when a series' scenes are put on one grid).
 
     Returns
     -------
@@ -185,10 +191,10 @@ def align_pair(before: xr.Dataset, after: xr.Dataset) -> tuple[xr.Dataset, xr.Da
     """
     import dask.array as dsa
 
-    src, dst = dataset_grid(before, "before"), dataset_grid(after, "after")
+    src, dst = dataset_grid(before, roles[0]), dataset_grid(after, roles[1])
     if src.same_as(dst):
         return before, after
-    _check_overlap(before, after, src, dst)
+    _check_overlap(before, after, src, dst, roles)
     chunks = _chunks(after)
     shift = integer_offset(src, dst)
     windows = None if shift is not None else _windows(src, dst, chunks)

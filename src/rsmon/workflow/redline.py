@@ -261,7 +261,7 @@ def run_redline_detect(
         befores = [_open(path, band_map, "before") for path in before_paths]
         grid = afters[0]
         befores = [align_pair(b, grid)[0] for b in befores]
-        afters = [grid] + [align_pair(a, grid)[0] for a in afters[1:]]
+        afters = [grid] + [align_pair(a, grid, ("later after scene", "first after scene"))[0] for a in afters[1:]]
         redline_gdf = read_vectors(redlines) if redlines is not None else None
         prev = _previous_patches(out, previous)
         reference = befores[0] if len(befores) == 1 else latest_clear_composite(befores, p)
