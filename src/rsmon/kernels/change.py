@@ -296,9 +296,10 @@ def _near_change(raw, radius):
 
 @njit(cache=True, nogil=True)
 def candidate_mask(raws, radius):
-    """The candidates of :func:`candidate_samples` for one or more pairs of the same block
-    (``raws`` uint8 (n_pairs, h, w); a series' block: the union of its pairs'): valid in some pair and within ``radius`` (Chebyshev) of a
-    pixel with ``raw == 1`` in some pair, or of the block edge. Returns (bool mask, count)."""
+    """The candidates of :func:`candidate_samples` for one or more pairs of the same block (``raws``
+    uint8 (n_pairs, h, w); a series' block: the union of its pairs'): valid in some pair and within
+    ``radius`` (Chebyshev) of a pixel with ``raw == 1`` in some pair, or of the block edge.
+    Returns (bool mask, count)."""
     n_pairs, h, w = raws.shape
     near = _near_change(raws[0], radius)
     valid = raws[0] != NODATA

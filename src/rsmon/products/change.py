@@ -32,7 +32,8 @@ and the intersection with the CVA detection lowered F1 (docs/validation_change.m
 the change and serves as the independent signal that lifts confirmed detections to "highest".
 
 :func:`detect_series` runs the first scene against each later scene and confirms detections over
-time (low / high / highest); :func:`series_change_blocks` is its one-pass block version. :func:`cva_otsu_baseline` is the plain reference method.
+time (low / high / highest); :func:`series_change_blocks` is its one-pass block version.
+:func:`cva_otsu_baseline` is the plain reference method.
 """
 
 from __future__ import annotations

@@ -52,10 +52,10 @@ from dask.highlevelgraph import HighLevelGraph
 
 from rsmon.errors import InputError
 from rsmon.kernels import change as kernel
+from rsmon.products.change_classes import NODATA
 from rsmon.products.change_fit import fit_change, prepared_pair
 from rsmon.products.change_pair import base_attrs, change_variable_attrs
 from rsmon.products.change_params import ChangeParams
-from rsmon.products.change_classes import NODATA
 from rsmon.products.change_pixels import BlockPair, PairInputs
 from rsmon.products.change_series import series_attrs, series_kernel, series_order, series_sensor_ids
 
@@ -409,7 +409,7 @@ def _series_step1(values, *, pairs, fits, radius):
     raws = np.stack([block.codes(fit.normalisation, fit.threshold) for block, fit in zip(blocks, fits)])
     mask, n = kernel.candidate_mask(raws, radius)
     flat, samples = None, []
-    for block, fit in zip(blocks, fits):
+    for block, fit in zip(blocks, fits):  # (the same flat indices for every pair: the mask's)
         flat, index_values, classes, fired = block.samples_at(mask, n, fit.normalisation)
         samples.append((index_values, classes, fired))
     return raws, flat, samples
@@ -430,11 +430,11 @@ def _series_step2(parts, *, core, pieces, window, outputs, params, clean, width,
     out_change, out_class, out_confidence = (out[:, c0:c1] for out in outputs)
     n_clear, n_flagged = kernel.series_background(cleaned, out_change, out_class, out_confidence)
     # the candidates some pair flags: elsewhere the background values are the series' values
-    hit = np.flatnonzero((cleaned.reshape(n_pairs, -1)[:, flat] == 1).any(axis=0))
+    flags = cleaned.reshape(n_pairs, -1)[:, flat]
+    hit = np.flatnonzero((flags == 1).any(axis=0))
     if hit.size != n_flagged:  # the candidates cover every flag
         raise AssertionError(f"block at ({r0}, {c0}): flagged pixels outside the candidates")
-    flat = flat[hit]
-    flags = cleaned.reshape(n_pairs, -1)[:, flat]  # (n_pairs, n flagged somewhere)
+    flat, flags = flat[hit], flags[:, hit]  # (n_pairs, n flagged somewhere)
     flagged = flags == 1
     rules = np.stack([fired[hit] for _, _, fired in samples]) & flagged
     classes = np.where(flags == NODATA, np.uint8(NODATA),
