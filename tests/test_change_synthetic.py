@@ -116,6 +116,34 @@ def test_series_block_pass_with_a_cloudy_date_two_sensors_and_mixed_blocks():
     assert (got.confidence == 3).any()
 
 
+def test_series_reference_from_the_graph_is_computed_once_per_block():
+    """Without direct readers (e.g. a composite reference) every pair's blocks come from the
+    inputs' graph, and the reference's tasks, shared by the pairs, run once per block position."""
+    from rsmon.products.change_blocks import _SeriesReader
+    from rsmon.products.change_fit import prepared_pair
+
+    calls = []
+
+    def counted(block):
+        calls.append(block.shape)
+        return block
+
+    scenes = series(chunks=40)
+    reference = scenes[0].copy()
+    for name in reference.data_vars:
+        reference[name] = reference[name].copy(data=reference[name].data.map_blocks(counted, dtype=np.float32))
+    pairs = [prepared_pair(reference, later)[2] for later in scenes[1:]]
+    read = _SeriesReader(pairs)
+    assert not read.shared
+    calls.clear()  # (dask called it on empty arrays to infer the output type)
+    values = read(1, 2)
+    assert len(values) == 3 and calls == [(40, 40)] * len(reference.data_vars)  # six bands, once for three pairs
+    for got, inputs in zip(values, pairs):
+        want = [a.blocks[1, 2].compute() for a in inputs.arrays]
+        for g, w in zip(got, want):
+            np.testing.assert_array_equal(g, w)
+
+
 def test_confirmation_kernel_by_hand():
     # one pixel per column; rows are observations (1 change, 0 no change, 255 cloud)
     flags = np.array([[1, 1, 1, 0, 1, 1],

@@ -231,11 +231,12 @@ class _InputBlocks:
     The graph is materialised once; each call evaluates only the tasks the block's keys depend on,
     depth first, in the calling thread, so a block's bands and masks cost their own work and a
     few function calls, not a trip through a scheduler (or :func:`dask.order.order`) per task
-    (~30 tasks per block position)."""
+    (~30 tasks per block position). :meth:`pairs` gives the blocks of several pairs, computing
+    the tasks they share (a series' reference, e.g. a composite) once."""
 
-    def __init__(self, inputs: PairInputs) -> None:
-        graph = HighLevelGraph.merge(*(a.__dask_graph__() for a in inputs.arrays))
-        self.inputs = inputs
+    def __init__(self, *inputs: PairInputs) -> None:
+        graph = HighLevelGraph.merge(*(a.__dask_graph__() for pair in inputs for a in pair.arrays))
+        self.inputs = inputs[0]
         self.dsk = convert_legacy_graph(dict(graph))
 
     def _value(self, key, cache: dict):
@@ -249,6 +250,11 @@ class _InputBlocks:
     def __call__(self, i: int, j: int) -> list:
         cache: dict = {}
         return [self._value(key, cache) for key in self.inputs.block_keys(i, j)]
+
+    def pairs(self, pairs, i: int, j: int) -> list[list]:
+        """The input blocks of every pair in ``pairs`` (those given at construction) at (i, j)."""
+        cache: dict = {}
+        return [[self._value(key, cache) for key in inputs.block_keys(i, j)] for inputs in pairs]
 
 
 def _reader(inputs: PairInputs):
@@ -456,16 +462,17 @@ def _series_step2(parts, *, core, pieces, window, outputs, params, clean, width,
 class _SeriesReader:
     """``read(i, j)``: the input blocks of every pair of a series at one block position. When
     every pair's reference is the same reader (:class:`rsmon.io.optical_raster.SceneBlocks`), it
-    is read once per position for all pairs; else each pair reads its own (:func:`_reader`)."""
+    is read once per position for all pairs; else every pair's blocks come from the inputs' graph
+    (:class:`_InputBlocks`), the tasks the pairs share (the reference) computed once."""
 
     def __init__(self, pairs: list[PairInputs]) -> None:
         self.pairs = pairs
         self.shared = all(inputs.scenes is not None and inputs.scenes[0] is pairs[0].scenes[0] for inputs in pairs)
-        self.readers = None if self.shared else [_reader(inputs) for inputs in pairs]
+        self.graph = None if self.shared else _InputBlocks(*pairs)
 
     def __call__(self, i: int, j: int) -> list:
         if not self.shared:
-            return [read(i, j) for read in self.readers]
+            return self.graph.pairs(self.pairs, i, j)
         rows, cols = self.pairs[0].block_window(i, j)
         reference = self.pairs[0].scenes[0].read(rows, cols)
         return [inputs.values_of(reference, inputs.scenes[1].read(rows, cols)) for inputs in self.pairs]
