@@ -487,8 +487,8 @@ def series_change_blocks(scenes, params: ChangeParams | None = None, *, num_work
 
     The scenes are ordered as there (:func:`~rsmon.products.change_series.series_order`) and each
     later scene is fitted against the reference (:func:`~rsmon.products.change_fit.fit_change`).
-    Then every block position is read once (the reference once for all pairs when the scenes are
-    unmodified reader arrays): step 1 computes each pair's raw codes and, at the union of the
+    Then every block position is read once, the reference once for all pairs (by the scenes'
+    readers when they are unmodified reader arrays, else from the inputs' graph): step 1 computes each pair's raw codes and, at the union of the
     pairs' candidates, each pair's index values, rule classes and rule flags; step 2 cleans each
     pair's codes with its halo and confirms the flags at the candidates (the other pixels cannot
     be flagged by any pair). Memory as :func:`detect_change_blocks`, times the number of pairs
