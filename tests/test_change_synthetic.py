@@ -15,7 +15,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 from change_scenes import PLANTED, SERIES_EXPECTED, expected_masks, pair, series  # noqa: E402
 
 from rsmon.products.change import ChangeParams, detect_change, detect_series  # noqa: E402
+from rsmon.kernels.change import INDEX_PLANES  # noqa: E402
 from rsmon.products.change_classes import confirm_observations  # noqa: E402
+from rsmon.products.change_series import FIRST_OBSERVATION  # noqa: E402
 
 
 def _block(ds, var, name):
@@ -68,8 +70,14 @@ def _assert_same_series(got, lazy):
     change = lazy.change.values.ravel() == 1
     order = np.argsort(got.index_flat)
     np.testing.assert_array_equal(got.index_flat[order], np.flatnonzero(change))
+    observed = np.array([np.datetime64(d.replace("Z", ""), "ns") for d in json.loads(lazy.attrs["datetimes"])])
     for name, values in got.index_values.items():
-        np.testing.assert_array_equal(values[order], lazy[name].values.ravel()[change], err_msg=name)
+        if name == FIRST_OBSERVATION:  # the later scene that first flagged the pixel: its date
+            np.testing.assert_array_equal(observed[values[order].astype(int)],
+                                          lazy.first_detection.values.ravel()[change], err_msg=name)
+        else:
+            np.testing.assert_array_equal(values[order], lazy[name].values.ravel()[change], err_msg=name)
+    assert set(got.index_values) == {*INDEX_PLANES, FIRST_OBSERVATION}
     assert got.attrs == lazy.attrs
     assert got.n_change == change.sum() and got.n_valid == (lazy.change.values != 255).sum()
 
@@ -94,6 +102,28 @@ def test_series_block_pass_equals_the_lazy_series(chunks, params):
             row, col = PLANTED[name][:2]
             assert np.unique(got.confidence[row:row + 10, col:col + 10]).tolist() == [confidence], name
             assert np.unique(got.change_class[row:row + 10, col:col + 10]).tolist() == [code], name
+
+
+def test_series_patches_are_dated_by_their_first_flagging_observation():
+    """A series' patch table dates each patch by the later scene that first flagged it (the
+    earliest over its pixels), not by the last scene: mining appears at t2, water at t3, the
+    others at t1 (farmland is hidden by a cloud at t2 and confirmed at t3)."""
+    import rioxarray  # noqa: F401
+
+    from rsmon.products.change_blocks import series_change_blocks
+    from rsmon.products.patches import patches_from_change
+
+    scenes = [s.rio.write_crs("EPSG:32650") for s in series(chunks=32)]
+    blocks = series_change_blocks(scenes)
+    patches = patches_from_change(blocks.to_dataset(scenes[-1]), index_samples=lambda: blocks.sample_pieces)
+    dated = dict(zip(patches["change_class"], patches["first_detected"]))
+    assert dated == {"construction": "2021-01-10", "other": "2021-01-10", "mining_quarrying": "2021-02-10",
+                     "farmland_reclamation": "2021-01-10", "water_body_change": "2021-03-10"}, dated
+    assert set(patches["after_date"]) == {"2021-03-10"} and set(patches["last_detected"]) == {"2021-03-10"}
+    # an earlier run's date is kept when it is earlier still
+    again = patches_from_change(blocks.to_dataset(scenes[-1]), index_samples=lambda: blocks.sample_pieces,
+                                previous=patches.assign(first_detected="2020-12-31"))
+    assert set(again["first_detected"]) == {"2020-12-31"} and list(again["patch_id"]) == list(patches["patch_id"])
 
 
 def test_series_block_pass_with_a_cloudy_date_two_sensors_and_mixed_blocks():

@@ -322,6 +322,8 @@ def test_redline_month_of_scenes_runs_as_a_confirming_series(tmp_path):
     assert summary["after"] and len(summary["after"]) == 2
     patches = gpd.read_file(folder / "patches.gpkg")
     assert len(patches) >= 6 and (patches["confidence"].isin(["high", "highest"])).mean() > 0.8
+    # dated by the scene that first showed them, not by the month's last scene
+    assert (patches["first_detected"] == "2023-06-05").mean() > 0.8 and set(patches["after_date"]) == {"2023-06-25"}
 
 
 def test_alerts_are_published_to_the_store(tmp_path):

@@ -57,14 +57,20 @@ from rsmon.products.change_fit import fit_change, prepared_pair
 from rsmon.products.change_pair import base_attrs, change_variable_attrs
 from rsmon.products.change_params import ChangeParams
 from rsmon.products.change_pixels import BlockPair, PairInputs
-from rsmon.products.change_series import series_attrs, series_kernel, series_order, series_sensor_ids
+from rsmon.products.change_series import (FIRST_OBSERVATION, series_attrs, series_kernel, series_order,
+                                          series_sensor_ids)
 
-__all__ = ["ChangeBlocks", "detect_change_blocks", "series_change_blocks", "INDEX_SAMPLE_NAMES"]
+__all__ = ["ChangeBlocks", "detect_change_blocks", "series_change_blocks", "INDEX_SAMPLE_NAMES",
+           "SERIES_SAMPLE_NAMES"]
 
 log = logging.getLogger(__name__)
 
 #: Names of the sparse index samples (the patch table's index columns).
 INDEX_SAMPLE_NAMES = kernel.INDEX_PLANES
+
+#: Names of a series' samples: the index values of the first flagging pair and the position of
+#: that pair's later scene (:data:`~rsmon.products.change_series.FIRST_OBSERVATION`).
+SERIES_SAMPLE_NAMES = (*INDEX_SAMPLE_NAMES, FIRST_OBSERVATION)
 
 #: Input blocks read ahead while the fit runs (about 13 MB each for a Sentinel-2 pair): the fit's
 #: statistics keep one core busy for about 0.35 s on a tile, long enough to read about as many.
@@ -105,6 +111,7 @@ class ChangeBlocks:
     n_change: int = 0
     piece_rows: list = field(default_factory=list, repr=False)
     spill: object = field(default=None, repr=False)
+    sample_names: tuple = INDEX_SAMPLE_NAMES
 
     def samples_in_rows(self, row0: int, row1: int) -> list[tuple[np.ndarray, dict[str, np.ndarray]]]:
         """The samples of the blocks overlapping rows ``row0:row1``, as :attr:`sample_pieces` (a
@@ -112,13 +119,13 @@ class ChangeBlocks:
         :func:`rsmon.products.patches.patches_from_change` takes with ``window_rows``."""
         if self.spill is not None:
             return self.spill.samples(row0, row1)
-        return [(flat, dict(zip(INDEX_SAMPLE_NAMES, planes)))
+        return [(flat, dict(zip(self.sample_names, planes)))
                 for (flat, planes), (r0, r1) in zip(self.pieces, self.piece_rows) if r0 < row1 and r1 > row0]
 
     def _joinable(self) -> list:
         if self.spill is not None and not any(len(piece[0]) for piece in self.pieces):
             # streamed: read every piece back once (this holds them all: for small scenes and tests)
-            self.pieces = [[flat, [values[n] for n in INDEX_SAMPLE_NAMES]]
+            self.pieces = [[flat, [values[n] for n in self.sample_names]]
                            for flat, values in self.spill.samples(0, self.change.shape[0])]
         return self.pieces
 
@@ -130,7 +137,7 @@ class ChangeBlocks:
     def index_values(self) -> dict[str, np.ndarray]:
         self._joinable()
         values = {}
-        for m, name in enumerate(INDEX_SAMPLE_NAMES):  # plane by plane, each block's piece freed once copied
+        for m, name in enumerate(self.sample_names):  # plane by plane, each block's piece freed once copied
             values[name] = np.concatenate([np.empty(0, np.float32)] + [piece[1][m] for piece in self.pieces])
             for piece in self.pieces:
                 piece[1][m] = None
@@ -141,7 +148,7 @@ class ChangeBlocks:
         """The samples block by block, ``[(flat, {name: values}), ...]`` (no copy, nothing joined),
         as :func:`rsmon.products.patches.patches_from_change` also takes them. Use one of this and
         :attr:`index_values`: the join frees the pieces' planes as it copies them."""
-        return [(flat, dict(zip(INDEX_SAMPLE_NAMES, planes))) for flat, planes in self._joinable()]
+        return [(flat, dict(zip(self.sample_names, planes))) for flat, planes in self._joinable()]
 
     @property
     def index_samples(self) -> tuple[np.ndarray, dict[str, np.ndarray]]:
@@ -446,7 +453,7 @@ def _series_step2(parts, *, core, pieces, window, outputs, params, clean, width,
     classes = np.where(flags == NODATA, np.uint8(NODATA),
                        np.where(flagged, np.stack([codes[hit] for _, codes, _ in samples]), np.uint8(0)))
     values = np.stack([index_values[:, hit] for index_values, _, _ in samples])  # (n_pairs, 8, n)
-    change, change_class, confidence, _, *picked = series_kernel(
+    change, change_class, confidence, first, *picked = series_kernel(
         flags.T, rules.T, classes.astype(np.uint8).T, values[:, 1].T,
         *(values[:, m].T for m in range(len(INDEX_SAMPLE_NAMES))), sensor_ids=sensor_ids,
         confirm_window=params.confirm_window, confirm_min=params.confirm_min, veg_ndvi_min=params.veg_ndvi_min)
@@ -456,7 +463,8 @@ def _series_step2(parts, *, core, pieces, window, outputs, params, clean, width,
     out_confidence[rows, cols] = confidence
     active = change == 1
     kept_flat = (r0 + rows[active]) * width + c0 + cols[active]
-    return kept_flat, [np.ascontiguousarray(plane[active]) for plane in picked], n_clear, int(active.sum())
+    planes = [np.ascontiguousarray(plane[active]) for plane in picked] + [first[active].astype(np.float32)]
+    return kept_flat, planes, n_clear, int(active.sum())
 
 
 class _SeriesReader:
@@ -506,6 +514,8 @@ def series_change_blocks(scenes, params: ChangeParams | None = None, *, num_work
     pairs = [first] + [prepared_pair(reference, scene, p, first.chunks)[2] for scene in later[1:]]
     if spill is not None and tuple(spill.shape) != tuple(first.shape):
         raise InputError(f"spill: shape {tuple(spill.shape)} differs from the series' {tuple(first.shape)}")
+    if spill is not None and tuple(spill.sample_names) != SERIES_SAMPLE_NAMES:
+        raise InputError(f"spill: samples {tuple(spill.sample_names)}, the series gives {SERIES_SAMPLE_NAMES}")
     fits = [fit_change(inputs, p) for inputs in pairs]
     sink = _InMemory(first.shape) if spill is None else spill
     clean = p.opening_px > 0 or p.closing_px > 0 or p.mmu_px > 1
@@ -519,7 +529,7 @@ def series_change_blocks(scenes, params: ChangeParams | None = None, *, num_work
                        attrs=series_attrs(reference, later, p, [fit.attrs["threshold"] for fit in fits]),
                        n_valid=sum(int(r[2]) for r in results), n_change=sum(int(r[3]) for r in results),
                        piece_rows=[(int(row_starts[m // n_cols]), int(row_starts[m // n_cols + 1]))
-                                   for m in range(len(results))], spill=spill)
+                                   for m in range(len(results))], spill=spill, sample_names=SERIES_SAMPLE_NAMES)
     log.info("series change: %d of %d pixels clear at least once (%d later scenes, %d blocks, shared reference "
              "reads: %s)", out.n_change, out.n_valid, len(later), len(results), read.shared)
     return out

@@ -21,10 +21,17 @@ from rsmon.products.change_classes import CLEARING, FARMLAND, NODATA, confirm_ob
 from rsmon.products.change_pair import scene_attrs
 from rsmon.products.change_params import ChangeParams
 
-__all__ = ["series_order", "series_sensor_ids", "series_attrs", "series_kernel"]
+__all__ = ["series_order", "series_sensor_ids", "series_attrs", "series_kernel", "FIRST_OBSERVATION"]
 
 #: Distinct sensors a series may hold (their ids are bits of an int64 in ``confirm_observations``).
 MAX_SENSORS = 62
+
+#: The sample of a series' change pixels that gives the position (0-based, float32) among the
+#: later scenes (the result's ``datetimes`` attribute) of the observation that first flagged the
+#: pixel's active detection (:func:`rsmon.products.change_blocks.series_change_blocks`); a
+#: patch's ``first_detected`` is the date of its earliest one
+#: (:func:`rsmon.products.patches.patches_from_change`).
+FIRST_OBSERVATION = "first_observation"
 
 
 def series_order(scenes: Sequence[xr.Dataset]) -> tuple[xr.Dataset, list[xr.Dataset]]:

@@ -407,15 +407,19 @@ def _group(keys: np.ndarray, n: int):
 
 
 class MeanAccumulator:
-    """NaN-skipping sums and counts of named values per bin (0..size - 1)."""
+    """NaN-skipping sums and counts of named values per bin (0..size - 1), and the minimum per bin
+    of the values named in ``min_names``."""
 
-    def __init__(self, size: int, names: list[str]) -> None:
-        self.size, self.names = size, names
+    def __init__(self, size: int, names: list[str], min_names: list[str] | tuple = ()) -> None:
+        self.size, self.names, self.min_names = size, names, list(min_names)
         self.sums = {v: np.zeros(size) for v in names}
         self.counts = {v: np.zeros(size) for v in names}
+        self.mins = {v: np.full(size, np.inf) for v in self.min_names}
 
     def add(self, bins: np.ndarray, values: dict[str, np.ndarray]) -> None:
-        """Add ``values`` (each aligned with ``bins``) to the sums and counts."""
+        """Add ``values`` (each aligned with ``bins``) to the sums and counts (and minimums)."""
+        for name in self.min_names:
+            np.fmin.at(self.mins[name], bins, np.asarray(values[name], np.float64))
         arrays = [np.asarray(values[name]) for name in self.names]
         if len({(a.dtype, a.flags.c_contiguous) for a in arrays}) > 1:  # one array type for the kernel
             arrays = [np.ascontiguousarray(a, dtype=np.float64) for a in arrays]
@@ -427,6 +431,7 @@ class MeanAccumulator:
                 self.counts[self.names[i]] += counts[row]
 
     def means(self) -> dict[str, np.ndarray]:
-        """Means per bin; NaN where no finite value fell in a bin."""
-        return {v: np.divide(self.sums[v], self.counts[v], out=np.full(self.size, np.nan), where=self.counts[v] > 0)
-                for v in self.names}
+        """Means per bin (and the minimums of ``min_names``); NaN where no finite value fell in a bin."""
+        means = {v: np.divide(self.sums[v], self.counts[v], out=np.full(self.size, np.nan), where=self.counts[v] > 0)
+                 for v in self.names}
+        return means | {v: np.where(np.isinf(self.mins[v]), np.nan, self.mins[v]) for v in self.min_names}

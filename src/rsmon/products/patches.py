@@ -53,6 +53,7 @@ from __future__ import annotations
 
 import contextvars
 import hashlib
+import json
 import logging
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -81,6 +82,7 @@ from rsmon.products.patch_regions import (
     threaded,
 )
 from rsmon.products.redlines import RedlineColumns, as_text, clip_to_redlines, polygonal, prepare_redlines
+from rsmon.products.change_series import FIRST_OBSERVATION
 from rsmon.provenance import parse_datetime
 
 log = logging.getLogger(__name__)
@@ -91,6 +93,7 @@ __all__ = [
     "RedlineColumns",
     "EQUAL_AREA_CRS",
     "INDEX_VARIABLES",
+    "FIRST_OBSERVATION",
     "PATCH_COLUMNS",
     "empty_patches",
     "patches_from_change",
@@ -205,6 +208,20 @@ def _scene_attrs(ds: xr.Dataset) -> dict[str, str | None]:
     }
 
 
+def _series_dates(ds: xr.Dataset) -> list[str] | None:
+    """The dates of a series' later scenes (``datetimes`` attribute, JSON), or None for a pair."""
+    text = ds.attrs.get("datetimes")
+    if text is None:
+        return None
+    try:
+        values = json.loads(text)
+    except (TypeError, ValueError):
+        raise InputError(f"change dataset: attribute 'datetimes' is not a JSON list ({text!r:.80})") from None
+    if not isinstance(values, list) or not values:
+        raise InputError(f"change dataset: attribute 'datetimes' is not a non-empty JSON list ({text!r:.80})")
+    return [_as_date(v, "change dataset: datetimes") if v else None for v in values]
+
+
 def _check_samples(index_samples, shape: tuple[int, int]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Validate ``index_samples = (flat, {name: values})``; return them as arrays."""
     try:
@@ -219,9 +236,10 @@ def _check_samples(index_samples, shape: tuple[int, int]) -> tuple[np.ndarray, d
                          f"(row * {shape[1]} + col on the {shape[0]} x {shape[1]} grid)")
     if not isinstance(values, Mapping):
         raise InputError(f"index_samples: values must be a mapping {{variable: array}}, got {type(values).__name__}")
-    unknown = sorted(set(values) - set(INDEX_VARIABLES))
+    known = (*INDEX_VARIABLES, FIRST_OBSERVATION)
+    unknown = sorted(set(values) - set(known))
     if unknown:
-        raise InputError(f"index_samples: unknown variable(s) {unknown}; expected names from {list(INDEX_VARIABLES)}")
+        raise InputError(f"index_samples: unknown variable(s) {unknown}; expected names from {list(known)}")
     arrays = {}
     for name, array in values.items():
         array = np.asarray(array)
@@ -235,28 +253,30 @@ def _check_samples(index_samples, shape: tuple[int, int]) -> tuple[np.ndarray, d
 # index means
 # --------------------------------------------------------------------------------------------
 def _piece_stats(ds: xr.Dataset, region_sums: Future | None, names: list[str], regions: Regions,
-                 pixel_conf: np.ndarray, parent: np.ndarray, cut: PiecePixels
+                 pixel_conf: np.ndarray, parent: np.ndarray, cut: PiecePixels, min_names: list[str]
                  ) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
-    """Pixel count, confidence and index means (:func:`_index_means`) of each piece.
+    """Pixel count, confidence and index means (:func:`_index_means`; minimums of ``min_names``) of each piece.
 
     A piece holding its whole region has the region's statistics, the others those of their
     pixels; slivers without a pixel centre take their region's confidence and means.
     """
     n, n_pieces = regions.n, len(parent)
-    patch_means, cut_means = _index_means(ds, region_sums, names, regions, cut, n_pieces)
+    patch_means, cut_means = _index_means(ds, region_sums, names, regions, cut, n_pieces, min_names)
     n_pixels = np.bincount(regions.label, minlength=n + 1)
     piece_pixels = np.where(cut.entire, n_pixels[parent], np.bincount(cut.piece, minlength=n_pieces + 1)[1:])
     own = ~cut.entire & (piece_pixels > 0)
     conf = bin_max(regions.label, pixel_conf, n + 1)[parent]
     piece_conf = np.where(own, bin_max(cut.piece, pixel_conf[cut.at], n_pieces + 1)[1:], conf)
-    return piece_pixels, piece_conf, {v: np.where(own, cut_means[v][1:], patch_means[v][parent]) for v in names}
+    return piece_pixels, piece_conf, {v: np.where(own, cut_means[v][1:], patch_means[v][parent])
+                                      for v in [*names, *min_names]}
 
 
 def _index_means(ds: xr.Dataset, region_sums: Future | None, names: list[str], regions: Regions, cut: PiecePixels,
-                 n_pieces: int) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+                 n_pieces: int, min_names: list[str]) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """NaN-skipping means of the index variables per region and per piece of the cut regions
-    (index 0 unused): from the samples' :func:`_sample_region_sums` or read from ``ds``."""
-    cut_acc = MeanAccumulator(n_pieces + 1, names)
+    (index 0 unused), and the minimums of the samples ``min_names``: from the samples'
+    :func:`_sample_region_sums` or read from ``ds`` (means only)."""
+    cut_acc = MeanAccumulator(n_pieces + 1, names, min_names)
     if region_sums is not None:
         parts, acc = region_sums.result()
         for at, label, values in parts if cut.at.size else ():
@@ -322,18 +342,19 @@ def _checked_pieces(samples, shape: tuple[int, int], names: list[str]) -> list[t
     return checked
 
 
-def _sample_region_sums(pieces: list[tuple[np.ndarray, dict]], names: list[str], regions: Regions
+def _sample_region_sums(pieces: list[tuple[np.ndarray, dict]], names: list[str], regions: Regions,
+                        min_names: list[str]
                         ) -> tuple[list[tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]], MeanAccumulator]:
     """Per piece of samples: pixel position and region of each sample and its values; and the
-    index sums per region over all pieces (samples off the change pixels go to region 0, which
-    is not used)."""
-    acc = MeanAccumulator(regions.n + 1, names)
+    index sums (and minimums of ``min_names``) per region over all pieces (samples off the
+    change pixels go to region 0, which is not used)."""
+    acc = MeanAccumulator(regions.n + 1, names, min_names)
     parts = []
     for flat, values in pieces:
         if not flat.size:
             continue
         at, label = regions.positions(flat)
-        values = {v: values[v] for v in names}
+        values = {v: values[v] for v in [*names, *min_names]}
         acc.add(label, values)
         parts.append((at, label, values))
     return parts, acc
@@ -442,7 +463,8 @@ def _stable_ids(matched: list, taken: set, redline_id, zone, codes, area, cx, cy
 
 
 def _region_pieces(ds: xr.Dataset, regions: Regions, pixel_conf: np.ndarray, transform, crs, zones,
-                   names: list[str], get_samples: Callable | None, keep_equal_area: bool) -> dict | None:
+                   names: list[str], get_samples: Callable | None, keep_equal_area: bool,
+                   min_names: list[str]) -> dict | None:
     """The patch pieces of ``regions`` (whole patches, or patches clipped to the redline features
     ``zones``): geometry, class, equal-area figures, pixel statistics; None when no piece is left.
 
@@ -453,7 +475,8 @@ def _region_pieces(ds: xr.Dataset, regions: Regions, pixel_conf: np.ndarray, tra
     n = regions.n
     # pixel statistics (numba kernels) in the background while GEOS and PROJ work on the polygons
     with ThreadPoolExecutor(1) as background:
-        region_sums = (background.submit(_in_context(), lambda: _sample_region_sums(get_samples(), names, regions))
+        region_sums = (background.submit(_in_context(),
+                                         lambda: _sample_region_sums(get_samples(), names, regions, min_names))
                        if get_samples is not None else None)
         geoms = region_polygons(regions, transform)
         # pieces: patches, or patches clipped to redline features
@@ -473,14 +496,15 @@ def _region_pieces(ds: xr.Dataset, regions: Regions, pixel_conf: np.ndarray, tra
                        for k in _REDLINE_KEYS}
             cut = assign_pieces(regions, parent, clipped.zone, clipped.whole, zones.geometry.to_numpy(), transform)
         stats = background.submit(_in_context(), _piece_stats, ds, region_sums, names, regions, pixel_conf, parent,
-                                  cut)
+                                  cut, min_names)
         ea_geoms, area, (cx, cy), (lon, lat) = _equal_area(piece_geoms, crs, max(abs(transform.a), abs(transform.e)))
         piece_pixels, piece_conf, piece_means = stats.result()
     return {"order": regions.first_flat()[parent], "codes": regions.label_class[parent],
             "piece_geoms": np.asarray(piece_geoms, dtype=object),
             "ea_geoms": np.asarray(ea_geoms if keep_equal_area else [None] * len(area), dtype=object),
             "area": area, "cx": cx, "cy": cy, "lon": lon, "lat": lat, "piece_pixels": piece_pixels,
-            "piece_conf": piece_conf, "redline": redline, **{f"mean:{v}": piece_means[v] for v in names}}
+            "piece_conf": piece_conf, "redline": redline,
+            **{f"mean:{v}": piece_means[v] for v in [*names, *min_names]}}
 
 
 # --------------------------------------------------------------------------------------------
@@ -533,6 +557,10 @@ def patches_from_change(
         ``window_rows`` a callable is called once per window as ``index_samples(row0, row1)``
         and returns (at least) the samples of rows ``row0:row1``, e.g.
         :meth:`rsmon.products.change_blocks.ChangeBlocks.samples_in_rows`.
+        A series' samples (``ds`` has the ``datetimes`` attribute of its later scenes) may add
+        :data:`~rsmon.products.change_series.FIRST_OBSERVATION`, the position of the later scene
+        that first flagged each pixel (a callable's must): a patch's ``first_detected`` is then
+        the date of its earliest, else the ``after_datetime``.
     window_rows : int, optional
         Label and vectorise the raster window of rows by window (this many rows each, each row
         of ``ds`` read once, e.g. from lazy arrays over files): memory then depends on the
@@ -581,6 +609,9 @@ def patches_from_change(
         windows = region_windows(read, shape, int(window_rows), connectivity)
     names = list(INDEX_VARIABLES) if lazy else [v for v in INDEX_VARIABLES if v in (samples[1] if samples
                                                                                    else ds.data_vars)]
+    # a series' samples may say which later scene first flagged each pixel (FIRST_OBSERVATION)
+    observed = _series_dates(ds)
+    min_names = [FIRST_OBSERVATION] if observed and (lazy or (samples and FIRST_OBSERVATION in samples[1])) else []
     parts, n = [], 0
     for regions, pixel_conf in windows:
         if not regions.n:
@@ -591,8 +622,9 @@ def patches_from_change(
         else:  # the callable's samples are checked when it has been called, in the background
             call = index_samples if window_rows is None else partial(index_samples, int(regions.rows[0]),
                                                                      int(regions.rows[-1]) + 1)
-            get = partial(lambda f: _checked_pieces(f(), shape, names), call)
-        part = _region_pieces(ds, regions, pixel_conf, transform, crs, zones, names, get, previous is not None)
+            get = partial(lambda f: _checked_pieces(f(), shape, [*names, *min_names]), call)
+        part = _region_pieces(ds, regions, pixel_conf, transform, crs, zones, names, get, previous is not None,
+                              min_names)
         if part is not None:
             parts.append(part)
     if n == 0:
@@ -613,6 +645,14 @@ def patches_from_change(
     piece_pixels, piece_conf = joined["piece_pixels"], joined["piece_conf"]
     piece_means = {v: joined[f"mean:{v}"] for v in names}
     n_pieces = len(codes)
+    if min_names:  # the date of each piece's earliest first flagging observation
+        first = joined[f"mean:{FIRST_OBSERVATION}"]
+        if np.any((first < 0) | (first >= len(observed)) | (first != np.floor(first))):
+            raise InputError(f"index_samples: {FIRST_OBSERVATION!r} must hold positions 0..{len(observed) - 1} "
+                             "of the change dataset's 'datetimes'")
+        detected = [(observed[int(k)] if k == k else None) or scene["after_date"] for k in first]
+    else:
+        detected = [scene["after_date"]] * n_pieces
 
     # stable ids
     if previous is not None:
@@ -642,7 +682,7 @@ def patches_from_change(
         **redline,
         "before_date": same(scene["before_date"]),
         "after_date": same(scene["after_date"]),
-        "first_detected": [min(f, scene["after_date"]) if f else scene["after_date"] for f in matched_first],
+        "first_detected": [min(f, d) if f else d for f, d in zip(matched_first, detected)],
         "last_detected": same(scene["after_date"]),
         **{k: same(scene[k]) for k in ("sensor", "before_source", "after_source")},
         **{v: piece_means[v] if v in names else np.full(n_pieces, np.nan) for v in INDEX_VARIABLES},
