@@ -124,6 +124,17 @@ def test_series_patches_are_dated_by_their_first_flagging_observation():
     again = patches_from_change(blocks.to_dataset(scenes[-1]), index_samples=lambda: blocks.sample_pieces,
                                 previous=patches.assign(first_detected="2020-12-31"))
     assert set(again["first_detected"]) == {"2020-12-31"} and list(again["patch_id"]) == list(patches["patch_id"])
+    # patches cut by a redline (pieces measured from their own pixels) keep their dates
+    import geopandas as gpd
+    import shapely
+
+    x0, y1 = float(scenes[0].x[0]) - 5, float(scenes[0].y[0]) + 5
+    half = gpd.GeoDataFrame({"redline_id": ["RL-1"], "name": ["west"]},
+                            geometry=[shapely.box(x0, y1 - 1200, x0 + 455, y1)], crs="EPSG:32650")  # cols < 45.5
+    cut = patches_from_change(blocks.to_dataset(scenes[-1]), index_samples=lambda: blocks.sample_pieces, redlines=half)
+    halves = cut[cut["change_class"].isin(["mining_quarrying", "water_body_change"])]
+    assert len(halves) == 2 and (halves["n_pixels"] < 100).all()  # the mining and water blocks, cut in two
+    assert all(dated[c] == d for c, d in zip(cut["change_class"], cut["first_detected"]))
 
 
 def test_series_block_pass_with_a_cloudy_date_two_sensors_and_mixed_blocks():

@@ -70,6 +70,7 @@ from pyproj import CRS, Transformer
 
 from rsmon.errors import InputError
 from rsmon.kernels.patches import bin_max
+from rsmon.products.change_series import FIRST_OBSERVATION
 from rsmon.products.patch_regions import (
     THREADS,
     MeanAccumulator,
@@ -82,7 +83,6 @@ from rsmon.products.patch_regions import (
     threaded,
 )
 from rsmon.products.redlines import RedlineColumns, as_text, clip_to_redlines, polygonal, prepare_redlines
-from rsmon.products.change_series import FIRST_OBSERVATION
 from rsmon.provenance import parse_datetime
 
 log = logging.getLogger(__name__)
