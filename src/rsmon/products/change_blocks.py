@@ -91,7 +91,8 @@ class ChangeBlocks:
         block.
     index_values : dict of str -> numpy.ndarray of float32
         ``ndvi_before, ndvi_after, ndbi_before, ndbi_after, mndwi_before, mndwi_after, bsi_before,
-        bsi_after`` at those pixels.
+        bsi_after`` at those pixels (:attr:`sample_names`; a series adds
+        :data:`~rsmon.products.change_series.FIRST_OBSERVATION`).
     attrs : dict
         The attributes of :func:`~rsmon.products.change.detect_change` (threshold, normalisation,
         parameters, dates, sensor, ``no_data_reason``) plus ``n_fit_px`` / ``n_fit_blocks``.
@@ -226,6 +227,31 @@ class _InMemory:
 
     def rasters(self) -> tuple:
         return self.arrays
+
+
+def _sink(shape: tuple[int, int], spill):
+    """Where the pass writes: ``spill`` (checked against the scene's ``shape``), else whole arrays."""
+    if spill is None:
+        return _InMemory(shape)
+    if tuple(spill.shape) != tuple(shape):
+        raise InputError(f"spill: shape {tuple(spill.shape)} differs from the scene's {tuple(shape)}")
+    return spill
+
+
+def _clean_halo(p: ChangeParams) -> tuple[bool, int]:
+    """Whether the clean-up does anything, and the halo of neighbouring pixels it then needs."""
+    clean = p.opening_px > 0 or p.closing_px > 0 or p.mmu_px > 1
+    return clean, p.halo_px if clean else 0
+
+
+def _blocks(inputs: PairInputs, sink, results: list, attrs: dict, spill, sample_names=INDEX_SAMPLE_NAMES
+            ) -> ChangeBlocks:
+    """The :class:`ChangeBlocks` of a pass: the sink's rasters and the per-block results of :func:`_run`."""
+    row_starts, n_cols = inputs.block_starts[0], len(inputs.chunks[1])
+    return ChangeBlocks(*sink.rasters(), pieces=[[flat, samples] for flat, samples, _, _ in results], attrs=attrs,
+                        n_valid=sum(int(r[2]) for r in results), n_change=sum(int(r[3]) for r in results),
+                        piece_rows=[(int(row_starts[m // n_cols]), int(row_starts[m // n_cols + 1]))
+                                    for m in range(len(results))], spill=spill, sample_names=sample_names)
 
 
 def _overlapping(starts: np.ndarray, lo: int, hi: int) -> list[int]:
@@ -386,9 +412,7 @@ def detect_change_blocks(before: xr.Dataset, after: xr.Dataset, params: ChangePa
         Missing bands, different grids or radiometries.
     """
     p, before, inputs = prepared_pair(before, after, params)
-    if spill is not None and tuple(spill.shape) != tuple(inputs.shape):
-        raise InputError(f"spill: shape {tuple(spill.shape)} differs from the scene's {tuple(inputs.shape)}")
-    sink = _InMemory(inputs.shape) if spill is None else spill
+    sink = _sink(inputs.shape, spill)
     read = _reader(inputs)
     n_cols = len(inputs.chunks[1])
     first_blocks = [divmod(m, n_cols) for m in range(min(PREFETCH_BLOCKS, len(inputs.chunks[0]) * n_cols))]
@@ -397,18 +421,12 @@ def detect_change_blocks(before: xr.Dataset, after: xr.Dataset, params: ChangePa
         prefetched = {ij: early.submit(read, *ij) for ij in first_blocks}
         fit = fit_change(inputs, p)
         # the step-2 tasks write into the sink's arrays: a local threaded computation by design
-        clean = p.opening_px > 0 or p.closing_px > 0 or p.mmu_px > 1
+        clean, halo = _clean_halo(p)
         step1 = partial(_step1, has_qa=inputs.has_qa, k=inputs.k, reflectance=inputs.reflectance,
                         fit=fit.normalisation, threshold=fit.threshold, radius=p.closing_px + p.mmu_px)
         step2 = partial(_step2, params=p, clean=clean, width=inputs.shape[1])
-        results = _run(inputs, p.halo_px if clean else 0, read, step1, step2, sink, num_workers,
-                       prefetched=prefetched)
-    row_starts = inputs.block_starts[0]
-    out = ChangeBlocks(*sink.rasters(), pieces=[[flat, samples] for flat, samples, _, _ in results],
-                       attrs=base_attrs(before, after, p, inputs.radiometry, fit),
-                       n_valid=sum(int(r[2]) for r in results), n_change=sum(int(r[3]) for r in results),
-                       piece_rows=[(int(row_starts[m // n_cols]), int(row_starts[m // n_cols + 1]))
-                                   for m in range(len(results))], spill=spill)
+        results = _run(inputs, halo, read, step1, step2, sink, num_workers, prefetched=prefetched)
+    out = _blocks(inputs, sink, results, base_attrs(before, after, p, inputs.radiometry, fit), spill)
     log.info("change: %d of %d valid pixels (%d blocks), threshold %.3f", out.n_change, out.n_valid, len(results),
              fit.threshold)
     return out
@@ -496,10 +514,10 @@ def series_change_blocks(scenes, params: ChangeParams | None = None, *, num_work
     The scenes are ordered as there (:func:`~rsmon.products.change_series.series_order`) and each
     later scene is fitted against the reference (:func:`~rsmon.products.change_fit.fit_change`).
     Then every block position is read once, the reference once for all pairs (by the scenes'
-    readers when they are unmodified reader arrays, else from the inputs' graph): step 1 computes each pair's raw codes and, at the union of the
-    pairs' candidates, each pair's index values, rule classes and rule flags; step 2 cleans each
-    pair's codes with its halo and confirms the flags at the candidates (the other pixels cannot
-    be flagged by any pair). Memory as :func:`detect_change_blocks`, times the number of pairs
+    readers when they are unmodified reader arrays, else from the inputs' graph): step 1 computes
+    each pair's raw codes and, at the union of the pairs' candidates, each pair's index values,
+    rule classes and rule flags; step 2 cleans each pair's codes with its halo and confirms the
+    flags where some pair flags (the other pixels cannot be flagged by any pair). Memory as :func:`detect_change_blocks`, times the number of pairs
     for the step-1 results; ``spill`` streams the outputs likewise.
 
     Raises
@@ -512,24 +530,17 @@ def series_change_blocks(scenes, params: ChangeParams | None = None, *, num_work
     sensor_ids = series_sensor_ids(later)
     p, _, first = prepared_pair(reference, later[0], params)
     pairs = [first] + [prepared_pair(reference, scene, p, first.chunks)[2] for scene in later[1:]]
-    if spill is not None and tuple(spill.shape) != tuple(first.shape):
-        raise InputError(f"spill: shape {tuple(spill.shape)} differs from the series' {tuple(first.shape)}")
+    sink = _sink(first.shape, spill)
     if spill is not None and tuple(spill.sample_names) != SERIES_SAMPLE_NAMES:
         raise InputError(f"spill: samples {tuple(spill.sample_names)}, the series gives {SERIES_SAMPLE_NAMES}")
     fits = [fit_change(inputs, p) for inputs in pairs]
-    sink = _InMemory(first.shape) if spill is None else spill
-    clean = p.opening_px > 0 or p.closing_px > 0 or p.mmu_px > 1
+    clean, halo = _clean_halo(p)
     read = _SeriesReader(pairs)
     step1 = partial(_series_step1, pairs=pairs, fits=fits, radius=p.closing_px + p.mmu_px)
     step2 = partial(_series_step2, params=p, clean=clean, width=first.shape[1], sensor_ids=sensor_ids)
-    results = _run(first, p.halo_px if clean else 0, read, step1, step2, sink, num_workers)
-    n_cols = len(first.chunks[1])
-    row_starts = first.block_starts[0]
-    out = ChangeBlocks(*sink.rasters(), pieces=[[flat, samples] for flat, samples, _, _ in results],
-                       attrs=series_attrs(reference, later, p, [fit.attrs["threshold"] for fit in fits]),
-                       n_valid=sum(int(r[2]) for r in results), n_change=sum(int(r[3]) for r in results),
-                       piece_rows=[(int(row_starts[m // n_cols]), int(row_starts[m // n_cols + 1]))
-                                   for m in range(len(results))], spill=spill, sample_names=SERIES_SAMPLE_NAMES)
+    results = _run(first, halo, read, step1, step2, sink, num_workers)
+    out = _blocks(first, sink, results, series_attrs(reference, later, p, [fit.attrs["threshold"] for fit in fits]),
+                  spill, SERIES_SAMPLE_NAMES)
     log.info("series change: %d of %d pixels clear at least once (%d later scenes, %d blocks, shared reference "
              "reads: %s)", out.n_change, out.n_valid, len(later), len(results), read.shared)
     return out

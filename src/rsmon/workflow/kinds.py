@@ -229,7 +229,7 @@ def _redline_parameters() -> dict:
                          "description": "auto: keep patch ids of this job's latest earlier run"},
             "checksums": {"type": "boolean"}, "change": _fields_schema("rsmon.products.change_params.ChangeParams"),
             "stream": {"type": "boolean",
-                       "description": "stream the pair through scratch files (default: above 25 Mpixel)"}}
+                       "description": "stream the change pass through scratch files (default: above 25 Mpixel)"}}
 
 
 def _redline_validation() -> dict:

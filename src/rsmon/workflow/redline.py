@@ -100,7 +100,7 @@ _MASKS = ("change", "change_class", "confidence")
 #: ignored for compressed files).
 GDAL_READ_ENV = {"GDAL_CACHEMAX": 256 << 20, "GTIFF_DIRECT_IO": "YES"}
 
-#: A pair whose after grid has more pixels than this is streamed (:func:`run_redline_detect`
+#: A run whose after grid has more pixels than this is streamed (:func:`run_redline_detect`
 #: ``stream``): its rasters and samples go to scratch files block row by block row and the patches
 #: are built window by window, so memory stops growing with the area. On a Sentinel-2 tile (120.6
 #: Mpixel) a streamed run is as fast as one in memory (6.3-6.8 s against 6.3-7.9 s uncompressed,
@@ -232,11 +232,11 @@ def run_redline_detect(
     quicklooks : bool
         Write one before/after PNG per patch (the largest ``max_quicklooks``).
     stream : bool, optional
-        Stream a pair through scratch files in the output folder (memory that does not grow
-        with the scene's area, only with its width and the number of patches;
-        :class:`rsmon.io.spill.ChangeSpill`, patches by windows of
-        :data:`STREAM_WINDOW_ROWS` rows); default: when the after grid has more than
-        :data:`STREAM_PIXELS` pixels. The outputs are the same either way.
+        Stream the pass (a pair or a series) through scratch files in the output folder (memory
+        that does not grow with the scene's area, only with its width and the number of patches;
+        :class:`rsmon.io.spill.ChangeSpill`, patches by windows of :data:`STREAM_WINDOW_ROWS`
+        rows); default: when the after grid has more than :data:`STREAM_PIXELS` pixels. The
+        outputs are the same either way.
 
     Raises
     ------
