@@ -48,7 +48,7 @@ from rsmon.kernels.decode import lut_decode
 log = logging.getLogger(__name__)
 
 __all__ = ["S2_BAND_OF", "SCL_CLEAR", "SCL_MEANINGS", "S2Metadata", "estimate_s2a_sensing_date", "find_s2_root",
-           "is_s2_folder", "s2_layout", "scl_clear", "scl_defective", "scl_water"]
+           "is_s2_folder", "s2_layout", "s2_tile_of_name", "scl_clear", "scl_defective", "scl_water"]
 
 #: Default Sentinel-2 band of each standard name (nir falls back to B8A when B08 is absent).
 S2_BAND_OF: Mapping[str, str] = {"blue": "B02", "green": "B03", "red": "B04", "nir": "B08", "swir1": "B11",
@@ -228,6 +228,25 @@ def _oscd_date(folder: Path) -> date | None:
                 return datetime.strptime(value.strip(), "%Y%m%d").date()
             except ValueError:
                 raise FormatError(f"{dates}: {index} is {value.strip()!r}, expected YYYYMMDD") from None
+    return None
+
+
+def s2_tile_of_name(name: str) -> str | None:
+    """The MGRS tile (``T50SMF``) in a Sentinel-2 product, granule or band file name, else None.
+
+    Recognised: SAFE product names (``S2A_MSIL2A_..._T50SMF_....SAFE``), granule/band stems of
+    processing baseline 02.07 and later (``T50SMF_20230501T030551_B02_10m.tif``) and older
+    ``S2A_OPER_MSI_L2A_TL_...`` granule names (ESA Sentinel-2 Products Specification Document).
+    """
+    safe = _SAFE.search(name)
+    if safe is not None:
+        return f"T{safe['tile']}"
+    band = _BAND_FILE.match(name)
+    stem = band["stem"] if band is not None else name
+    for regex in (_NEW_STEM, _OPER_STEM):
+        match = regex.match(stem)
+        if match is not None:
+            return f"T{match['tile']}"
     return None
 
 

@@ -238,6 +238,7 @@ def _redline_validation() -> dict:
 
 def _run_redline(task: JobTask, inputs, out: Path, catalog: Path) -> dict:
     from rsmon.workflow.redline import run_redline_detect
+    from rsmon.workflow.redline_tiles import plan_tiles, run_redline_tiles
 
     p = task.parameters
     before, after = [i.path for i in inputs["before"]], [i.path for i in inputs["after"]]
@@ -249,10 +250,16 @@ def _run_redline(task: JobTask, inputs, out: Path, catalog: Path) -> dict:
         from rsmon.products.change_params import ChangeParams
 
         params = ChangeParams(**p["change"])
-    result = run_redline_detect(before, after, out, redlines=p.get("redlines"), mmu_px=p.get("mmu_px"),
-                                params=params, band_map=p.get("band_map"), previous=task.previous_patches,
-                                quicklooks=p.get("quicklooks", True), max_quicklooks=p.get("max_quicklooks", 200),
-                                checksums=p.get("checksums", True), stream=p.get("stream"))
+    options = dict(redlines=p.get("redlines"), mmu_px=p.get("mmu_px"), params=params, band_map=p.get("band_map"),
+                   previous=task.previous_patches, quicklooks=p.get("quicklooks", True),
+                   max_quicklooks=p.get("max_quicklooks", 200), checksums=p.get("checksums", True),
+                   stream=p.get("stream"))
+    plan = plan_tiles(inputs["before"], inputs["after"])
+    if plan.multi:  # scenes of several tiles: one run per tile, the patches merged
+        s = run_redline_tiles(plan, out, **options)
+        return {k: s[k] for k in ("n_patches", "area_m2", "n_change_pixels", "by_class", "reason", "skipped_tiles",
+                                  "duplicates_dropped")} | {"tiles": sorted(s["tiles"])}
+    result = run_redline_detect(before, after, out, **options)
     return {"n_patches": result.n_patches, "area_m2": result.area_m2, "n_change_pixels": result.n_change_pixels,
             "by_class": result.by_class, "reason": result.reason}
 
@@ -261,6 +268,9 @@ def _validate_redline(task: JobTask, out: Path, report_dir: Path) -> dict:
     from rsmon.workflow.redline import run_change_validation
 
     v = task.validation or {}
+    if not (out / "change.tif").is_file() and (out / "tiles").is_dir():
+        raise InputError("validation: this run covers several tiles (one change raster each in tiles/); "
+                         "a reference change map validates a job of one tile (narrow its bbox)")
     refs = _expand(v["reference"], "validation.reference")
     result = run_change_validation(out / "change.tif", refs[0] if len(refs) == 1 else refs, report_dir,
                                    iou_min=v.get("iou_min", 0.5))

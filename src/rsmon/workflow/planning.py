@@ -24,6 +24,7 @@ from rsmon.workflow.jobs import JobTask
 from rsmon.workflow.kinds import JOB_KINDS
 from rsmon.workflow.ledger import Ledger
 from rsmon.workflow.publish import file_record, staging_dir
+from rsmon.workflow.redline_tiles import group_by_tile
 from rsmon.workflow.spec import Job, Workflow, period_label, render, template_context
 
 log = logging.getLogger(__name__)
@@ -79,12 +80,11 @@ def plan_job(home: Path, ledger: Ledger, workflow: Workflow, job: Job, day: date
                 log.info("%s: %s %s left out: quarantined earlier (%s)", job.id, role, item.path, reason)
             else:
                 items.append(item)
-        if q.select == "latest":
-            items = items[-1:]
-        elif q.select == "earliest":
-            items = items[:1]
-        if q.max_count is not None:
-            items = items[-q.max_count:] if q.select == "latest" else items[: q.max_count]
+        if q.group == "tile":  # select and max_count per tile, in the catalog's order
+            chosen = {id(i) for group in group_by_tile(items).values() for i in _select(group, q)}
+            items = [i for i in items if id(i) in chosen]
+        else:
+            items = _select(items, q)
         if len(items) < max(q.min_count, kind.role(role).min):
             where = f" in bbox {list(q.bbox)}" if q.bbox else ""
             raise InputError(f"inputs.{role}: {len(items)} item(s) of collection {q.collection!r}{where} between "
@@ -119,6 +119,17 @@ def plan_job(home: Path, ledger: Ledger, workflow: Workflow, job: Job, day: date
                    alerts=alerts, previous_patches=previous, attempts=job.attempts, backoff_s=job.backoff_s,
                    max_backoff_s=job.max_backoff_s)
     return Planned(job=job, task=task, key=key, final_dir=final_dir, inputs=records, used=used)
+
+def _select(items: list[InputItem], q) -> list[InputItem]:
+    """``select`` and ``max_count`` of a query applied to catalog items (in time order)."""
+    if q.select == "latest":
+        items = items[-1:]
+    elif q.select == "earliest":
+        items = items[:1]
+    if q.max_count is not None:
+        items = items[-q.max_count:] if q.select == "latest" else items[: q.max_count]
+    return items
+
 
 def _resolve_paths(workflow: Workflow, block: dict[str, Any], names: Sequence[str], ctx: dict) -> dict[str, Any]:
     out = dict(block)

@@ -170,6 +170,7 @@ class InputQuery:
     window_end: Duration
     bbox: tuple[float, float, float, float] | None = None
     select: str = "all"  # all | latest | earliest
+    group: str = "none"  # none | tile: select and max_count apply per tile (rsmon.workflow.redline_tiles.tile_key)
     min_count: int = 1
     max_count: int | None = None
     platform: str | None = None
@@ -228,6 +229,8 @@ def _query_schema() -> dict:
         "window": {"type": "object", "additionalProperties": False, "required": ["start", "end"],
                    "properties": {"start": {"type": "string"}, "end": {"type": "string"}}},
         "select": {"enum": ["all", "latest", "earliest"]},
+        "group": {"enum": ["none", "tile"],
+                  "description": "tile: select and max_count apply to each tile's scenes (MGRS tile, WRS-2 path/row)"},
         "min_count": {"type": "integer", "minimum": 0},
         "max_count": {"type": "integer", "minimum": 1},
         "platform": {"type": "string"}, "product": {"type": "string"}}}
@@ -512,7 +515,7 @@ def _build(path: Path, text: str, data: dict, lines: _Lines) -> tuple[Workflow, 
                 role=role, collection=q["collection"], window_start=duration(qp + ("window", "start"), window["start"]),
                 window_end=duration(qp + ("window", "end"), window["end"]),
                 bbox=tuple(float(v) for v in bbox) if bbox else None, select=q.get("select", "all"),
-                min_count=q.get("min_count", 1), max_count=q.get("max_count"), platform=q.get("platform"),
+                group=q.get("group", "none"), min_count=q.get("min_count", 1), max_count=q.get("max_count"), platform=q.get("platform"),
                 product=q.get("product"))
             for key in ("platform", "product"):
                 if q.get(key):

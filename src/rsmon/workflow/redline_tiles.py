@@ -1,0 +1,192 @@
+"""Redline jobs over several tiles: the scenes grouped by tile, one change run per tile, the patches merged.
+
+A monitoring centre's redlines span many Sentinel-2 tiles (or Landsat path/rows), and a month's
+scenes of them arrive together. A change run puts every scene on one grid, so scenes of different
+tiles cannot share a run. :func:`plan_tiles` groups a job's scenes by their tile (the MGRS tile of
+Sentinel-2 names, the WRS-2 path/row of Landsat names; :func:`tile_key`), and
+:func:`run_redline_tiles` runs :func:`rsmon.workflow.redline.run_redline_detect` once per tile
+into ``OUT/tiles/<tile>/`` and merges the tiles' patches into ``OUT/patches.gpkg`` and
+``OUT/patches.geojson`` (:func:`rsmon.products.patch_merge.merge_tile_patches`: a change in the
+overlap of two tiles is reported once), with ``OUT/summary.json`` listing every tile.
+
+The tiles are those of the scenes of the more common family among the after scenes (Sentinel-2
+tiles before Landsat path/rows on a tie). A scene of the other family or without a tile in its
+name (a second sensor's scene, an ENVI stack) joins every tile whose after scenes' bounding box it
+intersects, so a Landsat scene can still confirm the Sentinel-2 changes of the tiles it covers.
+A tile with after scenes but no before scene is skipped, and the summary says why; a job whose
+scenes are all of one tile runs as before (outputs directly in ``OUT``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import rasterio
+from pyproj import Transformer
+
+from rsmon.errors import InputError
+from rsmon.io.atomic import atomic_output
+from rsmon.io.optical_landsat import parse_landsat_id
+from rsmon.io.optical_s2 import s2_tile_of_name
+from rsmon.io.vectors import read_vectors, write_patches
+from rsmon.products.patch_merge import merge_tile_patches
+
+log = logging.getLogger(__name__)
+
+__all__ = ["TileRun", "TilePlan", "group_by_tile", "plan_tiles", "run_redline_tiles", "tile_key"]
+
+
+def tile_key(item) -> str | None:
+    """The tile of a catalogued scene: ``T50SMF`` (Sentinel-2 MGRS) or ``WRS2-120038`` (Landsat
+    path 120, row 38) from its folder, file or item names; None when no name carries one.
+
+    ``item`` is an :class:`rsmon.workflow.input_index.InputItem` or a path."""
+    path = Path(item if isinstance(item, (str, os.PathLike)) else item.path)
+    files = [Path(f).name for f in getattr(item, "files", ())]
+    if not files and path.is_dir():  # a folder of band files (OSCD style, or a flat L2A folder)
+        files = sorted(p.name for p in path.iterdir())
+    names = [path.name, path.parent.name, *files, getattr(item, "item_id", "")]
+    for name in names:
+        tile = s2_tile_of_name(name)
+        if tile:
+            return tile
+    for name in names:
+        scene = parse_landsat_id(name)
+        if scene is not None:
+            return f"WRS2-{scene.path:03d}{scene.row:03d}"
+    return None
+
+
+def group_by_tile(items: Sequence) -> dict[str | None, list]:
+    """Items by :func:`tile_key`, in the order given (None: items whose names carry no tile)."""
+    groups: dict[str | None, list] = {}
+    for item in items:
+        groups.setdefault(tile_key(item), []).append(item)
+    return groups
+
+
+@dataclass
+class TileRun:
+    """One tile's scenes."""
+
+    tile: str
+    before: list
+    after: list
+
+
+@dataclass
+class TilePlan:
+    """The tiles of a job: the runs, and the tiles skipped with the reason."""
+
+    runs: list[TileRun]
+    skipped: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def multi(self) -> bool:
+        return len(self.runs) + len(self.skipped) > 1
+
+
+def _family(key: str | None) -> str | None:
+    return None if key is None else ("landsat" if key.startswith("WRS2-") else "sentinel-2")
+
+
+def _bbox_union(items) -> tuple[float, float, float, float] | None:
+    boxes = [i.bbox for i in items if getattr(i, "bbox", None) is not None]
+    if not boxes:
+        return None
+    return (min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes), max(b[3] for b in boxes))
+
+
+def _intersects(a, b) -> bool:
+    if a is None or b is None:
+        return True  # no footprint to tell: let the run's alignment decide (it names a scene that does not overlap)
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def plan_tiles(before: Sequence, after: Sequence) -> TilePlan:
+    """Group a redline job's scenes into tile runs (rules in the module doc)."""
+    by_tile = group_by_tile(after)
+    families = [_family(k) for k in by_tile for _ in by_tile[k]]
+    counts = {f: families.count(f) for f in ("sentinel-2", "landsat")}
+    primary = "sentinel-2" if counts["sentinel-2"] >= counts["landsat"] else "landsat"
+    tiles = [k for k in by_tile if _family(k) == primary and counts[primary]]
+    if len(tiles) <= 1:
+        return TilePlan([TileRun(tiles[0] if tiles else "scene", list(before), list(after))])
+    runs = {t: TileRun(t, [], []) for t in sorted(tiles)}
+    footprint = {t: _bbox_union(by_tile[t]) for t in runs}
+    for role, items in (("before", before), ("after", after)):
+        for item in items:
+            key = tile_key(item)
+            targets = [key] if key in runs else ([] if _family(key) == primary else
+                                                 [t for t in runs if _intersects(item.bbox, footprint[t])])
+            for t in targets:
+                getattr(runs[t], role).append(item)
+            if not targets:
+                log.info("redline tiles: %s scene %s is of no tile of this job's after scenes; not used",
+                         role, Path(item.path).name)
+    skipped = {t: "no before scene of this tile (give the before query 'group: tile' to select one per tile)"
+               for t, r in runs.items() if not r.before}
+    return TilePlan([r for t, r in runs.items() if t not in skipped], skipped)
+
+
+def _grid_centre(change_tif: Path) -> tuple[float, float]:
+    with rasterio.open(change_tif) as src:
+        b, crs = src.bounds, src.crs
+    x, y = (b.left + b.right) / 2, (b.bottom + b.top) / 2
+    lon, lat = Transformer.from_crs(crs, "EPSG:4326", always_xy=True).transform(x, y)
+    return float(lon), float(lat)
+
+
+def run_redline_tiles(plan: TilePlan, out: Path, **kwargs) -> dict[str, Any]:
+    """Run every tile of ``plan`` into ``out/tiles/<tile>/`` and merge their patches into ``out``.
+
+    ``kwargs`` go to :func:`rsmon.workflow.redline.run_redline_detect` (the same redlines,
+    parameters and previous patches for every tile). Writes ``out/patches.gpkg``,
+    ``out/patches.geojson`` (column ``tile`` added) and ``out/summary.json``; returns the summary.
+
+    Raises
+    ------
+    InputError
+        No tile has both a before and an after scene (the message lists why for each tile).
+    RsmonError
+        As :func:`run_redline_detect` for a tile's run; nothing is written in ``out`` then except
+        the folders of tiles already done, which the workflow's staging folder discards.
+    """
+    from rsmon.workflow.redline import run_redline_detect
+
+    if not plan.runs:
+        raise InputError("redline tiles: no tile has both a before and an after scene ("
+                         + "; ".join(f"{t}: {why}" for t, why in sorted(plan.skipped.items())) + ")")
+    tables, centres, tiles = {}, {}, {}
+    for run in plan.runs:
+        folder = out / "tiles" / run.tile
+        log.info("redline tile %s: %d before, %d after scene(s)", run.tile, len(run.before), len(run.after))
+        result = run_redline_detect([i.path for i in run.before], [i.path for i in run.after], folder, **kwargs)
+        tables[run.tile] = read_vectors(result.paths["patches_gpkg"])
+        centres[run.tile] = _grid_centre(result.paths["change"])
+        tiles[run.tile] = {"folder": f"tiles/{run.tile}", "n_patches": result.n_patches, "area_m2": result.area_m2,
+                           "n_change_pixels": result.n_change_pixels, "n_valid_pixels": result.n_valid_pixels,
+                           "by_class": result.by_class, "reason": result.reason,
+                           "before": [i.path for i in run.before], "after": [i.path for i in run.after]}
+    merged = merge_tile_patches(tables, centres)
+    table = merged.table
+    write_patches(table, out / "patches.gpkg", out / "patches.geojson")
+    by_class = {str(k): int(v) for k, v in table["change_class"].value_counts().items()} if len(table) else {}
+    summary = {
+        "tiles": tiles, "skipped_tiles": plan.skipped, "n_patches": len(table),
+        "area_m2": float(table["area_m2"].sum()) if len(table) else 0.0, "by_class": by_class,
+        "n_change_pixels": sum(t["n_change_pixels"] for t in tiles.values()),
+        "n_valid_pixels": sum(t["n_valid_pixels"] for t in tiles.values()),
+        "duplicates_dropped": merged.n_dropped, "ids_renamed": merged.n_renamed,
+        "reason": None if len(table) else "no change patch in any tile",
+    }
+    with atomic_output(out / "summary.json") as tmp:
+        tmp.write_text(json.dumps(summary, indent=2, default=str) + "\n", encoding="utf-8")
+    for tile, why in plan.skipped.items():
+        log.warning("redline tile %s skipped: %s", tile, why)
+    return summary
