@@ -34,11 +34,19 @@ Cases, each its own process under GNU time (wall, user and system CPU seconds, p
                        CLI runs) against the lazy :func:`rsmon.products.change.detect_series`
                        graph computed by dask strip by strip (1024 rows, masks and index values
                        together; what the CLI ran before the block pass).
+``cli-composite``      (``--composite``) the one-off CLI on a pair whose reference is the
+                       latest-clear composite of two before scenes (the tile's before scene and its
+                       ZSTD copy; several ``--before``);
+``composite-direct`` / ``composite-graph``  (``--composite``) the detection of that pair only:
+                       the composite read block by block by its scenes' readers
+                       (:class:`rsmon.products.change_composite.CompositeBlocks`, what the CLI
+                       runs) against the composite's dask graph evaluated per block (what it ran
+                       before).
 
 Usage::
 
     .venv/bin/python benchmarks/bench_change_tile.py [--data benchmarks/data] [--repeat 2]
-        [--compressions deflate,zstd,none] [--series] [--json out.json]
+        [--compressions deflate,zstd,none] [--series] [--composite] [--json out.json]
 
 Needs GNU time (Debian package ``time``). Prints a Markdown table (best of ``--repeat`` runs).
 """
@@ -187,6 +195,27 @@ print(time.perf_counter() - t, n_change)
 """
 
 
+_COMPOSITE = """
+import sys, time
+from rsmon.io.optical import open_optical
+from rsmon.io.optical_raster import SCENE_BLOCKS
+from rsmon.products.change import detect_change_blocks
+from rsmon.products.change_composite import latest_clear_composite
+which, after, befores = sys.argv[1], open_optical(sys.argv[2]), [open_optical(p) for p in sys.argv[3:]]
+t = time.perf_counter()
+reference = latest_clear_composite(befores)
+if which == 'graph':  # without its direct block access: the composite's graph evaluated per block
+    reference.encoding.pop(SCENE_BLOCKS)
+n_change = detect_change_blocks(reference, after).n_change
+print(time.perf_counter() - t, n_change)
+"""
+
+
+def _stages(stderr: str) -> dict[str, float]:
+    """The ``redline stage NAME: S s`` timers of a ``rsmon -v redline detect`` log."""
+    return {m[0]: float(m[1]) for m in re.findall(r"redline stage (\w+): ([\d.]+) s", stderr)}
+
+
 def best_cli_run(folder: Path, repeat: int, prefix: list[str] | None = None) -> dict:
     """The fastest of ``repeat`` one-off ``rsmon -v redline detect`` runs on the pair in ``folder``
     (``prefix`` before the command, e.g. an ``env`` setting), with its stage timers."""
@@ -195,7 +224,7 @@ def best_cli_run(folder: Path, repeat: int, prefix: list[str] | None = None) -> 
         with tempfile.TemporaryDirectory() as tmp:
             run = timed([*(prefix or []), RSMON, "-v", "redline", "detect", "--before", str(folder / "before"),
                          "--after", str(folder / "after"), "-o", tmp, "--no-quicklooks", "--no-checksums"])
-        run["stages"] = {m[0]: float(m[1]) for m in re.findall(r"redline stage (\w+): ([\d.]+) s", run["stderr"])}
+        run["stages"] = _stages(run["stderr"])
         runs.append(run)
     return min(runs, key=lambda r: r["wall"])
 
@@ -209,6 +238,9 @@ def main() -> int:
     ap.add_argument("--series", action="store_true",
                     help="also a series (two later scenes): the one-off CLI, and the block pass against the lazy "
                          "series graph (detection only)")
+    ap.add_argument("--composite", action="store_true",
+                    help="also a pair with a composite reference (two before scenes): the one-off CLI, and the "
+                         "direct composite reads against its graph (detection only)")
     ap.add_argument("--json", default=None, help="also write the numbers to this JSON file")
     args = ap.parse_args()
     src = tile(Path(args.data))
@@ -233,12 +265,23 @@ def main() -> int:
         with tempfile.TemporaryDirectory() as tmp:
             run = timed([RSMON, "-v", "redline", "detect", "--before", scenes[0], "--after", *scenes[1:], "-o", tmp,
                          "--no-quicklooks", "--no-checksums"])
-        run["stages"] = {m[0]: float(m[1]) for m in re.findall(r"redline stage (\w+): ([\d.]+) s", run["stderr"])}
+        run["stages"] = _stages(run["stderr"])
         rows["cli-series"] = run
         for which in ("blocks", "lazy"):
             run = timed([PYTHON, "-c", _SERIES, which, *scenes])
             seconds, n_change = run["stdout"].split()[:2]
             rows[f"series-{which}"] = dict(run, wall=float(seconds), n_change=int(n_change))
+    if args.composite:  # the tile's before scene and its ZSTD copy as the reference's scenes
+        befores = [str(src / "before"), str(recompressed(src, "zstd") / "before")]
+        with tempfile.TemporaryDirectory() as tmp:
+            run = timed([RSMON, "-v", "redline", "detect", "--before", *befores, "--after", str(src / "after"), "-o",
+                         tmp, "--no-quicklooks", "--no-checksums"])
+        run["stages"] = _stages(run["stderr"])
+        rows["cli-composite"] = run
+        for which in ("direct", "graph"):
+            run = timed([PYTHON, "-c", _COMPOSITE, which, str(src / "after"), *befores])
+            seconds, n_change = run["stdout"].split()[:2]
+            rows[f"composite-{which}"] = dict(run, wall=float(seconds), n_change=int(n_change))
     if not args.no_numpy:
         for which in ("numpy", "blocks"):
             run = timed([PYTHON, "-c", _INMEMORY, which, str(src), str(CROP)])
@@ -258,6 +301,10 @@ def main() -> int:
         print(f"lazy series / block pass on the tile (detection only): "
               f"{rows['series-lazy']['wall'] / rows['series-blocks']['wall']:.1f}x "
               f"(change pixels {rows['series-lazy']['n_change']} / {rows['series-blocks']['n_change']})")
+    if "composite-graph" in rows:
+        print(f"composite graph / direct reads on the tile (detection only): "
+              f"{rows['composite-graph']['wall'] / rows['composite-direct']['wall']:.1f}x "
+              f"(change pixels {rows['composite-graph']['n_change']} / {rows['composite-direct']['n_change']})")
     if args.json:
         Path(args.json).write_text(json.dumps({k: {kk: vv for kk, vv in v.items() if kk not in ("stdout", "stderr")}
                                                for k, v in rows.items()}, indent=2))

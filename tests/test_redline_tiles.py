@@ -213,8 +213,9 @@ def test_two_overlapping_tiles_report_each_change_once(two_tiles, tmp_path):
 
 
 def test_monthly_workflow_over_two_tiles_publishes_one_alert_per_change(two_tiles, tmp_path):
-    """workflows/redline-monthly.yaml on scenes of two overlapping tiles: one reference per tile
-    (group: tile), one run per tile, the patches merged, and the alert store holds each change once."""
+    """workflows/redline-monthly.yaml on scenes of two overlapping tiles: each tile's reference is
+    the composite of its own latest scenes (group: tile, max_count), one run per tile, the patches
+    merged, and the alert store holds each change once."""
     import subprocess
     import sys
 
@@ -224,7 +225,7 @@ def test_monthly_workflow_over_two_tiles_publishes_one_alert_per_change(two_tile
     incoming = tmp_path / "incoming"
     for name in ("west", "east"):
         shutil.copytree(two_tiles / name, incoming / name, ignore=shutil.ignore_patterns("truth.*"))
-    # an older before scene of the west tile: the reference of each tile is its own latest scene
+    # an older before scene of the west tile (a copy): the west reference is a composite of two scenes
     old = incoming / "west-old" / "before"
     old.mkdir(parents=True)
     for f in (two_tiles / "west" / "before").iterdir():
@@ -254,7 +255,17 @@ def test_monthly_workflow_over_two_tiles_publishes_one_alert_per_change(two_tile
         job = led.run(report.run_id)["jobs"][0]
     assert job["summary"]["tiles"] == ["T50SMF", "T50SNF"] and job["summary"]["n_patches"] == len(merged)
     before = sorted({Path(i["path"]).parent.parent.name for i in job["inputs"] if i["role"].startswith("before")})
-    assert before == ["east", "west"]  # the latest of each tile, not west-old
+    assert before == ["east", "west", "west-old"]
+    assert [len(summary["tiles"][t]["before"]) for t in ("T50SMF", "T50SNF")] == [2, 1]
+    spec["jobs"][0]["inputs"]["before"]["max_count"] = 1  # the latest scene of each tile only
+    wf.write_text(yaml.safe_dump(spec))
+    [again] = run_workflow(wf, date(2023, 6, 1), home=home, force=True)
+    with Ledger(ledger_url(home)) as led:
+        inputs = led.run(again.run_id)["jobs"][0]["inputs"]
+    assert sorted({Path(i["path"]).parent.parent.name for i in inputs if i["role"].startswith("before")}) == [
+        "east", "west"]
+    # the composite of a scene and its copy is the scene: the same patches, the same ids
+    assert sorted(gpd.read_file(folder / "patches.gpkg")["patch_id"]) == sorted(merged["patch_id"])
     probe = subprocess.run([sys.executable, "-m", "rsmon.cli", "alerts", "import", "--help"], capture_output=True)
     if probe.returncode == 0:
         import sqlite3

@@ -33,7 +33,7 @@ from rsmon.kernels.decode import lut_decode
 
 log = logging.getLogger(__name__)
 
-__all__ = ["BANDS", "BandSource", "DEFAULT_CHUNK", "OpticalLayout", "PixelGrid", "QaLayer", "SCENE_BLOCKS",
+__all__ = ["BANDS", "BandSource", "BlockSource", "DEFAULT_CHUNK", "OpticalLayout", "PixelGrid", "QaLayer", "SCENE_BLOCKS",
            "SceneBlocks", "WAVELENGTH_RANGES_UM",
            "band_by_wavelength", "build_dataset", "check_band_map", "check_required", "chunk_sizes", "open_raster",
            "read_window", "require_readable"]
@@ -378,8 +378,35 @@ def _coords(grid: PixelGrid) -> dict[str, tuple]:
 SCENE_BLOCKS = "rsmon_scene_blocks"
 
 
+class BlockSource:
+    """Direct block access of a Dataset's variables, stored in its ``encoding`` (key
+    :data:`SCENE_BLOCKS`): :class:`SceneBlocks` (a reader's scene) or a product's own (a composite,
+    :class:`rsmon.products.change_composite.CompositeBlocks`). Subclasses have ``chunks`` (the
+    block grid), ``names`` ((variable, dask name) pairs of the arrays they stand for) and
+    ``read(rows, cols)``."""
+
+    chunks: tuple[tuple[int, ...], tuple[int, ...]]
+    names: tuple[tuple[str, str], ...]
+
+    @classmethod
+    def of(cls, ds: xr.Dataset, variables, chunks) -> BlockSource | None:
+        """The block source of ``ds`` if ``variables`` are all its unmodified arrays on ``chunks``."""
+        blocks = ds.encoding.get(SCENE_BLOCKS)
+        if not isinstance(blocks, cls) or tuple(map(tuple, chunks)) != blocks.chunks:
+            return None
+        names = dict(blocks.names)
+        for name in variables:
+            data = ds[name].data if name in ds.variables else None
+            if name not in names or getattr(data, "name", None) != names[name]:
+                return None
+        return blocks
+
+    def read(self, rows: slice, cols: slice) -> dict[str, np.ndarray]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
 @dataclass(frozen=True)
-class SceneBlocks:
+class SceneBlocks(BlockSource):
     """Every variable of one block of a scene in one call, without the dask graph.
 
     :func:`build_dataset` stores one in the Dataset's ``encoding`` (key :data:`SCENE_BLOCKS`). A
@@ -394,19 +421,6 @@ class SceneBlocks:
     layout: OpticalLayout
     chunks: tuple[tuple[int, ...], tuple[int, ...]]
     names: tuple[tuple[str, str], ...]
-
-    @classmethod
-    def of(cls, ds: xr.Dataset, variables, chunks) -> SceneBlocks | None:
-        """The scene reader of ``ds`` if ``variables`` are all unmodified reader arrays on ``chunks``."""
-        blocks = ds.encoding.get(SCENE_BLOCKS)
-        if not isinstance(blocks, cls) or tuple(map(tuple, chunks)) != blocks.chunks:
-            return None
-        names = dict(blocks.names)
-        for name in variables:
-            data = ds[name].data if name in ds.variables else None
-            if name not in names or getattr(data, "name", None) != names[name]:
-                return None
-        return blocks
 
     def read(self, rows: slice, cols: slice, bands=None) -> dict[str, np.ndarray]:
         """The values on the window ``rows`` x ``cols`` (unit step) of the scene grid: every

@@ -369,6 +369,34 @@ def candidate_samples(raw, radius, bb, ba, reflectance, k, gains, offsets):
     return flat, values, codes
 
 
+@njit(cache=True, nogil=True, error_model="numpy")
+def latest_clear(bands, qa_clear, qa_water, reflectance, k, out, clear, water, index):
+    """The latest-clear-pixel composite of one block
+    (:func:`rsmon.products.change_composite.latest_clear_composite`): per pixel the six bands of
+    the last scene (in the given order) in which the pixel is clear by :func:`_clear_water`, that
+    scene's ``qa_water``, its position in ``index`` (int8) and ``clear`` True; NaN bands, False,
+    -1 and False where no scene is.
+
+    ``bands``: float32 (n_scenes, 6, h, w); ``qa_clear``/``qa_water``: bool (n_scenes, h, w) (all
+    True / all False for a scene without QA); ``out``: float32 (6, h, w)."""
+    n, _, h, w = bands.shape
+    for i in range(h):
+        for j in range(w):
+            found = -1
+            for s in range(n - 1, -1, -1):
+                ok, _ = _clear_water(bands[s, 0, i, j], bands[s, 1, i, j], bands[s, 2, i, j], bands[s, 3, i, j],
+                                     bands[s, 4, i, j], bands[s, 5, i, j], reflectance, qa_clear[s, i, j],
+                                     qa_water[s, i, j], k)
+                if ok:
+                    found = s
+                    break
+            for b in range(6):
+                out[b, i, j] = bands[found, b, i, j] if found >= 0 else _F32_NAN
+            clear[i, j] = found >= 0
+            water[i, j] = qa_water[found, i, j] if found >= 0 else False
+            index[i, j] = found
+
+
 @njit(cache=True, nogil=True)
 def series_background(cleaned, out_change, out_class, out_confidence):
     """The series outputs of the pixels no pair flags (the candidates are overwritten after):

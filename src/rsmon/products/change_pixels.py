@@ -14,7 +14,7 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 
-from rsmon.io.optical_raster import SceneBlocks
+from rsmon.io.optical_raster import BlockSource
 from rsmon.kernels import change as kernel
 from rsmon.products.change_indices import BANDS
 from rsmon.products.change_params import ChangeParams
@@ -82,17 +82,17 @@ class PairInputs:
 
     ``arrays``: the six before bands, the six after bands (float32), then the present QA masks
     (bool) in :data:`QA_NAMES` order; ``has_qa``: which of the four are present; ``k``: the
-    threshold vector; ``chunks``: the common block grid; ``scenes``: the readers' own block
-    access (:class:`rsmon.io.optical_raster.SceneBlocks`) of the before and after scenes when
-    every array is still a reader's array on these chunks (:meth:`read_block` then skips the
-    graph), else None."""
+    threshold vector; ``chunks``: the common block grid; ``scenes``: the direct block access
+    (:class:`rsmon.io.optical_raster.BlockSource`: a reader's scene, or a composite of such
+    scenes) of the before and after scenes when every array is still such an array on these
+    chunks (:meth:`read_block` then skips the graph), else None."""
 
     arrays: tuple[da.Array, ...]
     has_qa: tuple[bool, ...]
     k: np.ndarray
     chunks: tuple[tuple[int, ...], tuple[int, ...]]
     radiometry: str
-    scenes: tuple[SceneBlocks, SceneBlocks] | None = None
+    scenes: tuple[BlockSource, BlockSource] | None = None
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -128,7 +128,7 @@ class PairInputs:
 
     def values_of(self, before: dict, after: dict) -> list[np.ndarray]:
         """A block's values in :attr:`arrays` order from the variables the before and after
-        scenes' readers give (:meth:`SceneBlocks.read`)."""
+        scenes' block sources give (:meth:`BlockSource.read`)."""
         values = [before[b] for b in BANDS] + [after[b] for b in BANDS]
         for present, (name, when, _) in zip(self.has_qa, QA_NAMES):
             if present:
@@ -151,7 +151,7 @@ def pair_inputs(before: xr.Dataset, after: xr.Dataset, params: ChangeParams, rad
     scenes = []
     for ds, when in ((before, "before"), (after, "after")):
         names = list(BANDS) + [name for present, (name, date, _) in zip(has_qa, QA_NAMES) if present and date == when]
-        scenes.append(SceneBlocks.of(ds, names, chunks))
+        scenes.append(BlockSource.of(ds, names, chunks))
     return PairInputs(tuple(arrays), tuple(has_qa), pack_thresholds(params, radiometry), chunks, radiometry,
                       tuple(scenes) if all(scene is not None for scene in scenes) else None)
 

@@ -11,8 +11,8 @@ one tile's detection of every such change:
 2. overlapping patches are grouped transitively (a patch of tile A over two patches of tile B is
    one group); a patch that overlaps no other tile's patch is kept as it is, so a change that only
    one tile saw (the other has no data there, or did not flag it) is never lost;
-3. in a group, the patches of the tile whose centre is nearest the group's centroid are kept and
-   the others dropped: the usual rule of mosaicking overlapping tiles (keep the observation
+3. in a group, the patches of the tile whose centre is nearest the group's centroid (its members'
+   centroids weighted by their areas) are kept and the others dropped: the usual rule of mosaicking overlapping tiles (keep the observation
    farthest from its tile's edge).
 
 Patch ids are location ids (:mod:`rsmon.products.patches`), so the same change seen by two tiles
@@ -124,15 +124,22 @@ def merge_tile_patches(tables: Mapping[str, gpd.GeoDataFrame], centres: Mapping[
         names = sorted(centres)
         cx, cy = to_ea.transform([centres[t][0] for t in names], [centres[t][1] for t in names])
         centre_of = {t: (x, y) for t, x, y in zip(names, cx, cy)}
-        groups: dict[int, list[int]] = {}
-        for i in sorted(set(left.tolist()) | set(right.tolist())):
-            groups.setdefault(root(i), []).append(i)
-        for members in groups.values():
-            c = shapely.union_all(ea[members]).centroid
-            own = sorted({tiles[i] for i in members})
-            best = min(own, key=lambda t: (np.hypot(centre_of[t][0] - c.x, centre_of[t][1] - c.y), t))
-            for i in members:
-                keep[i] = tiles[i] == best
+        members = np.unique(np.concatenate([left, right]))
+        label = np.array([root(i) for i in members.tolist()])
+        # the group's centroid: its members' centroids weighted by their areas (where the group lies;
+        # the overlaps counted twice do not move it between two tiles' centres by more than the group)
+        weight = shapely.area(ea[members])
+        centroid = shapely.get_coordinates(shapely.centroid(ea[members]))
+        _, inverse = np.unique(label, return_inverse=True)
+        total = np.bincount(inverse, weight)
+        gx = np.bincount(inverse, weight * centroid[:, 0]) / total
+        gy = np.bincount(inverse, weight * centroid[:, 1]) / total
+        own_tiles: dict[int, set] = {}
+        for g, i in zip(inverse.tolist(), members.tolist()):
+            own_tiles.setdefault(g, set()).add(tiles[i])
+        best = {g: min(sorted(own), key=lambda t: (np.hypot(centre_of[t][0] - gx[g], centre_of[t][1] - gy[g]), t))
+                for g, own in own_tiles.items()}
+        keep[members] = [tiles[i] == best[g] for g, i in zip(inverse.tolist(), members.tolist())]
     kept = merged[keep]
     kept = kept.sort_values(["area_m2", "tile", "patch_id"], ascending=[False, True, True], kind="stable")
     ids, n_renamed = _unique_ids(kept["patch_id"].tolist())

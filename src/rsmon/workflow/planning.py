@@ -121,14 +121,13 @@ def plan_job(home: Path, ledger: Ledger, workflow: Workflow, job: Job, day: date
     return Planned(job=job, task=task, key=key, final_dir=final_dir, inputs=records, used=used)
 
 def _select(items: list[InputItem], q) -> list[InputItem]:
-    """``select`` and ``max_count`` of a query applied to catalog items (in time order)."""
+    """``select`` and ``max_count`` of a query applied to catalog items (in time order): the latest
+    or earliest ``max_count`` items (default 1), or all of them up to ``max_count`` (the earliest)."""
     if q.select == "latest":
-        items = items[-1:]
-    elif q.select == "earliest":
-        items = items[:1]
-    if q.max_count is not None:
-        items = items[-q.max_count:] if q.select == "latest" else items[: q.max_count]
-    return items
+        return items[-(q.max_count or 1):]
+    if q.select == "earliest":
+        return items[: q.max_count or 1]
+    return items if q.max_count is None else items[: q.max_count]
 
 
 def _resolve_paths(workflow: Workflow, block: dict[str, Any], names: Sequence[str], ctx: dict) -> dict[str, Any]:
