@@ -172,6 +172,18 @@ def shifted_tile(src: Path, dst: Path, tile: str, shift_px: int) -> None:
                 d.write(np.roll(data, -k, axis=2))
 
 
+def redated(src: Path, dst: Path, day: str, new_day: str) -> None:
+    """A copy of the scene folder ``src`` dated ``new_day`` instead of ``day`` (names and metadata)."""
+    dst.mkdir(parents=True)
+    compact, new_compact = day.replace("-", ""), new_day.replace("-", "")
+    for f in src.iterdir():
+        target = dst / f.name.replace(compact, new_compact)
+        if f.suffix == ".xml":
+            target.write_text(f.read_text().replace(compact, new_compact).replace(day, new_day))
+        else:
+            shutil.copy(f, target)
+
+
 @pytest.fixture(scope="module")
 def two_tiles(tmp_path_factory):
     from rsmon.sim.s2 import simulate_s2_l2a_pair
@@ -226,14 +238,7 @@ def test_monthly_workflow_over_two_tiles_publishes_one_alert_per_change(two_tile
     for name in ("west", "east"):
         shutil.copytree(two_tiles / name, incoming / name, ignore=shutil.ignore_patterns("truth.*"))
     # an older before scene of the west tile (a copy): the west reference is a composite of two scenes
-    old = incoming / "west-old" / "before"
-    old.mkdir(parents=True)
-    for f in (two_tiles / "west" / "before").iterdir():
-        target = old / f.name.replace("20230520", "20230510")
-        if f.suffix == ".xml":
-            target.write_text(f.read_text().replace("20230520", "20230510").replace("2023-05-20", "2023-05-10"))
-        else:
-            shutil.copy(f, target)
+    redated(two_tiles / "west" / "before", incoming / "west-old" / "before", "2023-05-20", "2023-05-10")
     spec = yaml.safe_load((ROOT / "workflows" / "redline-monthly.yaml").read_text())
     assert spec["jobs"][0]["inputs"]["before"]["group"] == "tile"
     spec["sources"] = [str(incoming)]
@@ -266,6 +271,15 @@ def test_monthly_workflow_over_two_tiles_publishes_one_alert_per_change(two_tile
         "east", "west"]
     # the composite of a scene and its copy is the scene: the same patches, the same ids
     assert sorted(gpd.read_file(folder / "patches.gpkg")["patch_id"]) == sorted(merged["patch_id"])
+    # next month (the June scenes seen again in July: no change): the previous patches are the job's
+    # merged table, not one tile's
+    for name in ("west", "east"):
+        redated(two_tiles / name / "after", incoming / f"{name}-july" / "after", "2023-06-05", "2023-07-05")
+    [july] = run_workflow(wf, date(2023, 7, 1), home=home)
+    assert july.jobs[0].status == "success", july.summary()
+    with Ledger(ledger_url(home)) as led:
+        previous = [i["path"] for i in led.run(july.run_id)["jobs"][0]["inputs"] if i["role"] == "previous"]
+    assert previous == [str(folder / "patches.gpkg")]
     probe = subprocess.run([sys.executable, "-m", "rsmon.cli", "alerts", "import", "--help"], capture_output=True)
     if probe.returncode == 0:
         import sqlite3

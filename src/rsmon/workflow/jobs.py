@@ -287,6 +287,11 @@ def _publish_alerts(task: JobTask, out: Path) -> None:
     patches = out / "patches.gpkg"
     if not patches.is_file():
         raise InputError("alerts: the job wrote no patches.gpkg")
+    import pyogrio
+
+    if pyogrio.read_info(patches)["features"] == 0:  # a month without change is no failure
+        log.info("%s: no change patch this period; nothing to publish", task.job_id)
+        return
     cmd = [sys.executable, "-m", "rsmon.cli", "alerts", "import", "--store", str(task.alerts["store"]), str(patches)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     if proc.returncode != 0:

@@ -103,7 +103,9 @@ def plan_job(home: Path, ledger: Ledger, workflow: Workflow, job: Job, day: date
     if job.product == "redline" and params.get("previous", "auto") == "auto":
         earlier = ledger.last_job(workflow.name, job.id, before_date=day.isoformat())
         if earlier is not None:
-            found = [o["path"] for o in earlier.outputs if Path(o["path"]).name == "patches.gpkg"]
+            # the job's own patches.gpkg, not a tile's (a multi-tile job has tiles/<tile>/patches.gpkg too)
+            found = sorted((o["path"] for o in earlier.outputs if Path(o["path"]).name == "patches.gpkg"),
+                           key=lambda path: len(Path(path).parts))
             previous = found[0] if found and Path(found[0]).is_file() else None
         if previous:
             aux.append({"role": "previous", **file_record(Path(previous))})
