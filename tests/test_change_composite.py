@@ -95,14 +95,15 @@ def test_composite_kernel_equals_the_lazy_composite(radiometry):
 @pytest.fixture(scope="module")
 def s2_scenes(tmp_path_factory):
     """Simulated S2 L2A scenes of one landscape: a clear reference (a/before, 1 May), a cloudy
-    newer reference (b/after, 11 May, 30 % cloud), the after scene (a/after, 1 June) and a later
-    scene (c/after, 21 June)."""
+    newer reference without the changes yet (b/after, 11 May, 30 % cloud), the after scene
+    (a/after, 1 June) and a later scene (c/after, 21 June) with the same changes."""
     from rsmon.sim.s2 import simulate_s2_l2a_pair
 
     root = tmp_path_factory.mktemp("composite")
-    for name, dates, clouds in (("a", ("2023-05-01", "2023-06-01"), 0.08), ("b", ("2023-04-21", "2023-05-11"), 0.3),
-                                ("c", ("2023-06-11", "2023-06-21"), 0.08)):
-        simulate_s2_l2a_pair(root / name, size=384, seed=3, n_changes=20, dates=dates, cloud_fraction=clouds)
+    for name, dates, clouds, changes in (("a", ("2023-05-01", "2023-06-01"), 0.08, 20),
+                                         ("b", ("2023-04-21", "2023-05-11"), 0.3, 0),  # no change yet on 11 May
+                                         ("c", ("2023-06-11", "2023-06-21"), 0.08, 20)):
+        simulate_s2_l2a_pair(root / name, size=384, seed=3, n_changes=changes, dates=dates, cloud_fraction=clouds)
     return root
 
 
@@ -121,7 +122,12 @@ def test_composite_of_reader_scenes_is_read_directly_and_equals_its_graph(s2_sce
     from rsmon.io.optical import open_optical
     from rsmon.io.optical_raster import SCENE_BLOCKS
     from rsmon.products.change_blocks import series_change_blocks
-    from rsmon.products.change_composite import CompositeBlocks
+    import json
+
+    from rasterio.features import geometry_mask
+
+    from rsmon.products.change_composite import REFERENCE_OBSERVATION, CompositeBlocks
+    from rsmon.products.patches import patches_from_change
     from rsmon.products.change_fit import prepared_pair
     from rsmon.products.change import detect_change_blocks
 
@@ -135,7 +141,7 @@ def test_composite_of_reader_scenes_is_read_directly_and_equals_its_graph(s2_sce
     assert 0.05 < float((reference["observation_index"] == 0).mean()) < 0.6  # the cloudy newer scene filled in
     for rows, cols in ((slice(0, 128), slice(128, 256)), (slice(256, 384), slice(0, 128))):
         got = blocks.read(rows, cols)
-        assert sorted(got) == sorted([*BANDS, "clear", "water"])
+        assert sorted(got) == sorted([*BANDS, "clear", "water", "observation_index"])
         for v in got:
             np.testing.assert_array_equal(got[v], reference[v][rows, cols].values, err_msg=v)
     assert prepared_pair(reference, after)[2].scenes is not None  # the pass reads it directly
@@ -154,7 +160,24 @@ def test_composite_of_reader_scenes_is_read_directly_and_equals_its_graph(s2_sce
     pair = detect_change_blocks(reference, after)
     assert pair.n_change > 100
     same(pair, detect_change_blocks(graph_reference, after))
-    same(series_change_blocks([reference, after, later]), series_change_blocks([graph_reference, after, later]))
+    series = series_change_blocks([reference, after, later])
+    same(series, series_change_blocks([graph_reference, after, later]))
+    # the composite's scene of every change pixel is a sample: the patches are dated by it
+    observation = reference["observation_index"].values
+    for blocks_ in (pair, series):
+        assert blocks_.sample_names[-1] == REFERENCE_OBSERVATION
+        flat, values = blocks_.index_samples
+        np.testing.assert_array_equal(values[REFERENCE_OBSERVATION], observation.ravel()[flat])
+    ds = pair.to_dataset(after)
+    assert json.loads(ds.attrs["reference_datetimes"]) == [older.attrs["datetime"], newer.attrs["datetime"]]
+    patches = patches_from_change(ds, index_samples=pair.index_samples)
+    # known answer: the earliest reference scene under each patch's change pixels
+    dates = {0: "2023-05-01", 1: "2023-05-11"}
+    change = pair.change == 1
+    for _, row in patches.iterrows():
+        inside = geometry_mask([row.geometry], out_shape=change.shape, transform=after.rio.transform(), invert=True)
+        assert row["before_date"] == dates[int(observation[inside & change].min())], row["patch_id"]
+    assert set(patches["before_date"]) == {"2023-05-01", "2023-05-11"}
     # a modified scene, or a scene without a reader, gives no direct access (the graph is used)
     assert SCENE_BLOCKS not in latest_clear_composite([older, newer.assign(red=newer["red"] * 1.0)]).encoding
     assert SCENE_BLOCKS not in latest_clear_composite([older, newer.compute()]).encoding

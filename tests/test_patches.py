@@ -737,3 +737,29 @@ def test_kernel_threads_limits_the_region_kernels_threads():
         assert len(set(inner)) == 1 and threading.get_ident() not in inner
     seen = set(threaded(lambda _: (threading.get_ident(), __import__("time").sleep(0.01))[0], args))
     assert threading.get_ident() not in seen and 1 <= len(seen) <= THREADS
+
+
+def test_composite_reference_dates_each_patch_by_its_earliest_reference_scene():
+    """With a composite reference the samples say which of its scenes gave each change pixel's
+    reference (``reference_observation``, positions in ``reference_datetimes``): a patch's
+    before_date is the earliest of its pixels' (the activity began after it); bad positions are
+    named."""
+    import json
+
+    ds = make_scene()
+    ds.attrs["reference_datetimes"] = json.dumps(["2023-04-20T03:00:00Z", "2023-05-10T03:00:00Z",
+                                                  "2023-05-30T03:00:00Z"])
+    flat = np.flatnonzero(ds["change"].values.ravel() == 1)
+    rows, cols = np.divmod(flat, SHAPE[1])
+    observation = np.full(flat.size, 2.0, np.float32)  # mostly the latest scene
+    in_b = (rows >= RECT_B[0].start) & (rows < RECT_B[0].stop) & (cols >= RECT_B[1].start) & (cols < RECT_B[1].stop)
+    observation[np.flatnonzero(in_b)[:3]] = 1  # three pixels of patch B from the middle scene
+    values = {name: ds[name].values.ravel()[flat] for name in INDEX_VARIABLES}
+    got = patches_from_change(ds, index_samples=(flat, {**values, "reference_observation": observation}))
+    dated = dict(zip(got["change_class"], got["before_date"]))
+    assert dated == {ChangeClass(RECT_A[2]).name: "2023-05-30", ChangeClass(RECT_B[2]).name: "2023-05-10"}
+    assert set(got["after_date"]) == {"2024-06-01"}
+    plain = patches_from_change(make_scene(), index_samples=(flat, values))
+    assert set(plain["before_date"]) == {"2023-06-03"}  # a single reference scene: its date
+    with pytest.raises(InputError, match="reference_observation.*positions 0..2"):
+        patches_from_change(ds, index_samples=(flat, {**values, "reference_observation": observation + 5}))

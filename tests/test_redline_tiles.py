@@ -287,3 +287,30 @@ def test_monthly_workflow_over_two_tiles_publishes_one_alert_per_change(two_tile
         with sqlite3.connect(store) as db:
             n = db.execute("SELECT count(*) FROM alerts").fetchone()[0]
         assert n == len(merged)
+
+
+def test_cli_merge_of_tile_runs_equals_the_tiled_job(two_tiles, tmp_path, capsys):
+    """``rsmon redline merge`` on the output folders of one ``rsmon redline detect`` per tile gives
+    the multi-tile job's merged table; a folder that is no run is named and nothing is written."""
+    from rsmon.cli import main as rsmon_main
+
+    runs = []
+    for name in ("west", "east"):
+        runs.append(tmp_path / f"run-{name}")
+        assert rsmon_main(["redline", "detect", "--before", str(two_tiles / name / "before"), "--after",
+                           str(two_tiles / name / "after"), "--no-quicklooks", "-o", str(runs[-1])]) == 0
+    assert rsmon_main(["redline", "merge", *map(str, runs), "-o", str(tmp_path / "merged")]) == 0
+    assert "seen again by an overlapping tile dropped" in capsys.readouterr().out
+    plan = plan_tiles([Item(str(two_tiles / n / "before")) for n in ("west", "east")],
+                      [Item(str(two_tiles / n / "after")) for n in ("west", "east")])
+    run_redline_tiles(plan, tmp_path / "job", quicklooks=False)
+    got, want = (gpd.read_file(tmp_path / d / "patches.gpkg") for d in ("merged", "job"))
+    assert sorted(zip(got["tile"], got["patch_id"])) == sorted(zip(want["tile"], want["patch_id"]))
+    summary = json.loads((tmp_path / "merged" / "summary.json").read_text())
+    assert sorted(summary["tiles"]) == ["T50SMF", "T50SNF"] and summary["tiles"]["T50SNF"]["n_patches"] > 0
+    # bad input: a folder that is no run
+    (tmp_path / "empty").mkdir()
+    assert rsmon_main(["redline", "merge", str(runs[0]), str(tmp_path / "empty"), "-o", str(tmp_path / "bad")]) == 2
+    err = capsys.readouterr().err
+    assert "empty" in err and "no change.tif" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "bad").exists()

@@ -157,6 +157,37 @@ def _cmd_redline_detect(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_redline_merge(args: argparse.Namespace) -> int:
+    from rsmon.workflow.redline_tiles import merge_runs, tile_key
+    from rsmon.workflow.staging import precheck_output_dir
+
+    out = precheck_output_dir(args.output)
+    runs: dict[str, Path] = {}
+    for folder in args.runs:
+        folder = Path(folder)
+        name = _run_tile(folder, tile_key) or folder.name
+        while name in runs:  # two runs of one tile (or unnamed): keep both, told apart by their folder
+            name = f"{name}+{folder.name}"
+        runs[name] = folder
+    summary = merge_runs(runs, out)
+    print(f"{summary['n_patches']} change patch(es) from {len(runs)} run(s), "
+          f"{summary['duplicates_dropped']} seen again by an overlapping tile dropped")
+    for name in ("patches.gpkg", "patches.geojson", "summary.json"):
+        print(f"{name}: {out / name}")
+    return 0
+
+
+def _run_tile(folder: Path, tile_key) -> str | None:
+    """The tile of a redline run folder: of its first after scene (its summary.json), else None."""
+    import json
+
+    try:
+        after = json.loads((folder / "summary.json").read_text(encoding="utf-8")).get("after") or []
+    except (OSError, ValueError, AttributeError):
+        return None
+    return tile_key(after[0]) if after else None
+
+
 def _cmd_fire_detect(args: argparse.Namespace) -> int:
     from rsmon.workflow.fire import run_fire_detection
 
@@ -338,6 +369,11 @@ def build_parser() -> argparse.ArgumentParser:
                            "grow with the scene's area (default: above $RSMON_STREAM_PIXELS, 25 Mpixel)")
     rdet.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="output folder")
     rdet.set_defaults(func=_cmd_redline_detect)
+    rmrg = red_sub.add_parser("merge", help="merge the patches of runs on overlapping tiles, each change once")
+    rmrg.add_argument("runs", nargs="+", metavar="RUNDIR", help="output folders of 'rsmon redline detect' (one per tile)")
+    rmrg.add_argument("-o", "--output", required=True, metavar="OUTDIR",
+                      help="folder for the merged patches.gpkg, patches.geojson and summary.json")
+    rmrg.set_defaults(func=_cmd_redline_merge)
 
     store_help = "alert store: sqlite:///PATH or postgresql://... (default $RSMON_ALERT_STORE)"
     srv = sub.add_parser("serve", help="serve the alert store as OGC API - Features (redline supervision platform)")

@@ -39,6 +39,7 @@ codes and confirms the flags over the pairs at those candidates
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -53,15 +54,16 @@ from dask.highlevelgraph import HighLevelGraph
 from rsmon.errors import InputError
 from rsmon.kernels import change as kernel
 from rsmon.products.change_classes import NODATA
+from rsmon.products.change_composite import REFERENCE_OBSERVATION
 from rsmon.products.change_fit import fit_change, prepared_pair
 from rsmon.products.change_pair import base_attrs, change_variable_attrs
 from rsmon.products.change_params import ChangeParams
-from rsmon.products.change_pixels import BlockPair, PairInputs
+from rsmon.products.change_pixels import BlockPair, PairInputs, has_observation
 from rsmon.products.change_series import (FIRST_OBSERVATION, series_attrs, series_kernel, series_order,
                                           series_sensor_ids)
 
-__all__ = ["ChangeBlocks", "detect_change_blocks", "series_change_blocks", "INDEX_SAMPLE_NAMES",
-           "SERIES_SAMPLE_NAMES"]
+__all__ = ["ChangeBlocks", "change_sample_names", "detect_change_blocks", "series_change_blocks",
+           "INDEX_SAMPLE_NAMES", "SERIES_SAMPLE_NAMES"]
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +73,29 @@ INDEX_SAMPLE_NAMES = kernel.INDEX_PLANES
 #: Names of a series' samples: the index values of the first flagging pair and the position of
 #: that pair's later scene (:data:`~rsmon.products.change_series.FIRST_OBSERVATION`).
 SERIES_SAMPLE_NAMES = (*INDEX_SAMPLE_NAMES, FIRST_OBSERVATION)
+
+def change_sample_names(reference: xr.Dataset, *, series: bool) -> tuple[str, ...]:
+    """The samples a pass gives (:attr:`ChangeBlocks.sample_names`) with this reference scene:
+    :data:`INDEX_SAMPLE_NAMES` or :data:`SERIES_SAMPLE_NAMES`, and for a composite reference
+    (:func:`~rsmon.products.change_pixels.has_observation`)
+    :data:`~rsmon.products.change_composite.REFERENCE_OBSERVATION`, the position of the composite's
+    scene that gave each change pixel's reference values (in the ``reference_datetimes`` attribute)."""
+    names = SERIES_SAMPLE_NAMES if series else INDEX_SAMPLE_NAMES
+    return (*names, REFERENCE_OBSERVATION) if has_observation(reference) else names
+
+
+def _pass_attrs(attrs: dict, reference: xr.Dataset) -> dict:
+    """The pass's attributes, with the dates of a composite reference's scenes when it samples them."""
+    if has_observation(reference):
+        attrs["reference_datetimes"] = json.dumps([str(d) if d else None
+                                                   for d in reference.attrs["composite_datetimes"]])
+    return attrs
+
+
+def _check_spill(spill, names: tuple[str, ...]) -> None:
+    if spill is not None and tuple(spill.sample_names) != tuple(names):
+        raise InputError(f"spill: samples {tuple(spill.sample_names)}, the pass gives {tuple(names)}")
+
 
 #: Input blocks read ahead while the fit runs (about 13 MB each for a Sentinel-2 pair): the fit's
 #: statistics keep one core busy for about 0.35 s on a tile, long enough to read about as many.
@@ -92,7 +117,8 @@ class ChangeBlocks:
     index_values : dict of str -> numpy.ndarray of float32
         ``ndvi_before, ndvi_after, ndbi_before, ndbi_after, mndwi_before, mndwi_after, bsi_before,
         bsi_after`` at those pixels (:attr:`sample_names`; a series adds
-        :data:`~rsmon.products.change_series.FIRST_OBSERVATION`).
+        :data:`~rsmon.products.change_series.FIRST_OBSERVATION`, a composite reference
+        :data:`~rsmon.products.change_composite.REFERENCE_OBSERVATION`: :func:`change_sample_names`).
     attrs : dict
         The attributes of :func:`~rsmon.products.change.detect_change` (threshold, normalisation,
         parameters, dates, sensor, ``no_data_reason``) plus ``n_fit_px`` / ``n_fit_blocks``.
@@ -170,12 +196,18 @@ class ChangeBlocks:
         return out
 
 
-def _step1(values, *, has_qa, k, reflectance, fit, threshold, radius):
-    """Raw codes and the candidates' index samples and rule classes of one block (its inputs are then freed)."""
+def _step1(values, *, has_qa, k, reflectance, fit, threshold, radius, observation=False):
+    """Raw codes and the candidates' index samples and rule classes of one block (its inputs are
+    then freed), and with ``observation`` the reference composite's scene of each candidate."""
     block = BlockPair.of(values, has_qa, k, reflectance)
     raw = block.codes(fit, threshold)
     flat, samples, classes = block.candidates(raw, fit, radius)
-    return raw, flat, samples, classes
+    return raw, flat, samples, classes, _reference_at(values, flat, observation)
+
+
+def _reference_at(values, flat: np.ndarray, observation: bool) -> np.ndarray | None:
+    """The composite reference's scene (``observation_index``, the last input) at the block-local ``flat``."""
+    return np.asarray(values[-1]).ravel()[flat] if observation else None
 
 
 def _cleaned(raws, pieces, core, window, params) -> np.ndarray:
@@ -197,7 +229,7 @@ def _step2(parts, *, core, pieces, window, params, clean, width, outputs):
     """Clean one block with its halo, write the outputs (``outputs``: the three rasters' rows of
     the block's block row), return its change pixels' index samples."""
     r0, r1, c0, c1 = core
-    raw_core, flat, samples, classes = parts[0]
+    raw_core, flat, samples, classes, reference = parts[0]
     change = _cleaned([part[0] for part in parts], pieces, core, window, params) if clean else raw_core
     out_change, out_class, out_confidence = outputs  # the block row's rows r0:r1
     out_change[:, c0:c1] = change
@@ -207,7 +239,8 @@ def _step2(parts, *, core, pieces, window, params, clean, width, outputs):
     if n_kept != n_change:  # the candidate radius covers every pixel the clean-up can add
         raise AssertionError(f"block at ({r0}, {c0}): {n_change} change pixels but {n_kept} candidates")
     kept_flat, planes = kernel.kept_samples(flat, keep, samples, c1 - c0, r0, c0, width, n_kept)
-    return kept_flat, list(planes), n_valid, n_change
+    planes = list(planes) + ([reference[keep].astype(np.float32)] if reference is not None else [])
+    return kept_flat, planes, n_valid, n_change
 
 
 _NO_FLAT = np.empty(0, np.int64)
@@ -412,6 +445,8 @@ def detect_change_blocks(before: xr.Dataset, after: xr.Dataset, params: ChangePa
         Missing bands, different grids or radiometries.
     """
     p, before, inputs = prepared_pair(before, after, params)
+    names = change_sample_names(before, series=False)
+    _check_spill(spill, names)
     sink = _sink(inputs.shape, spill)
     read = _reader(inputs)
     n_cols = len(inputs.chunks[1])
@@ -423,10 +458,12 @@ def detect_change_blocks(before: xr.Dataset, after: xr.Dataset, params: ChangePa
         # the step-2 tasks write into the sink's arrays: a local threaded computation by design
         clean, halo = _clean_halo(p)
         step1 = partial(_step1, has_qa=inputs.has_qa, k=inputs.k, reflectance=inputs.reflectance,
-                        fit=fit.normalisation, threshold=fit.threshold, radius=p.closing_px + p.mmu_px)
+                        fit=fit.normalisation, threshold=fit.threshold, radius=p.closing_px + p.mmu_px,
+                        observation=inputs.observation)
         step2 = partial(_step2, params=p, clean=clean, width=inputs.shape[1])
         results = _run(inputs, halo, read, step1, step2, sink, num_workers, prefetched=prefetched)
-    out = _blocks(inputs, sink, results, base_attrs(before, after, p, inputs.radiometry, fit), spill)
+    out = _blocks(inputs, sink, results, _pass_attrs(base_attrs(before, after, p, inputs.radiometry, fit), before),
+                  spill, names)
     log.info("change: %d of %d valid pixels (%d blocks), threshold %.3f", out.n_change, out.n_valid, len(results),
              fit.threshold)
     return out
@@ -443,7 +480,7 @@ def _series_step1(values, *, pairs, fits, radius):
     for block, fit in zip(blocks, fits):  # (the same flat indices for every pair: the mask's)
         flat, index_values, classes, fired = block.samples_at(mask, n, fit.normalisation)
         samples.append((index_values, classes, fired))
-    return raws, flat, samples
+    return raws, flat, samples, _reference_at(values[0], flat, pairs[0].observation)
 
 
 def _series_step2(parts, *, core, pieces, window, outputs, params, clean, width, sensor_ids):
@@ -451,7 +488,7 @@ def _series_step2(parts, *, core, pieces, window, outputs, params, clean, width,
     (:func:`~rsmon.products.change_series.series_kernel`) where some pair flags, write the outputs and
     return the active detections' index samples (those of their first flagging pair)."""
     r0, r1, c0, c1 = core
-    raws, flat, samples = parts[0]
+    raws, flat, samples, reference = parts[0]
     n_pairs = raws.shape[0]
     if clean:
         cleaned = np.stack([_cleaned([part[0][m] for part in parts], pieces, core, window, params)
@@ -466,6 +503,7 @@ def _series_step2(parts, *, core, pieces, window, outputs, params, clean, width,
     if hit.size != n_flagged:  # the candidates cover every flag
         raise AssertionError(f"block at ({r0}, {c0}): flagged pixels outside the candidates")
     flat, flags = flat[hit], flags[:, hit]  # (n_pairs, n flagged somewhere)
+    reference = reference[hit] if reference is not None else None
     flagged = flags == 1
     rules = np.stack([fired[hit] for _, _, fired in samples]) & flagged
     classes = np.where(flags == NODATA, np.uint8(NODATA),
@@ -482,6 +520,7 @@ def _series_step2(parts, *, core, pieces, window, outputs, params, clean, width,
     active = change == 1
     kept_flat = (r0 + rows[active]) * width + c0 + cols[active]
     planes = [np.ascontiguousarray(plane[active]) for plane in picked] + [first[active].astype(np.float32)]
+    planes += [reference[active].astype(np.float32)] if reference is not None else []
     return kept_flat, planes, n_clear, int(active.sum())
 
 
@@ -531,16 +570,17 @@ def series_change_blocks(scenes, params: ChangeParams | None = None, *, num_work
     p, _, first = prepared_pair(reference, later[0], params)
     pairs = [first] + [prepared_pair(reference, scene, p, first.chunks)[2] for scene in later[1:]]
     sink = _sink(first.shape, spill)
-    if spill is not None and tuple(spill.sample_names) != SERIES_SAMPLE_NAMES:
-        raise InputError(f"spill: samples {tuple(spill.sample_names)}, the series gives {SERIES_SAMPLE_NAMES}")
+    names = change_sample_names(reference, series=True)
+    _check_spill(spill, names)
     fits = [fit_change(inputs, p) for inputs in pairs]
     clean, halo = _clean_halo(p)
     read = _SeriesReader(pairs)
     step1 = partial(_series_step1, pairs=pairs, fits=fits, radius=p.closing_px + p.mmu_px)
     step2 = partial(_series_step2, params=p, clean=clean, width=first.shape[1], sensor_ids=sensor_ids)
     results = _run(first, halo, read, step1, step2, sink, num_workers)
-    out = _blocks(first, sink, results, series_attrs(reference, later, p, [fit.attrs["threshold"] for fit in fits]),
-                  spill, SERIES_SAMPLE_NAMES)
+    out = _blocks(first, sink, results, _pass_attrs(series_attrs(reference, later, p, [fit.attrs["threshold"]
+                                                                                 for fit in fits]), reference),
+                  spill, names)
     log.info("series change: %d of %d pixels clear at least once (%d later scenes, %d blocks, shared reference "
              "reads: %s)", out.n_change, out.n_valid, len(later), len(results), read.shared)
     return out

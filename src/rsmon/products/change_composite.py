@@ -19,9 +19,13 @@ from rsmon.io.optical_raster import SCENE_BLOCKS, BlockSource
 from rsmon.products.change_indices import BANDS, check_scene, spectral_masks
 from rsmon.kernels import change as kernel
 from rsmon.products.change_params import ChangeParams
-from rsmon.products.change_pixels import pack_thresholds
+from rsmon.products.change_pixels import OBSERVATION_INDEX, pack_thresholds
 
-__all__ = ["CompositeBlocks", "latest_clear_composite"]
+__all__ = ["CompositeBlocks", "REFERENCE_OBSERVATION", "latest_clear_composite"]
+
+#: The change pass's sample of a composite reference: which of its scenes (position in the
+#: ``reference_datetimes`` attribute) gave each change pixel's reference values.
+REFERENCE_OBSERVATION = "reference_observation"
 
 
 def _when(ds: xr.Dataset) -> np.datetime64:
@@ -47,8 +51,10 @@ def latest_clear_composite(scenes: Sequence[xr.Dataset], params: ChangeParams | 
     -------
     xarray.Dataset
         The six bands (NaN where no scene is clear), ``clear`` (bool: some scene was clear there)
-        and ``observation_index`` (int8: which scene, in date order, gave the pixel; -1 none); attrs
-        of the latest scene with ``datetime`` = the latest scene's, ``composite_of`` = the sources.
+        ``water`` (the product's water flag of the scene that gave the pixel, when a scene has
+        one) and ``observation_index`` (int8: which scene, in date order, gave the pixel; -1
+        none); attrs of the latest scene with ``datetime`` = the latest scene's, ``composite_of``
+        = the sources and ``composite_datetimes`` = the scenes' datetimes, in date order.
 
     Raises
     ------
@@ -72,9 +78,10 @@ def latest_clear_composite(scenes: Sequence[xr.Dataset], params: ChangeParams | 
     p = params or ChangeParams()
     ordered = [scenes[i] for i in order]
     out = _composite(ordered, p)
-    out["observation_index"] = out["observation_index"].assign_attrs(
+    out[OBSERVATION_INDEX] = out[OBSERVATION_INDEX].assign_attrs(
         long_name="scene (date order) of the composite pixel")
     out.attrs["composite_of"] = [str(s.attrs.get("source", "")) for s in ordered]
+    out.attrs["composite_datetimes"] = [s.attrs.get("datetime") for s in ordered]
     blocks = CompositeBlocks.of_scenes(ordered, out, p)
     if blocks is not None:
         out.encoding[SCENE_BLOCKS] = blocks
@@ -107,7 +114,7 @@ def _composite(ordered: list[xr.Dataset], p: ChangeParams) -> xr.Dataset:
     out["clear"] = clear
     if with_water:  # the product's water flag (e.g. SCL class 6) of the scene that gave the pixel
         out["water"] = water & clear
-    out["observation_index"] = source
+    out[OBSERVATION_INDEX] = source
     return out
 
 
@@ -139,7 +146,8 @@ class CompositeBlocks(BlockSource):
             if source is None:
                 return None
             sources.append((source, names, dict(scene.attrs)))
-        names = tuple((v, out[v].data.name) for v in (*BANDS, "clear", "water") if v in out.data_vars)
+        names = tuple((v, out[v].data.name) for v in (*BANDS, "clear", "water", OBSERVATION_INDEX)
+                      if v in out.data_vars)
         radiometry = check_scene(ordered[-1])
         return cls(tuple(sources), radiometry, pack_thresholds(params, radiometry), tuple(map(tuple, chunks)), names)
 
@@ -166,7 +174,7 @@ class CompositeBlocks(BlockSource):
         index = np.empty(shape, np.int8)
         kernel.latest_clear(bands, qa_clear, qa_water, self.radiometry == "reflectance", self.k, out, clear, water,
                             index)
-        values = {**{name: out[b] for b, name in enumerate(BANDS)}, "clear": clear}
+        values = {**{name: out[b] for b, name in enumerate(BANDS)}, "clear": clear, OBSERVATION_INDEX: index}
         if any(name == "water" for name, _ in self.names):
             values["water"] = water
         return values

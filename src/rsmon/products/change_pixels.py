@@ -26,6 +26,8 @@ __all__ = ["BlockPair", "PairInputs", "QA_NAMES", "pack_thresholds", "pair_input
 QA_NAMES = (("clear", "before", True), ("clear", "after", True), ("water", "before", False),
             ("water", "after", False))
 _DEFAULT_CHUNK = 512
+#: The variable of a reference composite saying which of its scenes gave each pixel.
+OBSERVATION_INDEX = "observation_index"
 
 
 def pack_thresholds(params: ChangeParams, radiometry: str) -> np.ndarray:
@@ -93,6 +95,9 @@ class PairInputs:
     chunks: tuple[tuple[int, ...], tuple[int, ...]]
     radiometry: str
     scenes: tuple[BlockSource, BlockSource] | None = None
+    #: the before scene is a composite whose ``observation_index`` (int8, which of its scenes gave
+    #: each pixel) is the last array (:data:`rsmon.products.change_composite.REFERENCE_OBSERVATION`)
+    observation: bool = False
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -133,7 +138,16 @@ class PairInputs:
         for present, (name, when, _) in zip(self.has_qa, QA_NAMES):
             if present:
                 values.append((before if when == "before" else after)[name])
+        if self.observation:
+            values.append(before[OBSERVATION_INDEX])
         return values
+
+
+def has_observation(reference: xr.Dataset) -> bool:
+    """Whether ``reference`` is a composite saying which of its scenes gave each pixel
+    (:func:`rsmon.products.change_composite.latest_clear_composite`: ``observation_index`` and
+    the ``composite_datetimes`` attribute)."""
+    return OBSERVATION_INDEX in reference.data_vars and "composite_datetimes" in reference.attrs
 
 
 def pair_inputs(before: xr.Dataset, after: xr.Dataset, params: ChangeParams, radiometry: str,
@@ -148,12 +162,16 @@ def pair_inputs(before: xr.Dataset, after: xr.Dataset, params: ChangeParams, rad
         has_qa.append(name in ds.data_vars)
         if has_qa[-1]:
             arrays.append(_on_chunks(ds[name], chunks, np.bool_))
+    observation = has_observation(before)
+    if observation:
+        arrays.append(_on_chunks(before[OBSERVATION_INDEX], chunks, np.int8))
     scenes = []
     for ds, when in ((before, "before"), (after, "after")):
         names = list(BANDS) + [name for present, (name, date, _) in zip(has_qa, QA_NAMES) if present and date == when]
+        names += [OBSERVATION_INDEX] if observation and when == "before" else []
         scenes.append(BlockSource.of(ds, names, chunks))
     return PairInputs(tuple(arrays), tuple(has_qa), pack_thresholds(params, radiometry), chunks, radiometry,
-                      tuple(scenes) if all(scene is not None for scene in scenes) else None)
+                      tuple(scenes) if all(scene is not None for scene in scenes) else None, observation)
 
 
 @dataclass

@@ -70,6 +70,7 @@ from pyproj import CRS, Transformer
 
 from rsmon.errors import InputError
 from rsmon.kernels.patches import bin_max
+from rsmon.products.change_composite import REFERENCE_OBSERVATION
 from rsmon.products.change_series import FIRST_OBSERVATION
 from rsmon.products.patch_regions import (
     THREADS,
@@ -208,18 +209,34 @@ def _scene_attrs(ds: xr.Dataset) -> dict[str, str | None]:
     }
 
 
-def _series_dates(ds: xr.Dataset) -> list[str] | None:
-    """The dates of a series' later scenes (``datetimes`` attribute, JSON), or None for a pair."""
-    text = ds.attrs.get("datetimes")
+#: Samples whose minimum per patch names a scene: sample -> the change dataset's attribute listing
+#: those scenes' datetimes (JSON) and the patch column the scene's date goes to.
+_SCENE_SAMPLES = {FIRST_OBSERVATION: ("datetimes", "first_detected"),
+                  REFERENCE_OBSERVATION: ("reference_datetimes", "before_date")}
+
+
+def _scene_dates(ds: xr.Dataset, key: str = "datetimes") -> list[str] | None:
+    """The dates of the scenes listed in attribute ``key`` (JSON): a series' later scenes
+    (``datetimes``), a composite reference's scenes (``reference_datetimes``); None without it."""
+    text = ds.attrs.get(key)
     if text is None:
         return None
     try:
         values = json.loads(text)
     except (TypeError, ValueError):
-        raise InputError(f"change dataset: attribute 'datetimes' is not a JSON list ({text!r:.80})") from None
+        raise InputError(f"change dataset: attribute {key!r} is not a JSON list ({text!r:.80})") from None
     if not isinstance(values, list) or not values:
-        raise InputError(f"change dataset: attribute 'datetimes' is not a non-empty JSON list ({text!r:.80})")
-    return [_as_date(v, "change dataset: datetimes") if v else None for v in values]
+        raise InputError(f"change dataset: attribute {key!r} is not a non-empty JSON list ({text!r:.80})")
+    return [_as_date(v, f"change dataset: {key}") if v else None for v in values]
+
+
+def _piece_dates(joined: dict, name: str, dates: list, default: str | None) -> list:
+    """Each piece's date from its minimum of the sample ``name`` (a position in ``dates``)."""
+    first = joined[f"mean:{name}"]
+    if np.any((first < 0) | (first >= len(dates)) | (first != np.floor(first))):
+        raise InputError(f"index_samples: {name!r} must hold positions 0..{len(dates) - 1} "
+                         f"of the change dataset's {_SCENE_SAMPLES[name][0]!r}")
+    return [(dates[int(k)] if k == k else None) or default for k in first]
 
 
 def _check_samples(index_samples, shape: tuple[int, int]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
@@ -236,7 +253,7 @@ def _check_samples(index_samples, shape: tuple[int, int]) -> tuple[np.ndarray, d
                          f"(row * {shape[1]} + col on the {shape[0]} x {shape[1]} grid)")
     if not isinstance(values, Mapping):
         raise InputError(f"index_samples: values must be a mapping {{variable: array}}, got {type(values).__name__}")
-    known = (*INDEX_VARIABLES, FIRST_OBSERVATION)
+    known = (*INDEX_VARIABLES, *_SCENE_SAMPLES)
     unknown = sorted(set(values) - set(known))
     if unknown:
         raise InputError(f"index_samples: unknown variable(s) {unknown}; expected names from {list(known)}")
@@ -560,7 +577,11 @@ def patches_from_change(
         A series' samples (``ds`` has the ``datetimes`` attribute of its later scenes) may add
         :data:`~rsmon.products.change_series.FIRST_OBSERVATION`, the position of the later scene
         that first flagged each pixel (a callable's must): a patch's ``first_detected`` is then
-        the date of its earliest, else the ``after_datetime``.
+        the date of its earliest, else the ``after_datetime``. Likewise with a composite reference
+        (``ds`` has ``reference_datetimes``, the dates of its scenes) the samples may add
+        :data:`~rsmon.products.change_composite.REFERENCE_OBSERVATION`, the composite's scene that
+        gave each pixel's reference values: a patch's ``before_date`` is then the date of its
+        earliest (the activity began after it), else the ``before_datetime``.
     window_rows : int, optional
         Label and vectorise the raster window of rows by window (this many rows each, each row
         of ``ds`` read once, e.g. from lazy arrays over files): memory then depends on the
@@ -609,9 +630,11 @@ def patches_from_change(
         windows = region_windows(read, shape, int(window_rows), connectivity)
     names = list(INDEX_VARIABLES) if lazy else [v for v in INDEX_VARIABLES if v in (samples[1] if samples
                                                                                    else ds.data_vars)]
-    # a series' samples may say which later scene first flagged each pixel (FIRST_OBSERVATION)
-    observed = _series_dates(ds)
-    min_names = [FIRST_OBSERVATION] if observed and (lazy or (samples and FIRST_OBSERVATION in samples[1])) else []
+    # a series' samples may say which later scene first flagged each pixel (FIRST_OBSERVATION), a
+    # composite reference's which of its scenes gave each pixel's reference (REFERENCE_OBSERVATION)
+    scene_dates = {name: _scene_dates(ds, key) for name, (key, _) in _SCENE_SAMPLES.items()}
+    min_names = [name for name, dates in scene_dates.items()
+                 if dates and (lazy or (samples and name in samples[1]))]
     parts, n = [], 0
     for regions, pixel_conf in windows:
         if not regions.n:
@@ -645,14 +668,13 @@ def patches_from_change(
     piece_pixels, piece_conf = joined["piece_pixels"], joined["piece_conf"]
     piece_means = {v: joined[f"mean:{v}"] for v in names}
     n_pieces = len(codes)
-    if min_names:  # the date of each piece's earliest first flagging observation
-        first = joined[f"mean:{FIRST_OBSERVATION}"]
-        if np.any((first < 0) | (first >= len(observed)) | (first != np.floor(first))):
-            raise InputError(f"index_samples: {FIRST_OBSERVATION!r} must hold positions 0..{len(observed) - 1} "
-                             "of the change dataset's 'datetimes'")
-        detected = [(observed[int(k)] if k == k else None) or scene["after_date"] for k in first]
-    else:
-        detected = [scene["after_date"]] * n_pieces
+    # the date of each piece's earliest first flagging observation, and of its earliest reference
+    # observation (the activity began after it; a composite's pixels come from several dates)
+    detected = (_piece_dates(joined, FIRST_OBSERVATION, scene_dates[FIRST_OBSERVATION], scene["after_date"])
+                if FIRST_OBSERVATION in min_names else [scene["after_date"]] * n_pieces)
+    before_dates = (_piece_dates(joined, REFERENCE_OBSERVATION, scene_dates[REFERENCE_OBSERVATION],
+                                 scene["before_date"])
+                    if REFERENCE_OBSERVATION in min_names else [scene["before_date"]] * n_pieces)
 
     # stable ids
     if previous is not None:
@@ -680,7 +702,7 @@ def patches_from_change(
         "centroid_lon": lon,
         "centroid_lat": lat,
         **redline,
-        "before_date": same(scene["before_date"]),
+        "before_date": np.asarray(before_dates, dtype=object),
         "after_date": same(scene["after_date"]),
         "first_detected": [min(f, d) if f else d for f, d in zip(matched_first, detected)],
         "last_detected": same(scene["after_date"]),

@@ -74,7 +74,7 @@ from rsmon.io.optical import align_pair, open_optical
 from rsmon.io.spill import ChangeSpill
 from rsmon.io.vectors import read_vectors, write_patches
 from rsmon.products.change import detect_change_blocks
-from rsmon.products.change_blocks import INDEX_SAMPLE_NAMES, SERIES_SAMPLE_NAMES, series_change_blocks
+from rsmon.products.change_blocks import change_sample_names, series_change_blocks
 from rsmon.products.change_composite import latest_clear_composite
 from rsmon.products.change_indices import BANDS
 from rsmon.products.change_params import ChangeParams
@@ -276,7 +276,7 @@ def run_redline_detect(
             _remove_stale_scratch(out)
             spill = scratch.enter_context(ChangeSpill(scratch.enter_context(staging(out, ".rsmon-scratch-")),
                                                       (grid.sizes["y"], grid.sizes["x"]),
-                                                      INDEX_SAMPLE_NAMES if len(afters) == 1 else SERIES_SAMPLE_NAMES))
+                                                      change_sample_names(reference, series=len(afters) > 1)))
             log.info("streaming the change rasters through %s", spill.folder)
         with ThreadPoolExecutor(1) as hasher:
             inputs = hasher.submit(lambda: [InputRef.from_path(f, checksum=checksums) for f in files])

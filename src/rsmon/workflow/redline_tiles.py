@@ -38,7 +38,7 @@ from rsmon.products.patch_merge import merge_tile_patches
 
 log = logging.getLogger(__name__)
 
-__all__ = ["TileRun", "TilePlan", "group_by_tile", "plan_tiles", "run_redline_tiles", "tile_key"]
+__all__ = ["TileRun", "TilePlan", "group_by_tile", "merge_runs", "plan_tiles", "run_redline_tiles", "tile_key"]
 
 
 def tile_key(item) -> str | None:
@@ -162,31 +162,69 @@ def run_redline_tiles(plan: TilePlan, out: Path, **kwargs) -> dict[str, Any]:
     if not plan.runs:
         raise InputError("redline tiles: no tile has both a before and an after scene ("
                          + "; ".join(f"{t}: {why}" for t, why in sorted(plan.skipped.items())) + ")")
-    tables, centres, tiles = {}, {}, {}
+    tiles = {}
     for run in plan.runs:
         folder = out / "tiles" / run.tile
         log.info("redline tile %s: %d before, %d after scene(s)", run.tile, len(run.before), len(run.after))
         result = run_redline_detect([i.path for i in run.before], [i.path for i in run.after], folder, **kwargs)
-        tables[run.tile] = read_vectors(result.paths["patches_gpkg"])
-        centres[run.tile] = _grid_centre(result.paths["change"])
         tiles[run.tile] = {"folder": f"tiles/{run.tile}", "n_patches": result.n_patches, "area_m2": result.area_m2,
                            "n_change_pixels": result.n_change_pixels, "n_valid_pixels": result.n_valid_pixels,
                            "by_class": result.by_class, "reason": result.reason,
                            "before": [i.path for i in run.before], "after": [i.path for i in run.after]}
+    for tile, why in plan.skipped.items():
+        log.warning("redline tile %s skipped: %s", tile, why)
+    return merge_runs({t: out / "tiles" / t for t in tiles}, out, tiles=tiles, skipped=plan.skipped)
+
+
+def merge_runs(runs: dict[str, Path], out: Path, *, tiles: dict[str, dict] | None = None,
+               skipped: dict[str, str] | None = None) -> dict[str, Any]:
+    """Merge the patches of finished tile runs (tile -> output folder of
+    :func:`rsmon.workflow.redline.run_redline_detect`) into ``out``: ``patches.gpkg``,
+    ``patches.geojson`` (column ``tile``) and ``summary.json``; returns the summary.
+
+    ``tiles`` gives each tile's summary (default: its run's ``summary.json``), ``skipped`` the
+    tiles not run and why.
+
+    Raises
+    ------
+    InputError
+        A run folder without ``change.tif`` or ``patches.gpkg`` (named).
+    RsmonError
+        Unreadable outputs or an unwritable ``out``; nothing is written then.
+    """
+    tables, centres, tiles = {}, {}, dict(tiles or {})
+    for tile, folder in runs.items():
+        folder = Path(folder)
+        for name in ("change.tif", "patches.gpkg"):
+            if not (folder / name).is_file():
+                raise InputError(f"{folder}: no {name} (not an output folder of 'rsmon redline detect')")
+        tables[tile] = read_vectors(folder / "patches.gpkg")
+        centres[tile] = _grid_centre(folder / "change.tif")
+        if tile not in tiles:
+            tiles[tile] = {"folder": str(folder), **_run_summary(folder)}
     merged = merge_tile_patches(tables, centres)
     table = merged.table
+    out.mkdir(parents=True, exist_ok=True)
     write_patches(table, out / "patches.gpkg", out / "patches.geojson")
     by_class = {str(k): int(v) for k, v in table["change_class"].value_counts().items()} if len(table) else {}
     summary = {
-        "tiles": tiles, "skipped_tiles": plan.skipped, "n_patches": len(table),
+        "tiles": tiles, "skipped_tiles": dict(skipped or {}), "n_patches": len(table),
         "area_m2": float(table["area_m2"].sum()) if len(table) else 0.0, "by_class": by_class,
-        "n_change_pixels": sum(t["n_change_pixels"] for t in tiles.values()),
-        "n_valid_pixels": sum(t["n_valid_pixels"] for t in tiles.values()),
+        "n_change_pixels": sum(int(t.get("n_change_pixels") or 0) for t in tiles.values()),
+        "n_valid_pixels": sum(int(t.get("n_valid_pixels") or 0) for t in tiles.values()),
         "duplicates_dropped": merged.n_dropped, "ids_renamed": merged.n_renamed,
         "reason": None if len(table) else "no change patch in any tile",
     }
     with atomic_output(out / "summary.json") as tmp:
         tmp.write_text(json.dumps(summary, indent=2, default=str) + "\n", encoding="utf-8")
-    for tile, why in plan.skipped.items():
-        log.warning("redline tile %s skipped: %s", tile, why)
     return summary
+
+
+def _run_summary(folder: Path) -> dict[str, Any]:
+    """The counts of a run's ``summary.json`` (empty when it has none or it is unreadable)."""
+    try:
+        body = json.loads((folder / "summary.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    keys = ("n_patches", "area_m2", "n_change_pixels", "n_valid_pixels", "by_class", "reason", "before", "after")
+    return {k: body.get(k) for k in keys} if isinstance(body, dict) else {}
