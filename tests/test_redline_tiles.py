@@ -88,6 +88,9 @@ def test_plan_groups_scenes_by_tile_and_names_tiles_without_a_reference():
     lb = [Item(f"/in/LC08_L2SP_{pr}_20230515_20230520_02_T1") for pr in ("119038", "120038")]
     assert [r.tile for r in plan_tiles(lb, ls).runs] == ["WRS2-119038", "WRS2-120038"]
     assert list(group_by_tile(after)) == ["T51STR", "T51SUR", "T51SVR"]
+    # plain paths (no footprint): a scene of the other family joins every tile
+    paths = plan_tiles([s.path for s in before], [after[0].path, after[1].path, landsat.path])
+    assert [r.after[-1] for r in paths.runs] == [landsat.path, landsat.path]
 
 
 def test_no_tile_with_a_reference_is_a_clear_error(tmp_path):

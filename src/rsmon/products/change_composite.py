@@ -16,8 +16,8 @@ import xarray as xr
 
 from rsmon.errors import InputError
 from rsmon.io.optical_raster import SCENE_BLOCKS, BlockSource
-from rsmon.products.change_indices import BANDS, check_scene, spectral_masks
 from rsmon.kernels import change as kernel
+from rsmon.products.change_indices import BANDS, check_scene, spectral_masks
 from rsmon.products.change_params import ChangeParams
 from rsmon.products.change_pixels import OBSERVATION_INDEX, pack_thresholds
 

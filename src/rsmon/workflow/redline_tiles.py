@@ -123,13 +123,14 @@ def plan_tiles(before: Sequence, after: Sequence) -> TilePlan:
         for item in items:
             key = tile_key(item)
             targets = [key] if key in runs else ([] if _family(key) == primary else
-                                                 [t for t in runs if _intersects(item.bbox, footprint[t])])
+                                                 [t for t in runs if _intersects(getattr(item, "bbox", None),
+                                                                                 footprint[t])])
             for t in targets:
                 getattr(runs[t], role).append(item)
             if not targets:
                 log.info("redline tiles: %s scene %s is of no tile of this job's after scenes; not used",
-                         role, Path(item.path).name)
-    skipped = {t: "no before scene of this tile (give the before query 'group: tile' to select one per tile)"
+                         role, Path(getattr(item, "path", item)).name)
+    skipped = {t: "no before scene of this tile selected (the before query selects per tile with 'group: tile')"
                for t, r in runs.items() if not r.before}
     return TilePlan([r for t, r in runs.items() if t not in skipped], skipped)
 
