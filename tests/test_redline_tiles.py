@@ -2,6 +2,7 @@
 answers on hand-made tables and on two overlapping simulated tiles) and the monthly workflow."""
 
 import json
+import os
 import shutil
 from dataclasses import dataclass
 from datetime import date
@@ -317,3 +318,35 @@ def test_cli_merge_of_tile_runs_equals_the_tiled_job(two_tiles, tmp_path, capsys
     err = capsys.readouterr().err
     assert "empty" in err and "no change.tif" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "bad").exists()
+
+
+def test_tiles_run_side_by_side_on_a_dask_cluster(two_tiles, tmp_path):
+    """A multi-tile job run on a dask cluster (``--dask processes``) runs its tiles as tasks of
+    that cluster, in worker processes, with the same merged patches as in one process."""
+    pytest.importorskip("distributed")
+    from rsmon.workflow.runner import run_workflow
+
+    incoming = tmp_path / "incoming"
+    for name in ("west", "east"):
+        shutil.copytree(two_tiles / name, incoming / name, ignore=shutil.ignore_patterns("truth.*"))
+    spec = yaml.safe_load((ROOT / "workflows" / "redline-monthly.yaml").read_text())
+    spec["sources"] = [str(incoming)]
+    for role in ("before", "after"):
+        del spec["jobs"][0]["inputs"][role]["bbox"]
+    spec["jobs"][0]["parameters"] = {"quicklooks": False}
+    del spec["jobs"][0]["alerts"]
+    wf = tmp_path / "monthly.yaml"
+    wf.write_text(yaml.safe_dump(spec))
+    tables = {}
+    for how in ("threads", "processes"):
+        home = tmp_path / how
+        [report] = run_workflow(wf, date(2023, 6, 1), home=home, dask=how, workers=2)
+        assert report.jobs[0].status == "success", report.summary()
+        folder = home / "products" / "redline" / "v1" / "2023-06"
+        tables[how] = gpd.read_file(folder / "patches.gpkg")
+        summary = json.loads((folder / "summary.json").read_text())
+        pids = {t["executed_on"].rsplit(":", 1)[1] for t in summary["tiles"].values()}
+        assert (str(os.getpid()) in pids) == (how == "threads"), (how, pids)
+        assert summary["tile_runs"] == {"threads": "in this process", "processes": "dask cluster tasks"}[how]
+    assert sorted(zip(tables["threads"]["tile"], tables["threads"]["patch_id"])) == sorted(
+        zip(tables["processes"]["tile"], tables["processes"]["patch_id"]))

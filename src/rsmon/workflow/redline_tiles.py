@@ -14,7 +14,9 @@ tiles before Landsat path/rows on a tie). A scene of the other family or without
 name (a second sensor's scene, an ENVI stack) joins every tile whose after scenes' bounding box it
 intersects, so a Landsat scene can still confirm the Sentinel-2 changes of the tiles it covers.
 A tile with after scenes but no before scene is skipped, and the summary says why; a job whose
-scenes are all of one tile runs as before (outputs directly in ``OUT``).
+scenes are all of one tile runs as before (outputs directly in ``OUT``). When the job itself runs
+on a dask.distributed worker (``rsmon run --dask``), its tiles run side by side as tasks of that
+cluster; else one after the other.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -158,33 +161,63 @@ def run_redline_tiles(plan: TilePlan, out: Path, **kwargs) -> dict[str, Any]:
         As :func:`run_redline_detect` for a tile's run; nothing is written in ``out`` then except
         the folders of tiles already done, which the workflow's staging folder discards.
     """
-    from rsmon.workflow.redline import run_redline_detect
-
     if not plan.runs:
         raise InputError("redline tiles: no tile has both a before and an after scene ("
                          + "; ".join(f"{t}: {why}" for t, why in sorted(plan.skipped.items())) + ")")
-    tiles = {}
-    for run in plan.runs:
-        folder = out / "tiles" / run.tile
-        log.info("redline tile %s: %d before, %d after scene(s)", run.tile, len(run.before), len(run.after))
-        result = run_redline_detect([i.path for i in run.before], [i.path for i in run.after], folder, **kwargs)
-        tiles[run.tile] = {"folder": f"tiles/{run.tile}", "n_patches": result.n_patches, "area_m2": result.area_m2,
-                           "n_change_pixels": result.n_change_pixels, "n_valid_pixels": result.n_valid_pixels,
-                           "by_class": result.by_class, "reason": result.reason,
-                           "before": [i.path for i in run.before], "after": [i.path for i in run.after]}
+    calls = [(run.tile, [i.path for i in run.before], [i.path for i in run.after], out / "tiles" / run.tile, kwargs)
+             for run in plan.runs]
+    client = _cluster_client() if len(calls) > 1 else None
+    if client is None:  # one after the other, in this process
+        done = [_run_tile(*call) for call in calls]
+    else:  # on the dask cluster this job runs on: the tiles side by side, each on a worker
+        with client as c:
+            futures = [c.submit(_run_tile, *call, pure=False) for call in calls]
+            try:
+                done = c.gather(futures)
+            finally:
+                c.cancel(futures)
+    tiles = dict(done)
     for tile, why in plan.skipped.items():
         log.warning("redline tile %s skipped: %s", tile, why)
-    return merge_runs({t: out / "tiles" / t for t in tiles}, out, tiles=tiles, skipped=plan.skipped)
+    return merge_runs({t: out / "tiles" / t for t in tiles}, out, tiles=tiles, skipped=plan.skipped,
+                      tile_runs="in this process" if client is None else "dask cluster tasks")
+
+
+def _run_tile(tile: str, before: list[str], after: list[str], folder: Path, kwargs: dict) -> tuple[str, dict]:
+    """One tile's change run into ``folder``: (tile, its summary for the job's summary.json)."""
+    from rsmon.workflow.redline import run_redline_detect
+
+    log.info("redline tile %s: %d before, %d after scene(s)", tile, len(before), len(after))
+    result = run_redline_detect(before, after, folder, **kwargs)
+    return tile, {"folder": f"tiles/{tile}", "n_patches": result.n_patches, "area_m2": result.area_m2,
+                  "n_change_pixels": result.n_change_pixels, "n_valid_pixels": result.n_valid_pixels,
+                  "by_class": result.by_class, "reason": result.reason, "before": before, "after": after,
+                  "executed_on": f"{socket.gethostname()}:{os.getpid()}"}
+
+
+def _cluster_client():
+    """A client of the dask cluster whose worker runs this job (its tile runs become tasks there,
+    the job's own task stepping aside while it waits: ``distributed.worker_client``), or None when
+    the job does not run on a dask.distributed worker."""
+    try:
+        from distributed import get_worker, worker_client
+    except ImportError:
+        return None
+    try:
+        get_worker()
+    except ValueError:  # not inside a worker's task
+        return None
+    return worker_client()
 
 
 def merge_runs(runs: dict[str, Path], out: Path, *, tiles: dict[str, dict] | None = None,
-               skipped: dict[str, str] | None = None) -> dict[str, Any]:
+               skipped: dict[str, str] | None = None, tile_runs: str | None = None) -> dict[str, Any]:
     """Merge the patches of finished tile runs (tile -> output folder of
     :func:`rsmon.workflow.redline.run_redline_detect`) into ``out``: ``patches.gpkg``,
     ``patches.geojson`` (column ``tile``) and ``summary.json``; returns the summary.
 
     ``tiles`` gives each tile's summary (default: its run's ``summary.json``), ``skipped`` the
-    tiles not run and why.
+    tiles not run and why, ``tile_runs`` where they ran (``summary.json`` says it).
 
     Raises
     ------
@@ -215,6 +248,7 @@ def merge_runs(runs: dict[str, Path], out: Path, *, tiles: dict[str, dict] | Non
         "n_valid_pixels": sum(int(t.get("n_valid_pixels") or 0) for t in tiles.values()),
         "duplicates_dropped": merged.n_dropped, "ids_renamed": merged.n_renamed,
         "reason": None if len(table) else "no change patch in any tile",
+        **({"tile_runs": tile_runs} if tile_runs else {}),
     }
     with atomic_output(out / "summary.json") as tmp:
         tmp.write_text(json.dumps(summary, indent=2, default=str) + "\n", encoding="utf-8")
