@@ -324,6 +324,7 @@ def test_tiles_run_side_by_side_on_a_dask_cluster(two_tiles, tmp_path):
     """A multi-tile job run on a dask cluster (``--dask processes``) runs its tiles as tasks of
     that cluster, in worker processes, with the same merged patches as in one process."""
     pytest.importorskip("distributed")
+    from rsmon.workflow.ledger import Ledger, ledger_url
     from rsmon.workflow.runner import run_workflow
 
     incoming = tmp_path / "incoming"
@@ -348,5 +349,10 @@ def test_tiles_run_side_by_side_on_a_dask_cluster(two_tiles, tmp_path):
         pids = {t["executed_on"].rsplit(":", 1)[1] for t in summary["tiles"].values()}
         assert (str(os.getpid()) in pids) == (how == "threads"), (how, pids)
         assert summary["tile_runs"] == {"threads": "in this process", "processes": "dask cluster tasks"}[how]
+        with Ledger(ledger_url(home)) as led:
+            job_log = led.run(report.run_id)["log"]
+        for tile in ("T50SMF", "T50SNF"):  # the tiles' log lines reach the job's log from the workers
+            assert f"redline tile {tile}: 1 before, 1 after scene(s)" in job_log, (how, tile)
+        assert "redline stage detect" in job_log
     assert sorted(zip(tables["threads"]["tile"], tables["threads"]["patch_id"])) == sorted(
         zip(tables["processes"]["tile"], tables["processes"]["patch_id"]))

@@ -25,6 +25,7 @@ import json
 import logging
 import os
 import socket
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -171,28 +172,62 @@ def run_redline_tiles(plan: TilePlan, out: Path, **kwargs) -> dict[str, Any]:
         done = [_run_tile(*call) for call in calls]
     else:  # on the dask cluster this job runs on: the tiles side by side, each on a worker
         with client as c:
-            futures = [c.submit(_run_tile, *call, pure=False) for call in calls]
+            futures = [c.submit(_run_tile, *call, capture=True, pure=False) for call in calls]
             try:
                 done = c.gather(futures)
             finally:
                 c.cancel(futures)
-    tiles = dict(done)
+    tiles = {}
+    for tile, summary, records in done:
+        tiles[tile] = summary
+        for record in records:  # a tile's log lines from its worker, into this job's log
+            logging.getLogger(record["name"]).handle(logging.makeLogRecord(record))
     for tile, why in plan.skipped.items():
         log.warning("redline tile %s skipped: %s", tile, why)
     return merge_runs({t: out / "tiles" / t for t in tiles}, out, tiles=tiles, skipped=plan.skipped,
                       tile_runs="in this process" if client is None else "dask cluster tasks")
 
 
-def _run_tile(tile: str, before: list[str], after: list[str], folder: Path, kwargs: dict) -> tuple[str, dict]:
-    """One tile's change run into ``folder``: (tile, its summary for the job's summary.json)."""
+def _run_tile(tile: str, before: list[str], after: list[str], folder: Path, kwargs: dict, *,
+              capture: bool = False) -> tuple[str, dict, list[dict]]:
+    """One tile's change run into ``folder``: (tile, its summary for the job's summary.json, and
+    with ``capture`` the INFO and higher ``rsmon`` log records this thread emitted, as dicts for
+    :func:`logging.makeLogRecord`: a tile run on another worker sends its log lines back)."""
     from rsmon.workflow.redline import run_redline_detect
 
-    log.info("redline tile %s: %d before, %d after scene(s)", tile, len(before), len(after))
-    result = run_redline_detect(before, after, folder, **kwargs)
+    records: list[dict] = []
+    handler = _ThreadRecords(records) if capture else None
+    logger = logging.getLogger("rsmon")
+    level = logger.level
+    if handler is not None:
+        logger.addHandler(handler)
+        if logger.getEffectiveLevel() > logging.INFO:
+            logger.setLevel(logging.INFO)
+    try:
+        log.info("redline tile %s: %d before, %d after scene(s)", tile, len(before), len(after))
+        result = run_redline_detect(before, after, folder, **kwargs)
+    finally:
+        if handler is not None:
+            logger.removeHandler(handler)
+            logger.setLevel(level)
     return tile, {"folder": f"tiles/{tile}", "n_patches": result.n_patches, "area_m2": result.area_m2,
                   "n_change_pixels": result.n_change_pixels, "n_valid_pixels": result.n_valid_pixels,
                   "by_class": result.by_class, "reason": result.reason, "before": before, "after": after,
-                  "executed_on": f"{socket.gethostname()}:{os.getpid()}"}
+                  "executed_on": f"{socket.gethostname()}:{os.getpid()}"}, records
+
+
+class _ThreadRecords(logging.Handler):
+    """The INFO and higher records of the thread that made it (other tasks share the worker)."""
+
+    def __init__(self, records: list[dict]):
+        super().__init__(logging.INFO)
+        self.records, self.thread = records, threading.get_ident()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.thread == self.thread:
+            self.records.append({"name": record.name, "levelno": record.levelno, "levelname": record.levelname,
+                                 "msg": f"[{socket.gethostname()}:{os.getpid()}] {record.getMessage()}",
+                                 "created": record.created, "msecs": record.msecs})
 
 
 def _cluster_client():
