@@ -2,8 +2,9 @@
 
 The patch table of the simulated Sentinel-2 tile pair (``benchmarks/data/s2tile``, made by
 ``bench_change_tile.py``; 7876 patches) is taken as tile A, and a tile half a tile (54.9 km)
-further east as tile B, so every patch of A's eastern half is seen twice (B: A's eastern half as it is, and A's western half moved one tile east as B's own
-part; the worst case: real neighbouring tiles overlap by ~10 km of 110). The merge
+further east as tile B, so every patch of A's eastern half is seen twice (B: A's eastern half as
+it is, and A's western half moved one tile east as B's own part; the worst case: real
+neighbouring tiles overlap by ~10 km of 110). The merge
 (:func:`rsmon.products.patch_merge.merge_tile_patches`) must drop one copy of each; its time is what
 a multi-tile job adds to its tiles' runs. Usage::
 

@@ -370,7 +370,8 @@ def build_parser() -> argparse.ArgumentParser:
     rdet.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="output folder")
     rdet.set_defaults(func=_cmd_redline_detect)
     rmrg = red_sub.add_parser("merge", help="merge the patches of runs on overlapping tiles, each change once")
-    rmrg.add_argument("runs", nargs="+", metavar="RUNDIR", help="output folders of 'rsmon redline detect' (one per tile)")
+    rmrg.add_argument("runs", nargs="+", metavar="RUNDIR",
+                      help="output folders of 'rsmon redline detect' (one per tile)")
     rmrg.add_argument("-o", "--output", required=True, metavar="OUTDIR",
                       help="folder for the merged patches.gpkg, patches.geojson and summary.json")
     rmrg.set_defaults(func=_cmd_redline_merge)

@@ -33,8 +33,8 @@ from rsmon.kernels.decode import lut_decode
 
 log = logging.getLogger(__name__)
 
-__all__ = ["BANDS", "BandSource", "BlockSource", "DEFAULT_CHUNK", "OpticalLayout", "PixelGrid", "QaLayer", "SCENE_BLOCKS",
-           "SceneBlocks", "WAVELENGTH_RANGES_UM",
+__all__ = ["BANDS", "BandSource", "BlockSource", "DEFAULT_CHUNK", "OpticalLayout", "PixelGrid", "QaLayer",
+           "SCENE_BLOCKS", "SceneBlocks", "WAVELENGTH_RANGES_UM",
            "band_by_wavelength", "build_dataset", "check_band_map", "check_required", "chunk_sizes", "open_raster",
            "read_window", "require_readable"]
 

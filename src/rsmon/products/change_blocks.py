@@ -74,6 +74,7 @@ INDEX_SAMPLE_NAMES = kernel.INDEX_PLANES
 #: that pair's later scene (:data:`~rsmon.products.change_series.FIRST_OBSERVATION`).
 SERIES_SAMPLE_NAMES = (*INDEX_SAMPLE_NAMES, FIRST_OBSERVATION)
 
+
 def change_sample_names(reference: xr.Dataset, *, series: bool) -> tuple[str, ...]:
     """The samples a pass gives (:attr:`ChangeBlocks.sample_names`) with this reference scene:
     :data:`INDEX_SAMPLE_NAMES` or :data:`SERIES_SAMPLE_NAMES`, and for a composite reference

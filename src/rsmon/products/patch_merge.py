@@ -12,8 +12,8 @@ one tile's detection of every such change:
    one group); a patch that overlaps no other tile's patch is kept as it is, so a change that only
    one tile saw (the other has no data there, or did not flag it) is never lost;
 3. in a group, the patches of the tile whose centre is nearest the group's centroid (its members'
-   centroids weighted by their areas) are kept and the others dropped: the usual rule of mosaicking overlapping tiles (keep the observation
-   farthest from its tile's edge).
+   centroids weighted by their areas) are kept and the others dropped: the usual rule of
+   mosaicking overlapping tiles (keep the observation farthest from its tile's edge).
 
 Patch ids are location ids (:mod:`rsmon.products.patches`), so the same change seen by two tiles
 has the same id in both. Two different patches of different tiles can still share an id (the same

@@ -209,10 +209,9 @@ def _scene_attrs(ds: xr.Dataset) -> dict[str, str | None]:
     }
 
 
-#: Samples whose minimum per patch names a scene: sample -> the change dataset's attribute listing
-#: those scenes' datetimes (JSON) and the patch column the scene's date goes to.
-_SCENE_SAMPLES = {FIRST_OBSERVATION: ("datetimes", "first_detected"),
-                  REFERENCE_OBSERVATION: ("reference_datetimes", "before_date")}
+#: Samples whose minimum per patch names a scene (its date goes to ``first_detected`` and
+#: ``before_date``): sample -> the change dataset's attribute listing those scenes' datetimes (JSON).
+_SCENE_SAMPLES = {FIRST_OBSERVATION: "datetimes", REFERENCE_OBSERVATION: "reference_datetimes"}
 
 
 def _scene_dates(ds: xr.Dataset, key: str = "datetimes") -> list[str] | None:
@@ -235,7 +234,7 @@ def _piece_dates(joined: dict, name: str, dates: list, default: str | None) -> l
     first = joined[f"mean:{name}"]
     if np.any((first < 0) | (first >= len(dates)) | (first != np.floor(first))):
         raise InputError(f"index_samples: {name!r} must hold positions 0..{len(dates) - 1} "
-                         f"of the change dataset's {_SCENE_SAMPLES[name][0]!r}")
+                         f"of the change dataset's {_SCENE_SAMPLES[name]!r}")
     return [(dates[int(k)] if k == k else None) or default for k in first]
 
 
@@ -632,7 +631,7 @@ def patches_from_change(
                                                                                    else ds.data_vars)]
     # a series' samples may say which later scene first flagged each pixel (FIRST_OBSERVATION), a
     # composite reference's which of its scenes gave each pixel's reference (REFERENCE_OBSERVATION)
-    scene_dates = {name: _scene_dates(ds, key) for name, (key, _) in _SCENE_SAMPLES.items()}
+    scene_dates = {name: _scene_dates(ds, key) for name, key in _SCENE_SAMPLES.items()}
     min_names = [name for name, dates in scene_dates.items()
                  if dates and (lazy or (samples and name in samples[1]))]
     parts, n = [], 0

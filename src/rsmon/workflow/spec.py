@@ -515,8 +515,8 @@ def _build(path: Path, text: str, data: dict, lines: _Lines) -> tuple[Workflow, 
                 role=role, collection=q["collection"], window_start=duration(qp + ("window", "start"), window["start"]),
                 window_end=duration(qp + ("window", "end"), window["end"]),
                 bbox=tuple(float(v) for v in bbox) if bbox else None, select=q.get("select", "all"),
-                group=q.get("group", "none"), min_count=q.get("min_count", 1), max_count=q.get("max_count"), platform=q.get("platform"),
-                product=q.get("product"))
+                group=q.get("group", "none"), min_count=q.get("min_count", 1), max_count=q.get("max_count"),
+                platform=q.get("platform"), product=q.get("product"))
             for key in ("platform", "product"):
                 if q.get(key):
                     try:
