@@ -9,7 +9,8 @@ the same files rewritten once with other compressions (same names, tiling and me
 
 Cases, each its own process under GNU time (wall, user and system CPU seconds, peak RSS):
 
-``cli-<compression>``  ``rsmon -v redline detect --before .. --after .. -o TMP --no-quicklooks
+``cli-<compression>``  (``jp2``: lossless JPEG 2000 as ESA's SAFE products, GDAL/OpenJPEG
+                       decoding, this case only) ``rsmon -v redline detect --before .. --after .. -o TMP --no-quicklooks
                        --no-checksums``: the whole command (start-up, imports, detection, patch
                        table, three COGs, GeoPackage + GeoJSON); its stage timers are reported too;
                        the tile is streamed through scratch files (the default above 25 Mpixel;
@@ -46,7 +47,7 @@ Cases, each its own process under GNU time (wall, user and system CPU seconds, p
 Usage::
 
     .venv/bin/python benchmarks/bench_change_tile.py [--data benchmarks/data] [--repeat 2]
-        [--compressions deflate,zstd,none] [--series] [--composite] [--json out.json]
+        [--compressions deflate,zstd,none,jp2] [--series] [--composite] [--json out.json]
 
 Needs GNU time (Debian package ``time``). Prints a Markdown table (best of ``--repeat`` runs).
 """
@@ -91,11 +92,13 @@ def tile(data: Path) -> Path:
 
 
 def recompressed(src: Path, compression: str) -> Path:
-    """``src`` rewritten with ``compression`` (same names, tiles and metadata), once."""
+    """``src`` rewritten with ``compression`` (same names, tiles and metadata), once. ``jp2``:
+    lossless JPEG 2000 (``.jp2``, as ESA's SAFE products; 1024-pixel code tiles, 5 resolutions)."""
     if compression == "deflate":
         return src
     dst = src.parent / f"{src.name}_{compression}"
-    if (dst / "after").is_dir() and len(list((dst / "after").glob("*.tif"))) == 7:
+    suffix = ".jp2" if compression == "jp2" else ".tif"
+    if (dst / "after").is_dir() and len(list((dst / "after").glob(f"*{suffix}"))) == 7:
         return dst
     import rasterio
 
@@ -106,6 +109,14 @@ def recompressed(src: Path, compression: str) -> Path:
                 shutil.copy(f, dst / date / f.name)
                 continue
             with rasterio.open(f) as s:
+                if compression == "jp2":  # whole bands (the JPEG 2000 writer encodes on close)
+                    profile = {k: v for k, v in s.profile.items() if k not in (
+                        "tiled", "blockxsize", "blockysize", "compress", "interleave", "predictor")}
+                    profile.update(driver="JP2OpenJPEG", QUALITY=100, REVERSIBLE="YES", BLOCKXSIZE=1024,
+                                   BLOCKYSIZE=1024, RESOLUTIONS=5)
+                    with rasterio.open(dst / date / (f.stem + ".jp2"), "w", **profile) as d:
+                        d.write(s.read())
+                    continue
                 profile = dict(s.profile, compress=compression)
                 if compression == "zstd":
                     profile["predictor"] = 2
@@ -249,6 +260,8 @@ def main() -> int:
     for compression in args.compressions.split(","):
         folder = recompressed(src, compression)
         rows[f"cli-{compression}"] = best_cli_run(folder, args.repeat)
+        if compression == "jp2":  # GDAL (OpenJPEG) decodes it: the one-off CLI only, a run takes minutes
+            continue
         if compression == "deflate":  # the same command with GDAL reading every file (before tiff_tiles)
             rows["cli-deflate-gdal"] = best_cli_run(folder, args.repeat, ["env", "RSMON_DIRECT_TIFF=0"])
         warm = [timed([PYTHON, "-c", _WARM, str(folder)]) for _ in range(args.repeat)]

@@ -149,7 +149,7 @@ def test_corrupt_and_truncated_files_name_the_file(tmp_path):
 
 
 def test_partial_tiles_are_cached_whole_tiles_not(tmp_path, monkeypatch):
-    cache = tiff_tiles._TileCache(1 << 20)
+    cache = tiff_tiles.TileCache(1 << 20)
     monkeypatch.setattr(tiff_tiles, "_CACHE", cache)
     path = _write(tmp_path / "band.tif", _data(np.uint16, seed=6), compress="deflate")
     reader = tiled_tiff(path)

@@ -27,6 +27,7 @@ import numpy as np
 import xarray as xr
 
 from rsmon.errors import FormatError, InputError
+from rsmon.io.jp2_blocks import JP2_DRIVERS, read_by_tiles
 from rsmon.io.optical_grid import PixelGrid, integer_offset, source_window, warp_array
 from rsmon.io.tiff_tiles import tiled_tiff
 from rsmon.kernels.decode import lut_decode
@@ -207,7 +208,11 @@ def _read_values(src: BandSource, row0: int, col0: int, height: int, width: int)
             if src.raw and not dn.flags.writeable:  # a raw layer is handed on as read
                 dn = dn.copy()
         else:
-            dn = _cached_handle(src.path).read(src.band, window=Window(c0, r0, c1 - c0, r1 - r0))
+            handle = _cached_handle(src.path)
+            if handle.driver in JP2_DRIVERS:  # by whole code tiles, each decoded once (rsmon.io.jp2_blocks)
+                dn = read_by_tiles(handle, src.path, src.band, r0, c0, r1 - r0, c1 - c0)
+            else:
+                dn = handle.read(src.band, window=Window(c0, r0, c1 - c0, r1 - r0))
     except (RasterioError, OSError) as exc:
         raise FormatError(f"{src.path}: band {src.band} cannot be read (truncated or corrupt file?): {exc}") from None
     if (r1 - r0, c1 - c0) == (height, width):  # inside the file: decoded as read

@@ -35,7 +35,7 @@ import numpy as np
 
 from rsmon.errors import FormatError
 
-__all__ = ["CACHE_BYTES", "TiledTiff", "tiled_tiff"]
+__all__ = ["CACHE_BYTES", "TileCache", "TiledTiff", "tiled_tiff"]
 
 #: TIFF compressions read directly: none, LZW, Adobe deflate, deflate, ZSTD (imagecodecs decodes
 #: each faster than GDAL's libtiff path); the others are left to GDAL.
@@ -48,13 +48,34 @@ _FILES_KEPT = 64
 _TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 
 
-class _TileCache:
+class TileCache:
     """A thread-safe LRU of decoded tiles bounded in bytes."""
 
     def __init__(self, limit: int) -> None:
         self.limit, self.size = limit, 0
         self._items: OrderedDict = OrderedDict()
         self._lock = threading.Lock()
+        self._pending: dict = {}
+
+    def get_or_make(self, key, make):
+        """The tile of ``key``, kept read-only; ``make()`` decodes it once even when several threads
+        ask for it at the same time (the others wait for it instead of decoding it again)."""
+        tile = self.get(key)
+        if tile is not None:
+            return tile
+        with self._lock:
+            pending = self._pending.setdefault(key, threading.Lock())
+        try:
+            with pending:
+                tile = self.get(key)
+                if tile is None:
+                    tile = make()
+                    tile.flags.writeable = False
+                    self.put(key, tile)
+        finally:
+            with self._lock:
+                self._pending.pop(key, None)
+        return tile
 
     def get(self, key):
         with self._lock:
@@ -73,7 +94,7 @@ class _TileCache:
                 self.size -= self._items.popitem(last=False)[1].nbytes
 
 
-_CACHE = _TileCache(CACHE_BYTES)
+_CACHE = TileCache(CACHE_BYTES)
 
 
 class TiledTiff:
@@ -138,13 +159,10 @@ class TiledTiff:
 
     def _get(self, index: int, keep: bool) -> np.ndarray:
         key = (self.token, index)
+        if keep:  # decoded once, also when the blocks sharing it are read at the same time
+            return _CACHE.get_or_make(key, lambda: self._tile(index))
         tile = _CACHE.get(key)
-        if tile is None:
-            tile = self._tile(index)
-            if keep:
-                tile.flags.writeable = False
-                _CACHE.put(key, tile)
-        return tile
+        return tile if tile is not None else self._tile(index)
 
 
 _FILES: OrderedDict = OrderedDict()
