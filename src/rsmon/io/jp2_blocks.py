@@ -1,8 +1,8 @@
 """JPEG 2000 bands read by whole code tiles, each decoded once.
 
-Sentinel-2 products from ESA (SAFE) store every band as lossless JPEG 2000 in tiles of their own
-(the ``COMPRESSION_REVERSIBILITY=LOSSLESS`` T29UNU sample in ``../shared/data``), which the
-readers' 512-pixel blocks do not match. Through GDAL (OpenJPEG), a block window decodes the code
+Sentinel-2 products from ESA (SAFE) store every band as lossless JPEG 2000 (the
+``COMPRESSION_REVERSIBILITY=LOSSLESS`` T29UNU sample in ``../shared/data``) in code tiles of their
+own, not the readers' 512-pixel blocks. Through GDAL (OpenJPEG), a block window decodes the code
 tiles under it, so a 1024-pixel tile read by its four 512-pixel blocks was decoded about four times:
 a simulated tile pair in lossless JPEG 2000 took 330 s and 646 CPU-s of which a single decode of
 its bands is 137 CPU-s (``benchmarks/bench_change_tile.py --compressions jp2``,
@@ -56,5 +56,6 @@ def read_by_tiles(handle, path: str, band: int, row0: int, col0: int, height: in
             tile_h = min(bh, handle.height - ty * bh)
             tile = _CACHE.get_or_make((token, ty, tx), lambda: handle.read(
                 band, window=Window(tx * bw, ty * bh, tile_w, tile_h)))
-            out[r0 - row0:r1 - row0, c0 - col0:c1 - col0] = tile[r0 - ty * bh:r1 - ty * bh, c0 - tx * bw:c1 - tx * bw]
+            out[r0 - row0:r1 - row0, c0 - col0:c1 - col0] = tile[r0 - ty * bh:r1 - ty * bh,
+                                                                 c0 - tx * bw:c1 - tx * bw]
     return out
