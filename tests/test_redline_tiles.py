@@ -228,6 +228,26 @@ def test_two_overlapping_tiles_report_each_change_once(two_tiles, tmp_path):
     assert body["tiles"]["T50SNF"]["folder"] == "tiles/T50SNF" and (out / "tiles" / "T50SNF" / "change.tif").is_file()
 
 
+def monthly_workflow(two_tiles: Path, tmp_path: Path, alerts: dict | None) -> tuple[Path, dict, Path]:
+    """workflows/redline-monthly.yaml on the two tiles' scenes copied to ``tmp_path/incoming`` (no
+    bbox, no quicklooks, ``alerts`` or none): (workflow file, its spec, the incoming folder)."""
+    incoming = tmp_path / "incoming"
+    for name in ("west", "east"):
+        shutil.copytree(two_tiles / name, incoming / name, ignore=shutil.ignore_patterns("truth.*"))
+    spec = yaml.safe_load((ROOT / "workflows" / "redline-monthly.yaml").read_text())
+    spec["sources"] = [str(incoming)]
+    for role in ("before", "after"):
+        del spec["jobs"][0]["inputs"][role]["bbox"]
+    spec["jobs"][0]["parameters"] = {"quicklooks": False}
+    if alerts is None:
+        del spec["jobs"][0]["alerts"]
+    else:
+        spec["jobs"][0]["alerts"] = alerts
+    wf = tmp_path / "monthly.yaml"
+    wf.write_text(yaml.safe_dump(spec))
+    return wf, spec, incoming
+
+
 def test_monthly_workflow_over_two_tiles_publishes_one_alert_per_change(two_tiles, tmp_path):
     """workflows/redline-monthly.yaml on scenes of two overlapping tiles: each tile's reference is
     the composite of its own latest scenes (group: tile, max_count), one run per tile, the patches
@@ -238,21 +258,11 @@ def test_monthly_workflow_over_two_tiles_publishes_one_alert_per_change(two_tile
     from rsmon.workflow.ledger import Ledger, ledger_url
     from rsmon.workflow.runner import run_workflow
 
-    incoming = tmp_path / "incoming"
-    for name in ("west", "east"):
-        shutil.copytree(two_tiles / name, incoming / name, ignore=shutil.ignore_patterns("truth.*"))
+    store = tmp_path / "alerts.sqlite"
+    wf, spec, incoming = monthly_workflow(two_tiles, tmp_path, {"store": f"sqlite:///{store}"})
+    assert spec["jobs"][0]["inputs"]["before"]["group"] == "tile"
     # an older before scene of the west tile (a copy): the west reference is a composite of two scenes
     redated(two_tiles / "west" / "before", incoming / "west-old" / "before", "2023-05-20", "2023-05-10")
-    spec = yaml.safe_load((ROOT / "workflows" / "redline-monthly.yaml").read_text())
-    assert spec["jobs"][0]["inputs"]["before"]["group"] == "tile"
-    spec["sources"] = [str(incoming)]
-    for role in ("before", "after"):
-        del spec["jobs"][0]["inputs"][role]["bbox"]
-    spec["jobs"][0]["parameters"] = {"quicklooks": False}
-    store = tmp_path / "alerts.sqlite"
-    spec["jobs"][0]["alerts"] = {"store": f"sqlite:///{store}"}
-    wf = tmp_path / "monthly.yaml"
-    wf.write_text(yaml.safe_dump(spec))
     home = tmp_path / "home"
     [report] = run_workflow(wf, date(2023, 6, 1), home=home)
     assert report.jobs[0].status == "success", report.summary()
@@ -327,17 +337,7 @@ def test_tiles_run_side_by_side_on_a_dask_cluster(two_tiles, tmp_path):
     from rsmon.workflow.ledger import Ledger, ledger_url
     from rsmon.workflow.runner import run_workflow
 
-    incoming = tmp_path / "incoming"
-    for name in ("west", "east"):
-        shutil.copytree(two_tiles / name, incoming / name, ignore=shutil.ignore_patterns("truth.*"))
-    spec = yaml.safe_load((ROOT / "workflows" / "redline-monthly.yaml").read_text())
-    spec["sources"] = [str(incoming)]
-    for role in ("before", "after"):
-        del spec["jobs"][0]["inputs"][role]["bbox"]
-    spec["jobs"][0]["parameters"] = {"quicklooks": False}
-    del spec["jobs"][0]["alerts"]
-    wf = tmp_path / "monthly.yaml"
-    wf.write_text(yaml.safe_dump(spec))
+    wf, _, _ = monthly_workflow(two_tiles, tmp_path, None)
     tables = {}
     for how in ("threads", "processes"):
         home = tmp_path / how

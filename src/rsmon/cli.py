@@ -158,34 +158,16 @@ def _cmd_redline_detect(args: argparse.Namespace) -> int:
 
 
 def _cmd_redline_merge(args: argparse.Namespace) -> int:
-    from rsmon.workflow.redline_tiles import merge_runs, tile_key
+    from rsmon.workflow.redline_tiles import merge_run_folders
     from rsmon.workflow.staging import precheck_output_dir
 
     out = precheck_output_dir(args.output)
-    runs: dict[str, Path] = {}
-    for folder in args.runs:
-        folder = Path(folder)
-        name = _run_tile(folder, tile_key) or folder.name
-        while name in runs:  # two runs of one tile (or unnamed): keep both, told apart by their folder
-            name = f"{name}+{folder.name}"
-        runs[name] = folder
-    summary = merge_runs(runs, out)
-    print(f"{summary['n_patches']} change patch(es) from {len(runs)} run(s), "
+    summary = merge_run_folders([Path(f) for f in args.runs], out)
+    print(f"{summary['n_patches']} change patch(es) from {len(summary['tiles'])} run(s), "
           f"{summary['duplicates_dropped']} seen again by an overlapping tile dropped")
     for name in ("patches.gpkg", "patches.geojson", "summary.json"):
         print(f"{name}: {out / name}")
     return 0
-
-
-def _run_tile(folder: Path, tile_key) -> str | None:
-    """The tile of a redline run folder: of its first after scene (its summary.json), else None."""
-    import json
-
-    try:
-        after = json.loads((folder / "summary.json").read_text(encoding="utf-8")).get("after") or []
-    except (OSError, ValueError, AttributeError):
-        return None
-    return tile_key(after[0]) if after else None
 
 
 def _cmd_fire_detect(args: argparse.Namespace) -> int:

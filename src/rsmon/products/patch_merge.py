@@ -88,8 +88,9 @@ def merge_tile_patches(tables: Mapping[str, gpd.GeoDataFrame], centres: Mapping[
             raise InputError(f"patch merge: tile {tile} has no centre")
     crs = {t.crs for t in tables.values()}
     out_crs = next(iter(tables.values())).crs if len(crs) == 1 else "EPSG:4326"
-    frames = [t.to_crs(out_crs).rename_geometry("geometry").assign(tile=tile) if t.geometry.name != "geometry"
-              else t.to_crs(out_crs).assign(tile=tile) for tile, t in tables.items()]
+    frames = [t.to_crs(out_crs) for t in tables.values()]
+    frames = [(f if f.geometry.name == "geometry" else f.rename_geometry("geometry")).assign(tile=tile)
+              for tile, f in zip(tables, frames)]
     merged = gpd.GeoDataFrame(pd.concat(frames, ignore_index=True), geometry="geometry", crs=out_crs)
     merged = merged[[c for c in merged.columns if c != "geometry"] + ["geometry"]]
     n = len(merged)

@@ -42,7 +42,8 @@ from rsmon.products.patch_merge import merge_tile_patches
 
 log = logging.getLogger(__name__)
 
-__all__ = ["TileRun", "TilePlan", "group_by_tile", "merge_runs", "plan_tiles", "run_redline_tiles", "tile_key"]
+__all__ = ["TileRun", "TilePlan", "group_by_tile", "merge_run_folders", "merge_runs", "plan_tiles",
+           "run_redline_tiles", "tile_key"]
 
 
 def tile_key(item) -> str | None:
@@ -118,7 +119,7 @@ def plan_tiles(before: Sequence, after: Sequence) -> TilePlan:
     families = [_family(k) for k in by_tile for _ in by_tile[k]]
     counts = {f: families.count(f) for f in ("sentinel-2", "landsat")}
     primary = "sentinel-2" if counts["sentinel-2"] >= counts["landsat"] else "landsat"
-    tiles = [k for k in by_tile if _family(k) == primary and counts[primary]]
+    tiles = [k for k in by_tile if _family(k) == primary]
     if len(tiles) <= 1:
         return TilePlan([TileRun(tiles[0] if tiles else "scene", list(before), list(after))])
     runs = {t: TileRun(t, [], []) for t in sorted(tiles)}
@@ -288,6 +289,22 @@ def merge_runs(runs: dict[str, Path], out: Path, *, tiles: dict[str, dict] | Non
     with atomic_output(out / "summary.json") as tmp:
         tmp.write_text(json.dumps(summary, indent=2, default=str) + "\n", encoding="utf-8")
     return summary
+
+
+def merge_run_folders(folders: Sequence[Path], out: Path) -> dict[str, Any]:
+    """:func:`merge_runs` of output folders of ``rsmon redline detect``, each named by the tile of
+    its first after scene (its ``summary.json``), else by the folder's name; two runs of one name
+    are told apart by their folders (``T50SMF+run2``)."""
+    runs: dict[str, Path] = {}
+    tiles: dict[str, dict] = {}
+    for folder in map(Path, folders):
+        summary = _run_summary(folder)
+        after = summary.get("after") or []
+        name = (tile_key(after[0]) if after else None) or folder.name
+        while name in runs:
+            name = f"{name}+{folder.name}"
+        runs[name], tiles[name] = folder, {"folder": str(folder), **summary}
+    return merge_runs(runs, out, tiles=tiles)
 
 
 def _run_summary(folder: Path) -> dict[str, Any]:
