@@ -43,11 +43,17 @@ Cases, each its own process under GNU time (wall, user and system CPU seconds, p
                        (:class:`rsmon.products.change_composite.CompositeBlocks`, what the CLI
                        runs) against the composite's dask graph evaluated per block (what it ran
                        before).
+``cli-redlines`` / ``cli-redlines-whole``  (``--redlines COVER``) the one-off CLI on the DEFLATE
+                       pair with a simulated redline layer covering COVER of the tile (discs of
+                       1.5-8 km, in WGS 84): only the blocks within 1 km of the redlines (the
+                       default, :mod:`rsmon.products.change_extent`) against ``--whole-scene``,
+                       alternating; the two patch tables are compared (id and geometry).
 
 Usage::
 
     .venv/bin/python benchmarks/bench_change_tile.py [--data benchmarks/data] [--repeat 2]
-        [--compressions deflate,zstd,none,jp2] [--series] [--composite] [--json out.json]
+        [--compressions deflate,zstd,none,jp2] [--series] [--composite] [--redlines 0.3]
+        [--json out.json]
 
 Needs GNU time (Debian package ``time``). Prints a Markdown table (best of ``--repeat`` runs).
 """
@@ -62,6 +68,8 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+import numpy as np
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -240,6 +248,59 @@ def best_cli_run(folder: Path, repeat: int, prefix: list[str] | None = None) -> 
     return min(runs, key=lambda r: r["wall"])
 
 
+def redline_layer(src: Path, cover: float, out: Path, seed: int = 3) -> Path:
+    """A redline layer over the tile: discs of 1.5-8 km radius at random places (seeded), added
+    until their union covers ``cover`` of the tile (redlines are large contiguous areas,
+    mountains and wetlands, and small reserves), one feature per connected part, in WGS 84."""
+    import geopandas as gpd
+    import rasterio
+    import shapely
+
+    with rasterio.open(next((src / "after").glob("*B04*"))) as f:
+        left, bottom, right, top = f.bounds
+        crs = f.crs
+    rng = np.random.default_rng(seed)
+    tile_box = shapely.box(left, bottom, right, top)
+    union = shapely.Polygon()
+    while union.area < cover * tile_box.area:
+        x, y = rng.uniform(left, right), rng.uniform(bottom, top)
+        union = union.union(shapely.Point(x, y).buffer(rng.uniform(1500.0, 8000.0), 16)).intersection(tile_box)
+    parts = list(getattr(union, "geoms", [union]))
+    gpd.GeoDataFrame({"id": [f"HX{i:03d}" for i in range(len(parts))], "name": [f"redline {i}" for i in
+                                                                                 range(len(parts))]},
+                     geometry=parts, crs=crs).to_crs("EPSG:4326").to_file(out)
+    return out
+
+
+def redline_cases(src: Path, cover: float, repeat: int) -> dict[str, dict]:
+    """The one-off CLI with a redline layer covering ``cover`` of the tile: only the blocks near
+    the redlines (the default) and ``--whole-scene``, alternating; the patch tables compared."""
+    import geopandas as gpd
+    import shapely
+
+    rows: dict[str, dict] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        layer = redline_layer(src, cover, Path(tmp) / "redlines.gpkg")
+        for _ in range(repeat):
+            for name, extra in (("cli-redlines", []), ("cli-redlines-whole", ["--whole-scene"])):
+                out = Path(tmp) / name
+                shutil.rmtree(out, ignore_errors=True)
+                run = timed([RSMON, "-v", "redline", "detect", "--before", str(src / "before"), "--after",
+                             str(src / "after"), "--redlines", str(layer), "-o", str(out), "--no-quicklooks",
+                             "--no-checksums", *extra])
+                run["stages"] = _stages(run["stderr"])
+                summary = json.loads((out / "summary.json").read_text())
+                run["examined"] = summary["examined"]
+                if name not in rows or run["wall"] < rows[name]["wall"]:
+                    rows[name] = run
+        a = gpd.read_file(Path(tmp) / "cli-redlines" / "patches.gpkg")
+        b = gpd.read_file(Path(tmp) / "cli-redlines-whole" / "patches.gpkg")
+        same = set(zip(a["patch_id"], shapely.to_wkb(a.geometry.to_numpy()))) & set(
+            zip(b["patch_id"], shapely.to_wkb(b.geometry.to_numpy())))
+        rows["cli-redlines"]["patches"] = f"{len(a)} patches, {len(same)} identical to the whole-scene run's {len(b)}"
+    return rows
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default=str(HERE / "data"), help="where the simulated tile pair is kept")
@@ -252,6 +313,9 @@ def main() -> int:
     ap.add_argument("--composite", action="store_true",
                     help="also a pair with a composite reference (two before scenes): the one-off CLI, and the "
                          "direct composite reads against its graph (detection only)")
+    ap.add_argument("--redlines", type=float, default=None, metavar="COVER",
+                    help="also the one-off CLI with a simulated redline layer covering COVER (e.g. 0.3) of the "
+                         "tile: only the blocks near the redlines (default) against --whole-scene")
     ap.add_argument("--json", default=None, help="also write the numbers to this JSON file")
     args = ap.parse_args()
     src = tile(Path(args.data))
@@ -295,6 +359,8 @@ def main() -> int:
             run = timed([PYTHON, "-c", _COMPOSITE, which, str(src / "after"), *befores])
             seconds, n_change = run["stdout"].split()[:2]
             rows[f"composite-{which}"] = dict(run, wall=float(seconds), n_change=int(n_change))
+    if args.redlines:
+        rows.update(redline_cases(src, args.redlines, args.repeat))
     if not args.no_numpy:
         for which in ("numpy", "blocks"):
             run = timed([PYTHON, "-c", _INMEMORY, which, str(src), str(CROP)])
@@ -307,6 +373,12 @@ def main() -> int:
         stages = ", ".join(f"{k} {v:.2f}" for k, v in r.get("stages", {}).items())
         cpu = " | ".join("-" if r[k] != r[k] else f"{r[k]:.2f}" for k in ("user", "sys"))  # NaN: not measured
         print(f"| {name} | {r['wall']:.2f} | {cpu} | {r['peak_mb']:.0f} | {px / r['wall']:.1f} | {stages} |")
+    if "cli-redlines" in rows:
+        e = rows["cli-redlines"]["examined"]
+        print(f"\nredlines covering {args.redlines:.0%} of the tile: {e['blocks']} of {e['of_blocks']} blocks "
+              f"({e['fraction']:.1%} of the pixels) examined; whole scene / near the redlines: "
+              f"{rows['cli-redlines-whole']['wall'] / rows['cli-redlines']['wall']:.2f}x; "
+              f"{rows['cli-redlines']['patches']}")
     if "numpy" in rows:
         print(f"\nNumPy / blocks on the {CROP} x {CROP} crop: {rows['numpy']['wall'] / rows['blocks']['wall']:.1f}x "
               f"(change pixels {rows['numpy']['n_change']} / {rows['blocks']['n_change']})")

@@ -20,6 +20,7 @@ from rsmon.io.spill import SPILL_RASTERS, ChangeSpill
 from rsmon.products import change_blocks
 from rsmon.products.change_blocks import INDEX_SAMPLE_NAMES
 from rsmon.workflow import redline as job
+from tests.patch_tables import assert_same_patches
 from tests.paths import SEEDS
 
 TAIZHOU = SEEDS / "landsat-cd-taizhou-nanjing" / "Taizhou"
@@ -57,13 +58,7 @@ def _same_outputs(a, b):
             for level in range(len(x.overviews(1))):
                 shape = (x.height // x.overviews(1)[level], x.width // x.overviews(1)[level])
                 np.testing.assert_array_equal(x.read(1, out_shape=shape), y.read(1, out_shape=shape))
-    pa, pb = gpd.read_file(a / "patches.gpkg"), gpd.read_file(b / "patches.gpkg")
-    assert len(pa) > 0
-    assert list(pa["patch_id"]) == list(pb["patch_id"])
-    means = [c for c in pa.columns if c.endswith(("_before", "_after"))]
-    assert pa.drop(columns=means + ["geometry"]).equals(pb.drop(columns=means + ["geometry"]))
-    assert shapely.equals_exact(pa.geometry.to_numpy(), pb.geometry.to_numpy(), tolerance=0).all()
-    np.testing.assert_allclose(pa[means].to_numpy(float), pb[means].to_numpy(float), rtol=1e-12, equal_nan=True)
+    assert_same_patches(a, b)
     assert not [p for p in b.iterdir() if p.name.startswith(".")], "scratch or staging left behind"
 
 

@@ -149,7 +149,7 @@ def _cmd_redline_detect(args: argparse.Namespace) -> int:
     result = run_redline_detect(args.before, args.after, args.output, redlines=args.redlines, mmu_px=args.mmu_px,
                                 previous=args.previous, quicklooks=not args.no_quicklooks,
                                 max_quicklooks=args.max_quicklooks, checksums=not args.no_checksums,
-                                stream=args.stream)
+                                stream=args.stream, whole_scene=args.whole_scene, margin_m=args.redline_margin_m)
     print(result.summary())
     for name, path in result.paths.items():
         print(f"{name}: {path}")
@@ -340,6 +340,11 @@ def build_parser() -> argparse.ArgumentParser:
     rdet.add_argument("--after", nargs="+", required=True, metavar="PATH",
                       help="later scene(s); the first sets the output grid, more confirm (low/high/highest)")
     rdet.add_argument("--redlines", default=None, metavar="FILE", help="redline polygons (any vector format, any CRS)")
+    rdet.add_argument("--whole-scene", action="store_true",
+                      help="with --redlines, examine the whole scene (default: only the 512-pixel blocks near the "
+                           "redlines; the change rasters are no data elsewhere)")
+    rdet.add_argument("--redline-margin-m", type=float, default=1000.0, metavar="M",
+                      help="examine the blocks within M metres of a redline polygon (default 1000)")
     rdet.add_argument("--mmu-px", type=int, default=None, metavar="N", help="minimum mapping unit, pixels (default 4)")
     rdet.add_argument("--previous", default=None, metavar="FILE",
                       help="earlier patches to keep ids from (default OUTDIR/patches.gpkg)")

@@ -55,6 +55,7 @@ from rsmon.errors import InputError
 from rsmon.kernels import change as kernel
 from rsmon.products.change_classes import NODATA
 from rsmon.products.change_composite import REFERENCE_OBSERVATION
+from rsmon.products.change_extent import _overlapping, examined_blocks, needed_blocks
 from rsmon.products.change_fit import fit_change, prepared_pair
 from rsmon.products.change_pair import base_attrs, change_variable_attrs
 from rsmon.products.change_params import ChangeParams
@@ -288,10 +289,6 @@ def _blocks(inputs: PairInputs, sink, results: list, attrs: dict, spill, sample_
                                     for m in range(len(results))], spill=spill, sample_names=sample_names)
 
 
-def _overlapping(starts: np.ndarray, lo: int, hi: int) -> list[int]:
-    return [b for b in range(len(starts) - 1) if starts[b] < hi and starts[b + 1] > lo]
-
-
 class _InputBlocks:
     """Computes the input blocks of one block position from the input arrays' graph.
 
@@ -330,7 +327,7 @@ def _reader(inputs: PairInputs):
 
 
 def _run(inputs: PairInputs, halo: int, read, step1, step2, sink, num_workers: int | None, *,
-         prefetched: dict | None = None) -> list:
+         prefetched: dict | None = None, examined: np.ndarray | None = None, n_planes: int = 0) -> list:
     """Step 1 and step 2 of every block (module doc) in waves of block rows on a thread pool.
 
     ``read(i, j)`` gives the input of block position (i, j) and ``step1(values)`` its step-1
@@ -345,6 +342,12 @@ def _run(inputs: PairInputs, halo: int, read, step1, step2, sink, num_workers: i
     are alive at a time. ``prefetched`` maps block positions to futures of their input blocks
     already being read (taken instead of reading them again).
 
+    ``examined`` (bool per block, default all): the blocks left out are neither read nor
+    computed, except the raw codes of those within ``halo`` of an examined block
+    (:func:`~rsmon.products.change_extent.needed_blocks`); their outputs are no data (``change``
+    and ``change_class`` 255, ``confidence`` 0, as the kernels write for pixels clear on no date)
+    and they have no samples (``n_planes`` empty planes).
+
     ``sink`` receives the outputs: ``sink.rows(r0, r1)`` gives the three uint8 arrays the step-2
     tasks of a block row write into (rows ``r0:r1``, full width); once every block of the row
     has passed step 2, in row order, ``sink.done(r0, r1, arrays, pieces)`` gets them with the
@@ -356,9 +359,13 @@ def _run(inputs: PairInputs, halo: int, read, step1, step2, sink, num_workers: i
     prefetched = prefetched if prefetched is not None else {}
     first: dict[tuple[int, int], tuple] = {}
     results: list = [None] * (n_rows * n_cols)
+    to_read = needed_blocks(examined, inputs.block_starts, halo) if examined is not None else None
 
     def run_step1(i: int, j: int) -> None:
         early = prefetched.pop((i, j), None)  # each position is taken by its one step-1 task
+        if to_read is not None and not to_read[i, j]:
+            first[(i, j)] = None  # left out: not read
+            return
         first[(i, j)] = step1(early.result() if early is not None else read(i, j))
 
     halo_rows = []
@@ -368,6 +375,11 @@ def _run(inputs: PairInputs, halo: int, read, step1, step2, sink, num_workers: i
 
     def run_step2(i: int, j: int, row_out) -> None:
         r0, r1, c0, c1 = int(row_starts[i]), int(row_starts[i + 1]), int(col_starts[j]), int(col_starts[j + 1])
+        if examined is not None and not examined[i, j]:
+            for out, value in zip(row_out, (NODATA, NODATA, 0)):
+                out[:, c0:c1] = value
+            results[i * n_cols + j] = (_NO_FLAT, [np.empty(0, np.float32) for _ in range(n_planes)], 0, 0)
+            return
         wr0, wr1 = max(r0 - halo, 0), min(r1 + halo, height)
         wc0, wc1 = max(c0 - halo, 0), min(c1 + halo, width)
         neighbours = [(i, j)] + [(a, b) for a in halo_rows[i] for b in _overlapping(col_starts, wc0, wc1)
@@ -416,8 +428,27 @@ def _run(inputs: PairInputs, halo: int, read, step1, step2, sink, num_workers: i
     return results
 
 
+def _examined(within, margin: float, after: xr.Dataset, inputs: PairInputs, attrs: dict) -> np.ndarray | None:
+    """The blocks to examine (:func:`~rsmon.products.change_extent.examined_blocks` of ``within``
+    on the after grid), recorded in ``attrs`` (``examined_blocks``, ``n_blocks``,
+    ``examined_fraction`` of the pixels, ``examined_margin``); None (every block) without ``within``."""
+    if within is None:
+        return None
+    import rioxarray  # noqa: F401  (registers the .rio accessor)
+
+    examined = examined_blocks(within, after.rio.transform(recalc=True), inputs.block_starts, margin)
+    rows, cols = (np.diff(s) for s in inputs.block_starts)
+    attrs.update(examined_blocks=int(examined.sum()), n_blocks=int(examined.size),
+                 examined_fraction=float((rows[:, None] * cols[None, :])[examined].sum() / (rows.sum() * cols.sum())),
+                 examined_margin=float(margin))
+    log.info("change: %d of %d blocks within %g of the given areas examined", attrs["examined_blocks"],
+             attrs["n_blocks"], margin)
+    return examined
+
+
 def detect_change_blocks(before: xr.Dataset, after: xr.Dataset, params: ChangeParams | None = None, *,
-                         num_workers: int | None = None, spill=None) -> ChangeBlocks:
+                         num_workers: int | None = None, spill=None, within=None, margin: float = 0.0
+                         ) -> ChangeBlocks:
     """Change detection of an aligned pair in one pass over its blocks (module doc).
 
     Parameters
@@ -433,6 +464,11 @@ def detect_change_blocks(before: xr.Dataset, after: xr.Dataset, params: ChangePa
         any size in bounded memory): the returned rasters are then lazy arrays read from it and
         the samples are read back by rows (:meth:`ChangeBlocks.samples_in_rows`). Its shape must
         be the after scene's.
+    within : sequence of shapely geometries, optional
+        Examine only the blocks within ``margin`` (units of the after grid's CRS) of these (in
+        that CRS; e.g. the redline polygons): the others are not read and are no data in the
+        rasters (:mod:`rsmon.products.change_extent`). The fit still uses blocks of the whole
+        scene, so every examined block's values equal a whole-scene run's.
 
     Returns
     -------
@@ -450,21 +486,25 @@ def detect_change_blocks(before: xr.Dataset, after: xr.Dataset, params: ChangePa
     _check_spill(spill, names)
     sink = _sink(inputs.shape, spill)
     read = _reader(inputs)
-    n_cols = len(inputs.chunks[1])
-    first_blocks = [divmod(m, n_cols) for m in range(min(PREFETCH_BLOCKS, len(inputs.chunks[0]) * n_cols))]
+    clean, halo = _clean_halo(p)
+    extent: dict = {}
+    examined = _examined(within, margin, after, inputs, extent)
+    to_read = (needed_blocks(examined, inputs.block_starts, halo) if examined is not None
+               else np.ones([len(c) for c in inputs.chunks], bool))
+    first_blocks = [(int(i), int(j)) for i, j in zip(*np.nonzero(to_read))][:PREFETCH_BLOCKS]
     with ThreadPoolExecutor(1) as early:
         # the first blocks are read while the fit computes its statistics (mostly one core's work)
         prefetched = {ij: early.submit(read, *ij) for ij in first_blocks}
         fit = fit_change(inputs, p)
         # the step-2 tasks write into the sink's arrays: a local threaded computation by design
-        clean, halo = _clean_halo(p)
         step1 = partial(_step1, has_qa=inputs.has_qa, k=inputs.k, reflectance=inputs.reflectance,
                         fit=fit.normalisation, threshold=fit.threshold, radius=p.closing_px + p.mmu_px,
                         observation=inputs.observation)
         step2 = partial(_step2, params=p, clean=clean, width=inputs.shape[1])
-        results = _run(inputs, halo, read, step1, step2, sink, num_workers, prefetched=prefetched)
-    out = _blocks(inputs, sink, results, _pass_attrs(base_attrs(before, after, p, inputs.radiometry, fit), before),
-                  spill, names)
+        results = _run(inputs, halo, read, step1, step2, sink, num_workers, prefetched=prefetched,
+                       examined=examined, n_planes=len(names))
+    out = _blocks(inputs, sink, results,
+                  _pass_attrs(base_attrs(before, after, p, inputs.radiometry, fit), before) | extent, spill, names)
     log.info("change: %d of %d valid pixels (%d blocks), threshold %.3f", out.n_change, out.n_valid, len(results),
              fit.threshold)
     return out
@@ -545,7 +585,7 @@ class _SeriesReader:
 
 
 def series_change_blocks(scenes, params: ChangeParams | None = None, *, num_workers: int | None = None,
-                         spill=None) -> ChangeBlocks:
+                         spill=None, within=None, margin: float = 0.0) -> ChangeBlocks:
     """The change, class and confidence rasters of a series and the index samples of its active
     detections, in one pass over its blocks: equal to the ``change``, ``change_class`` and
     ``confidence`` of the lazy :func:`~rsmon.products.change.detect_series` and to its index
@@ -558,7 +598,8 @@ def series_change_blocks(scenes, params: ChangeParams | None = None, *, num_work
     each pair's raw codes and, at the union of the pairs' candidates, each pair's index values,
     rule classes and rule flags; step 2 cleans each pair's codes with its halo and confirms the
     flags where some pair flags (the other pixels cannot be flagged by any pair). Memory as :func:`detect_change_blocks`, times the number of pairs
-    for the step-1 results; ``spill`` streams the outputs likewise.
+    for the step-1 results; ``spill`` streams the outputs likewise, ``within`` and ``margin``
+    restrict the blocks examined likewise.
 
     Raises
     ------
@@ -578,10 +619,12 @@ def series_change_blocks(scenes, params: ChangeParams | None = None, *, num_work
     read = _SeriesReader(pairs)
     step1 = partial(_series_step1, pairs=pairs, fits=fits, radius=p.closing_px + p.mmu_px)
     step2 = partial(_series_step2, params=p, clean=clean, width=first.shape[1], sensor_ids=sensor_ids)
-    results = _run(first, halo, read, step1, step2, sink, num_workers)
+    extent: dict = {}
+    examined = _examined(within, margin, later[0], first, extent)
+    results = _run(first, halo, read, step1, step2, sink, num_workers, examined=examined, n_planes=len(names))
     out = _blocks(first, sink, results, _pass_attrs(series_attrs(reference, later, p, [fit.attrs["threshold"]
-                                                                                 for fit in fits]), reference),
-                  spill, names)
+                                                                                 for fit in fits]), reference)
+                  | extent, spill, names)
     log.info("series change: %d of %d pixels clear at least once (%d later scenes, %d blocks, shared reference "
              "reads: %s)", out.n_change, out.n_valid, len(later), len(results), read.shared)
     return out

@@ -22,7 +22,7 @@ from rsmon.errors import InputError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["RedlineColumns", "RedlinePieces", "as_text", "clip_to_redlines", "polygonal", "prepare_redlines"]
+__all__ = ["PREPARED_COLUMNS", "RedlineColumns", "RedlinePieces", "as_text", "clip_to_redlines", "polygonal", "prepare_redlines"]
 
 # Redline attribute names recognised without being told (compared case-insensitively; bh/mc/gkfq
 # are the pinyin abbreviations of 编号/名称/管控分区 used in Chinese redline layers).
@@ -39,6 +39,10 @@ class RedlineColumns:
     id: str | None = None
     name: str | None = None
     zone: str | None = None
+
+
+#: The columns of a :func:`prepare_redlines` result: preparing it again keeps it as it is.
+PREPARED_COLUMNS = RedlineColumns(id="redline_id", name="redline_name", zone="redline_zone")
 
 
 @dataclass(frozen=True)

@@ -229,7 +229,11 @@ def _redline_parameters() -> dict:
                          "description": "auto: keep patch ids of this job's latest earlier run"},
             "checksums": {"type": "boolean"}, "change": _fields_schema("rsmon.products.change_params.ChangeParams"),
             "stream": {"type": "boolean",
-                       "description": "stream the change pass through scratch files (default: above 25 Mpixel)"}}
+                       "description": "stream the change pass through scratch files (default: above 25 Mpixel)"},
+            "whole_scene": {"type": "boolean",
+                            "description": "with redlines, examine the whole scene, not only the blocks near them"},
+            "redline_margin_m": {"type": "number", "minimum": 0,
+                                 "description": "examine the blocks within this many metres of a redline (1000)"}}
 
 
 def _redline_validation() -> dict:
@@ -237,6 +241,7 @@ def _redline_validation() -> dict:
 
 
 def _run_redline(task: JobTask, inputs, out: Path, catalog: Path) -> dict:
+    from rsmon.products.change_extent import DEFAULT_MARGIN_M
     from rsmon.workflow.redline import run_redline_detect
     from rsmon.workflow.redline_tiles import plan_tiles, run_redline_tiles
 
@@ -253,7 +258,8 @@ def _run_redline(task: JobTask, inputs, out: Path, catalog: Path) -> dict:
     options = dict(redlines=p.get("redlines"), mmu_px=p.get("mmu_px"), params=params, band_map=p.get("band_map"),
                    previous=task.previous_patches, quicklooks=p.get("quicklooks", True),
                    max_quicklooks=p.get("max_quicklooks", 200), checksums=p.get("checksums", True),
-                   stream=p.get("stream"))
+                   stream=p.get("stream"), whole_scene=p.get("whole_scene", False),
+                   margin_m=p.get("redline_margin_m", DEFAULT_MARGIN_M))
     plan = plan_tiles(inputs["before"], inputs["after"])
     if plan.multi:  # scenes of several tiles: one run per tile, the patches merged
         s = run_redline_tiles(plan, out, **options)

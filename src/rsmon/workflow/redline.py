@@ -32,6 +32,14 @@ Scenes
 Every scene is put on the grid of the first ``after`` scene (reprojected if its CRS differs); the
 change raster is on that grid.
 
+Redlines
+--------
+The redline polygons are checked, repaired and put on that grid before the pass (a bad layer
+fails before any pixel is read). The pass then examines only the blocks within ``margin_m`` of
+them (:mod:`rsmon.products.change_extent`; ``whole_scene=True`` examines every block): the other
+blocks are not read, the rasters are no data (255) there and ``summary.json`` says what share was
+examined. The patches are clipped to the redlines either way.
+
 Failure rules
 -------------
 * Every input is opened and the change computed before the first byte is written; a bad input
@@ -76,10 +84,12 @@ from rsmon.io.vectors import read_vectors, write_patches
 from rsmon.products.change import detect_change_blocks
 from rsmon.products.change_blocks import change_sample_names, series_change_blocks
 from rsmon.products.change_composite import latest_clear_composite
+from rsmon.products.change_extent import DEFAULT_MARGIN_M
 from rsmon.products.change_indices import BANDS
 from rsmon.products.change_params import ChangeParams
 from rsmon.products.patch_regions import kernel_threads
 from rsmon.products.patches import RedlineColumns, patches_from_change
+from rsmon.products.redlines import PREPARED_COLUMNS, prepare_redlines
 from rsmon.provenance import InputRef, Provenance
 from rsmon.workflow.staging import precheck_output_dir, publish, staging
 
@@ -124,12 +134,17 @@ class RedlineResult:
     reason: str | None = None
     by_class: dict[str, int] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
+    #: Share of the scene's pixels examined (1.0: the whole scene; less: only the blocks near
+    #: the redlines, :mod:`rsmon.products.change_extent`).
+    examined_fraction: float = 1.0
 
     def summary(self) -> str:
         text = (f"{self.n_patches} change patch(es), {self.area_m2 / 1e4:.2f} ha, "
                 f"{self.n_change_pixels} change pixel(s) of {self.n_valid_pixels} valid")
         if self.by_class:
             text += " (" + ", ".join(f"{k} {v}" for k, v in sorted(self.by_class.items())) + ")"
+        if self.examined_fraction < 1.0:
+            text += f"; {100 * self.examined_fraction:.1f} % of the scene examined (near the redlines)"
         if self.reason:
             text += f"; {self.reason}"
         return text
@@ -208,6 +223,8 @@ def run_redline_detect(
     max_quicklooks: int = 200,
     checksums: bool = True,
     stream: bool | None = None,
+    whole_scene: bool = False,
+    margin_m: float = DEFAULT_MARGIN_M,
 ) -> RedlineResult:
     """Detect human-activity change between optical scenes and write the change products.
 
@@ -237,6 +254,13 @@ def run_redline_detect(
         :class:`rsmon.io.spill.ChangeSpill`, patches by windows of :data:`STREAM_WINDOW_ROWS`
         rows); default: when the after grid has more than :data:`STREAM_PIXELS` pixels. The
         outputs are the same either way.
+    whole_scene : bool
+        With ``redlines``, examine the whole scene. By default only the blocks within
+        ``margin_m`` metres of a redline polygon are read and computed (the change rasters are
+        no data, 255, elsewhere; :mod:`rsmon.products.change_extent`): the patches are those of
+        a whole-scene run unless a change region reaches further than that outside a redline.
+    margin_m : float
+        That margin, metres (default :data:`~rsmon.products.change_extent.DEFAULT_MARGIN_M`).
 
     Raises
     ------
@@ -253,6 +277,8 @@ def run_redline_detect(
         if int(mmu_px) != mmu_px or mmu_px < 1:
             raise InputError(f"--mmu-px: expected a whole number of pixels >= 1, got {mmu_px}")
         p = dataclasses.replace(p, mmu_px=int(mmu_px))
+    if not (isinstance(margin_m, (int, float)) and np.isfinite(margin_m) and margin_m >= 0):
+        raise InputError(f"--redline-margin-m: expected a distance in metres >= 0, got {margin_m!r}")
 
     seconds: dict[str, float] = {}
     # 1. read everything (lazily) and align onto the first after scene's grid
@@ -262,7 +288,10 @@ def run_redline_detect(
         grid = afters[0]
         befores = [align_pair(b, grid)[0] for b in befores]
         afters = [grid] + [align_pair(a, grid, ("later after scene", "first after scene"))[0] for a in afters[1:]]
-        redline_gdf = read_vectors(redlines) if redlines is not None else None
+        # checked, repaired and reprojected to the after grid once, before the pass
+        zones = prepare_redlines(read_vectors(redlines), grid.rio.crs, redline_columns) if redlines is not None else None
+        within = None if zones is None or whole_scene else zones.geometry.to_numpy()
+        margin = _grid_distance(grid, margin_m) if within is not None else 0.0
         prev = _previous_patches(out, previous)
         reference = befores[0] if len(befores) == 1 else latest_clear_composite(befores, p)
 
@@ -282,9 +311,9 @@ def run_redline_detect(
             inputs = hasher.submit(lambda: [InputRef.from_path(f, checksum=checksums) for f in files])
             with rasterio.Env(**GDAL_READ_ENV), _stage(seconds, "detect"):
                 if len(afters) == 1:
-                    blocks = detect_change_blocks(reference, afters[0], p, spill=spill)
+                    blocks = detect_change_blocks(reference, afters[0], p, spill=spill, within=within, margin=margin)
                 else:
-                    blocks = series_change_blocks([reference, *afters], p, spill=spill)
+                    blocks = series_change_blocks([reference, *afters], p, spill=spill, within=within, margin=margin)
                 ds = blocks.to_dataset(afters[0])
                 n_change, n_valid = blocks.n_change, blocks.n_valid
             prov = Provenance(inputs=inputs.result(),
@@ -308,21 +337,24 @@ def run_redline_detect(
             with rasterio.Env(**GDAL_READ_ENV), _stage(seconds, "patches"), kernel_threads(1):
                 # the blocks' samples are summed piece by piece in the background while the regions are traced
                 if spill is not None:  # window by window, the samples read back by rows
-                    patches = patches_from_change(ds, index_samples=blocks.samples_in_rows, redlines=redline_gdf,
-                                                  previous=prev, redline_columns=redline_columns,
+                    patches = patches_from_change(ds, index_samples=blocks.samples_in_rows, redlines=zones,
+                                                  previous=prev, redline_columns=PREPARED_COLUMNS,
                                                   window_rows=STREAM_WINDOW_ROWS)
                 else:
-                    patches = patches_from_change(ds, index_samples=lambda: blocks.sample_pieces, redlines=redline_gdf,
-                                                  previous=prev, redline_columns=redline_columns)
+                    patches = patches_from_change(ds, index_samples=lambda: blocks.sample_pieces, redlines=zones,
+                                                  previous=prev, redline_columns=PREPARED_COLUMNS)
             result = RedlineResult(
                 seconds=seconds, n_patches=len(patches), n_change_pixels=n_change, n_valid_pixels=n_valid,
                 area_m2=float(patches["area_m2"].sum()) if len(patches) else 0.0,
                 reason=ds.attrs.get("no_data_reason"),
                 by_class={str(k): int(v) for k, v in patches["change_class"].value_counts().items()}
-                if len(patches) else {})
+                if len(patches) else {}, examined_fraction=float(ds.attrs.get("examined_fraction", 1.0)))
             if result.reason is None and result.n_patches == 0:
-                result.reason = ("no change patch inside the redlines" if redline_gdf is not None and n_change
-                                 else "no change above the automatic threshold and the minimum mapping unit")
+                if within is not None and not ds.attrs.get("examined_blocks"):
+                    result.reason = "no redline polygon lies on the scene: nothing examined"
+                else:
+                    result.reason = ("no change patch inside the redlines" if zones is not None and n_change
+                                     else "no change above the automatic threshold and the minimum mapping unit")
             written: dict[str, Path] = {}
             with _stage(seconds, "vectors"):
                 gpkg, geojson = write_patches(patches, stage / "patches.gpkg", stage / "patches.geojson")
@@ -389,6 +421,21 @@ def _json_float(value) -> float | None:
     return value if np.isfinite(value) else None
 
 
+def _grid_distance(grid: xr.Dataset, metres: float) -> float:
+    """``metres`` in the units of ``grid``'s CRS: metres (or feet) on a projected grid; on a
+    geographic grid the degrees of longitude at the grid's latitude farthest from the equator
+    (at least that many metres along both axes)."""
+    import rioxarray  # noqa: F401  (registers the .rio accessor)
+    from pyproj import CRS
+
+    crs = CRS.from_user_input(grid.rio.crs)
+    if crs.is_geographic:
+        lat = min(float(np.nanmax(np.abs(grid["y"].values))), 89.0)
+        return metres / (111_320.0 * np.cos(np.radians(lat)))
+    factor = crs.axis_info[0].unit_conversion_factor if crs.axis_info else 1.0
+    return metres / (factor or 1.0)
+
+
 def _write_summary(path: Path, result: RedlineResult, ds: xr.Dataset, before, after, *, streamed: bool) -> Path:
     body = {
         "before": [os.fspath(p) for p in before], "after": [os.fspath(p) for p in after],
@@ -398,6 +445,9 @@ def _write_summary(path: Path, result: RedlineResult, ds: xr.Dataset, before, af
         "n_patches": result.n_patches, "area_m2": result.area_m2, "by_class": result.by_class,
         "n_change_pixels": result.n_change_pixels, "n_valid_pixels": result.n_valid_pixels,
         "reason": result.reason, "stage_seconds": result.seconds, "streamed": streamed,
+        "examined": {"fraction": result.examined_fraction,
+                     **{k: ds.attrs[f"examined_{k}"] for k in ("blocks", "margin") if f"examined_{k}" in ds.attrs},
+                     "of_blocks": ds.attrs.get("n_blocks")} if "examined_blocks" in ds.attrs else "whole scene",
     }
     with atomic_output(path) as tmp:
         tmp.write_text(json.dumps(body, indent=2, default=str) + "\n", encoding="utf-8")

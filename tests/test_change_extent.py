@@ -1,0 +1,249 @@
+"""Examining only the blocks near the redlines (rsmon.products.change_extent): which blocks, and
+that their values and the patches inside the redlines are those of a whole-scene run."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import geopandas as gpd
+import numpy as np
+import pytest
+import rasterio
+import rioxarray  # noqa: F401  (registers the .rio accessor)
+import shapely
+import xarray as xr
+from affine import Affine
+from shapely.geometry import box
+
+from rsmon.cli import main
+from rsmon.errors import InputError
+from rsmon.io.optical_raster import SceneBlocks
+from rsmon.products.change_blocks import detect_change_blocks, series_change_blocks
+from rsmon.products.change_extent import examined_blocks, needed_blocks
+from rsmon.products.change_fit import fit_block_indices
+from rsmon.products.change_params import ChangeParams
+from rsmon.workflow.redline import _grid_distance
+from tests import change_scenes as cs
+from tests.patch_tables import assert_same_patches
+
+RASTERS = ("change", "change_class", "confidence")
+
+
+# ---- which blocks ------------------------------------------------------------------------------
+
+#: a 10 m grid of 3 x 4 blocks: rows 0-512-1024-1100, columns 0-512-1024-1536-1600
+GRID = Affine(10.0, 0.0, 500_000.0, 0.0, -10.0, 4_000_000.0)
+STARTS = (np.array([0, 512, 1024, 1100]), np.array([0, 512, 1024, 1536, 1600]))
+
+
+def _xy(col: float, row: float) -> tuple[float, float]:
+    return GRID @ (col, row)
+
+
+def test_examined_blocks_known_answers():
+    # a polygon inside block (1, 1): that block only; grown by 100 m it stays inside (its edges
+    # are 600 m and more from the block's)
+    x0, y0 = _xy(600, 600)
+    x1, y1 = _xy(900, 900)
+    inner = box(x0, y1, x1, y0)
+    expected = np.zeros((3, 4), bool)
+    expected[1, 1] = True
+    np.testing.assert_array_equal(examined_blocks([inner], GRID, STARTS), expected)
+    np.testing.assert_array_equal(examined_blocks([inner], GRID, STARTS, margin=100.0), expected)
+    # 1000 m (100 pixels) reaches the blocks whose edges are within 100 pixels: the polygon
+    # (rows and columns 600-900) is 88 pixels from block row and column 0 (which end at 512) and
+    # 124 from block row and column 2 (which start at 1024): rows and columns 0 and 1
+    grown = examined_blocks([inner], GRID, STARTS, margin=1000.0)
+    expected[0:2, 0:2] = True
+    np.testing.assert_array_equal(grown, expected)
+    # the thin last block row and column; a polygon off the grid and an empty one: nothing
+    x0, y0 = _xy(1590, 1090)
+    corner = box(x0, y0 - 5.0, x0 + 5.0, y0)
+    far = box(0.0, 0.0, 1.0, 1.0)
+    got = examined_blocks([corner, far, shapely.Polygon(), None], GRID, STARTS)
+    assert np.argwhere(got).tolist() == [[2, 3]]
+    assert not examined_blocks([far], GRID, STARTS).any()
+    assert not examined_blocks([], GRID, STARTS).any()
+    with pytest.raises(InputError, match="margin"):
+        examined_blocks([inner], GRID, STARTS, margin=-1.0)
+
+
+def test_needed_blocks_add_the_halo_neighbours():
+    examined = np.zeros((3, 4), bool)
+    examined[1, 1] = True
+    # halo 0: the block itself; halo 1..512: its eight neighbours; the thin row 2 (76 rows) and
+    # a halo of 600 reaches one more block column (1024 + 600 > 1536) but no more rows (the grid
+    # ends at 1100)
+    assert needed_blocks(examined, STARTS, 0).sum() == 1
+    ring = needed_blocks(examined, STARTS, 1)
+    assert np.argwhere(ring).tolist() == [[a, b] for a in range(3) for b in range(3)]
+    wide = needed_blocks(examined, STARTS, 600)
+    assert np.argwhere(wide).tolist() == [[a, b] for a in range(3) for b in range(4)]
+    examined[:] = False
+    examined[2, 3] = True
+    assert np.argwhere(needed_blocks(examined, STARTS, 100)).tolist() == [[1, 2], [1, 3], [2, 2], [2, 3]]
+
+
+def test_margin_in_grid_units():
+    utm = xr.Dataset(coords={"y": [4e6], "x": [5e5]}).rio.write_crs("EPSG:32650")
+    assert _grid_distance(utm, 1000.0) == pytest.approx(1000.0)
+    feet = xr.Dataset(coords={"y": [1e6], "x": [1e6]}).rio.write_crs("EPSG:2229")  # US survey feet
+    assert _grid_distance(feet, 1000.0) == pytest.approx(1000.0 / 0.3048006096)
+    geographic = xr.Dataset(coords={"y": [59.0, 60.0], "x": [10.0, 11.0]}).rio.write_crs("EPSG:4326")
+    # degrees of longitude at 60 degrees N, the grid's latitude farthest from the equator
+    assert _grid_distance(geographic, 1000.0) == pytest.approx(1000.0 / (111_320.0 * 0.5))
+
+
+# ---- the pass on examined blocks equals the whole pass there -----------------------------------
+
+def _planted_box(name: str, scene: xr.Dataset):
+    """The map box of a planted 10 x 10 block of :mod:`tests.change_scenes` (pixel edges)."""
+    row, col = cs.PLANTED[name][:2]
+    x, y = scene["x"].values, scene["y"].values
+    return box(x[col] - 5.0, y[row + cs.BLOCK - 1] - 5.0, x[col + cs.BLOCK - 1] + 5.0, y[row] + 5.0)
+
+
+def _block_mask(blocks: np.ndarray, chunks: int, shape) -> np.ndarray:
+    return np.kron(blocks, np.ones((chunks, chunks), bool))[:shape[0], :shape[1]]
+
+
+@pytest.mark.parametrize("chunks", [20, 40])
+def test_pair_on_examined_blocks_equals_the_whole_pass(chunks):
+    before, after = cs.pair(chunks=chunks)
+    within = [_planted_box("construction", after), _planted_box("water", after)]
+    whole = detect_change_blocks(before, after)
+    part = detect_change_blocks(before, after, within=within)
+    examined = examined_blocks(within, after.rio.transform(recalc=True),
+                               [np.cumsum((0,) + c) for c in after["red"].chunks])
+    assert 0 < examined.sum() < examined.size
+    mask = _block_mask(examined, chunks, whole.change.shape)
+    for name, nodata in zip(RASTERS, (255, 255, 0)):
+        a, b = getattr(whole, name), getattr(part, name)
+        np.testing.assert_array_equal(b[mask], a[mask], err_msg=name)
+        assert (b[~mask] == nodata).all(), name
+    # the planted changes inside are found as in the whole pass, their samples with them
+    assert (part.change[cs._block(*cs.PLANTED["construction"][:2])] == 1).all()
+    keep = mask.ravel()[whole.index_flat]
+    np.testing.assert_array_equal(part.index_flat, whole.index_flat[keep])
+    for name in whole.index_values:
+        np.testing.assert_array_equal(part.index_values[name], whole.index_values[name][keep])
+    assert part.n_change == int((part.change == 1).sum()) <= whole.n_change
+    assert part.attrs["examined_blocks"] == examined.sum() and part.attrs["n_blocks"] == examined.size
+    assert part.attrs["examined_fraction"] == pytest.approx(mask.mean())
+    assert part.attrs["threshold"] == whole.attrs["threshold"]  # the fit is the whole scene's
+
+
+def test_series_on_examined_blocks_equals_the_whole_pass():
+    scenes = cs.series(chunks=20)
+    within = [_planted_box("mining", scenes[1]), _planted_box("farmland", scenes[1])]
+    whole = series_change_blocks(scenes)
+    part = series_change_blocks(scenes, within=within, margin=30.0)
+    examined = examined_blocks(within, scenes[1].rio.transform(recalc=True),
+                               [np.cumsum((0,) + c) for c in scenes[1]["red"].chunks], 30.0)
+    mask = _block_mask(examined, 20, whole.change.shape)
+    assert 0 < mask.mean() < 1
+    for name, nodata in zip(RASTERS, (255, 255, 0)):
+        np.testing.assert_array_equal(getattr(part, name)[mask], getattr(whole, name)[mask], err_msg=name)
+        assert (getattr(part, name)[~mask] == nodata).all(), name
+    keep = mask.ravel()[whole.index_flat]
+    np.testing.assert_array_equal(part.index_flat, whole.index_flat[keep])
+    for name in whole.index_values:
+        np.testing.assert_array_equal(part.index_values[name], whole.index_values[name][keep])
+
+
+def test_no_block_examined():
+    before, after = cs.pair(chunks=40)
+    out = detect_change_blocks(before, after, within=[box(0, 0, 1, 1)], params=ChangeParams())
+    assert (out.change == 255).all() and out.n_valid == 0 and out.n_change == 0
+    assert out.attrs["examined_blocks"] == 0 and out.attrs["examined_fraction"] == 0.0
+
+
+# ---- a redline run on a simulated Sentinel-2 scene ---------------------------------------------
+
+@pytest.fixture(scope="module")
+def s2scene(tmp_path_factory):
+    root = tmp_path_factory.mktemp("s2extent")
+    assert main(["sim", "s2", "--size", "2560", "--seed", "11", "--changes", "160", "-o", str(root / "pair")]) == 0
+    return root / "pair"
+
+
+def _scene_bounds(path):
+    with rasterio.open(next((path / "after").glob("*B04*"))) as src:
+        return src.bounds, src.crs, src.transform
+
+
+def _redline_file(path, folder, boxes_px, crs_out=None):
+    """Redline polygons given as pixel boxes (col0, row0, col1, row1) of the scene, written in
+    the scene's CRS (or reprojected to ``crs_out``)."""
+    _, crs, transform = _scene_bounds(path)
+    geoms = []
+    for c0, r0, c1, r1 in boxes_px:
+        (x0, y0), (x1, y1) = transform @ (c0, r0), transform @ (c1, r1)
+        geoms.append(box(min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1)))
+    zones = gpd.GeoDataFrame({"id": [f"R{i + 1}" for i in range(len(geoms))]}, geometry=geoms, crs=crs)
+    if crs_out is not None:
+        zones = zones.to_crs(crs_out)
+    out = folder / "redlines.gpkg"
+    zones.to_file(out)
+    return out
+
+
+def test_redline_run_reads_only_the_blocks_near_the_redlines(s2scene, tmp_path, monkeypatch):
+    """Two redlines (given in WGS 84) inside 2 of the 25 blocks: the pass reads those and their
+    neighbours (the clean-up's halo), the fit its own blocks, nothing else; the patches equal the
+    whole-scene run's."""
+    # 108/124 and 64/68 pixels from their block's edges: more than the 500 m (50 pixel) margin
+    redlines = _redline_file(s2scene, tmp_path, [(620, 620, 900, 900), (1600, 1600, 1980, 1980)], "EPSG:4326")
+    argv = ["redline", "detect", "--before", str(s2scene / "before"), "--after", str(s2scene / "after"),
+            "--redlines", str(redlines), "--no-quicklooks", "--no-checksums"]
+    assert main(argv + ["--whole-scene", "-o", str(tmp_path / "whole")]) == 0
+    reads: list[tuple[int, int]] = []
+    real = SceneBlocks.read
+
+    def counting(self, rows, cols, bands=None):
+        reads.append((rows.start // 512, cols.start // 512))
+        return real(self, rows, cols, bands)
+
+    monkeypatch.setattr(SceneBlocks, "read", counting)
+    assert main(argv + ["--redline-margin-m", "500", "-o", str(tmp_path / "part")]) == 0
+    summary = json.loads((tmp_path / "part" / "summary.json").read_text())
+    assert summary["examined"]["blocks"] == 2 and summary["examined"]["of_blocks"] == 25
+    assert summary["examined"]["fraction"] == pytest.approx(2 / 25)
+    assert json.loads((tmp_path / "whole" / "summary.json").read_text())["examined"] == "whole scene"
+    inside = np.zeros((5, 5), bool)
+    inside[1, 1] = inside[3, 3] = True
+    ring = needed_blocks(inside, (np.arange(0, 2561, 512), np.arange(0, 2561, 512)), ChangeParams().halo_px)
+    assert ring.sum() == 17  # the two 3 x 3 neighbourhoods, sharing block (2, 2)
+    fit = fit_block_indices(((512,) * 5, (512,) * 5), ChangeParams().fit_sample_px)
+    expected = Counter([tuple(b) for b in np.argwhere(ring).tolist()] + fit)
+    # each block position read by both scenes' readers: once for the pass, once for the fit
+    assert Counter(reads) == Counter({ij: 2 * n for ij, n in expected.items()})
+    with rasterio.open(tmp_path / "whole" / "change.tif") as a, rasterio.open(tmp_path / "part" / "change.tif") as b:
+        whole, part = a.read(1), b.read(1)
+    mask = _block_mask(inside, 512, whole.shape)
+    np.testing.assert_array_equal(part[mask], whole[mask])
+    assert (part[~mask] == 255).all()
+    assert_same_patches(tmp_path / "whole", tmp_path / "part")
+
+
+def test_redlines_off_the_scene_examine_nothing(s2scene, tmp_path, capsys):
+    redlines = _redline_file(s2scene, tmp_path, [(5000, 5000, 5100, 5100)])
+    out = tmp_path / "off"
+    assert main(["redline", "detect", "--before", str(s2scene / "before"), "--after", str(s2scene / "after"),
+                 "--redlines", str(redlines), "--no-quicklooks", "--no-checksums", "-o", str(out)]) == 0
+    assert "no redline polygon lies on the scene" in capsys.readouterr().out
+    with rasterio.open(out / "change.tif") as src:
+        assert (src.read(1) == 255).all()
+    assert len(gpd.read_file(out / "patches.gpkg")) == 0
+
+
+@pytest.mark.parametrize("value", ["-5", "nan", "ten"])
+def test_bad_margin_is_named(s2scene, tmp_path, capsys, value):
+    redlines = _redline_file(s2scene, tmp_path, [(600, 700, 1000, 1000)])
+    out = tmp_path / "bad"
+    code = main(["redline", "detect", "--before", str(s2scene / "before"), "--after", str(s2scene / "after"),
+                 "--redlines", str(redlines), "--redline-margin-m", value, "-o", str(out)])
+    assert code == 2
+    assert "--redline-margin-m" in capsys.readouterr().err
+    assert not out.exists() or not any(out.iterdir())
