@@ -44,7 +44,7 @@ Cases, each its own process under GNU time (wall, user and system CPU seconds, p
                        runs) against the composite's dask graph evaluated per block (what it ran
                        before).
 ``cli-redlines`` / ``cli-redlines-whole``  (``--redlines COVER``) the one-off CLI on the DEFLATE
-                       pair with a simulated redline layer covering COVER of the tile (discs of
+                       pair (or the copy ``--redlines-on`` names) with a simulated redline layer covering COVER of the tile (discs of
                        1.5-8 km, in WGS 84): only the blocks within 1 km of the redlines (the
                        default, :mod:`rsmon.products.change_extent`) against ``--whole-scene``,
                        alternating; the two patch tables are compared (id and geometry).
@@ -53,7 +53,7 @@ Usage::
 
     .venv/bin/python benchmarks/bench_change_tile.py [--data benchmarks/data] [--repeat 2]
         [--compressions deflate,zstd,none,jp2] [--series] [--composite] [--redlines 0.3]
-        [--json out.json]
+        [--redlines-on deflate|zstd|none|jp2] [--json out.json]
 
 Needs GNU time (Debian package ``time``). Prints a Markdown table (best of ``--repeat`` runs).
 """
@@ -316,6 +316,8 @@ def main() -> int:
     ap.add_argument("--redlines", type=float, default=None, metavar="COVER",
                     help="also the one-off CLI with a simulated redline layer covering COVER (e.g. 0.3) of the "
                          "tile: only the blocks near the redlines (default) against --whole-scene")
+    ap.add_argument("--redlines-on", default="deflate", metavar="COMPRESSION",
+                    help="the copy of the tile pair the --redlines cases run on (default deflate; jp2: SAFE-like)")
     ap.add_argument("--json", default=None, help="also write the numbers to this JSON file")
     args = ap.parse_args()
     src = tile(Path(args.data))
@@ -360,7 +362,7 @@ def main() -> int:
             seconds, n_change = run["stdout"].split()[:2]
             rows[f"composite-{which}"] = dict(run, wall=float(seconds), n_change=int(n_change))
     if args.redlines:
-        rows.update(redline_cases(src, args.redlines, args.repeat))
+        rows.update(redline_cases(recompressed(src, args.redlines_on), args.redlines, args.repeat))
     if not args.no_numpy:
         for which in ("numpy", "blocks"):
             run = timed([PYTHON, "-c", _INMEMORY, which, str(src), str(CROP)])

@@ -87,14 +87,11 @@ def test_windows_equal_gdal_and_each_tile_is_decoded_once(tmp_path):
         h.close()
 
 
-def test_jpeg2000_scene_gives_the_geotiff_change(tmp_path):
-    """A simulated Sentinel-2 pair in lossless JPEG 2000 (as ESA's SAFE bands) gives exactly the
-    change rasters and samples of its GeoTIFF original."""
-    from rsmon.io.optical import open_optical
-    from rsmon.products.change import detect_change_blocks
+def _jp2_pair(tmp_path: Path, size: int, block: int) -> Path:
+    """A simulated Sentinel-2 pair with its bands in lossless JPEG 2000 (``block``-pixel code tiles)."""
     from rsmon.sim.s2 import simulate_s2_l2a_pair
 
-    simulate_s2_l2a_pair(tmp_path / "tif", size=512, seed=5, n_changes=15)
+    simulate_s2_l2a_pair(tmp_path / "tif", size=size, seed=5, n_changes=15)
     for date in ("before", "after"):
         (tmp_path / "jp2" / date).mkdir(parents=True)
         for f in (tmp_path / "tif" / date).iterdir():
@@ -102,7 +99,17 @@ def test_jpeg2000_scene_gives_the_geotiff_change(tmp_path):
                 (tmp_path / "jp2" / date / f.name).write_bytes(f.read_bytes())
                 continue
             with rasterio.open(f) as src:
-                write_jp2(tmp_path / "jp2" / date / (f.stem + ".jp2"), src.read(1), 128, dict(src.profile))
+                write_jp2(tmp_path / "jp2" / date / (f.stem + ".jp2"), src.read(1), block, dict(src.profile))
+    return tmp_path / "jp2"
+
+
+def test_jpeg2000_scene_gives_the_geotiff_change(tmp_path):
+    """A simulated Sentinel-2 pair in lossless JPEG 2000 (as ESA's SAFE bands) gives exactly the
+    change rasters and samples of its GeoTIFF original."""
+    from rsmon.io.optical import open_optical
+    from rsmon.products.change import detect_change_blocks
+
+    _jp2_pair(tmp_path, 512, 128)
     runs = {}
     for kind in ("tif", "jp2"):
         before, after = (open_optical(tmp_path / kind / d, chunks=96) for d in ("before", "after"))
@@ -114,3 +121,48 @@ def test_jpeg2000_scene_gives_the_geotiff_change(tmp_path):
     np.testing.assert_array_equal(fa, fb)
     for name in va:
         np.testing.assert_array_equal(va[name], vb[name], err_msg=name)
+
+
+class CountingCache(jp2_blocks.TileCache):
+    """The tile cache, counting the decodes of every tile."""
+
+    def __init__(self, *args):
+        super().__init__(*args)
+        self.made: dict = {}
+
+    def get_or_make(self, key, make):
+        def counted():
+            self.made[key] = self.made.get(key, 0) + 1
+            return make()
+
+        return super().get_or_make(key, counted)
+
+
+@pytest.mark.parametrize("keep", [True, False])
+def test_fit_tiles_are_kept_for_the_pass(tmp_path, monkeypatch, keep):
+    """The fit reads 4 blocks spread over the scene; an LRU of 3 MB (the pass's working set:
+    about two tile rows of every file) evicts their tiles before the pass reaches them, so without
+    the kept tiles some are decoded twice; with them every tile is decoded once, and the result
+    is the same."""
+    from rsmon.io.optical import open_optical
+    from rsmon.products.change import detect_change_blocks
+    from rsmon.products.change_params import ChangeParams
+
+    folder = _jp2_pair(tmp_path, 768, 128)
+    params = ChangeParams(fit_sample_px=4 * 128 * 128)
+    runs = []
+    for limit, keep_limit in ((1 << 30, 0), (3 << 20, (64 << 20) if keep else 0)):
+        cache = CountingCache(limit, keep_limit)
+        monkeypatch.setattr(jp2_blocks, "_CACHE", cache)
+        before, after = (open_optical(folder / d, chunks=128) for d in ("before", "after"))
+        runs.append((detect_change_blocks(before, after, params), cache))
+        assert cache.kept_size == 0  # released after the pass
+    (whole, unbounded), (small, counted) = runs
+    assert small.attrs["n_fit_blocks"] < 36 and max(unbounded.made.values()) == 1
+    assert set(counted.made) == set(unbounded.made)
+    if keep:
+        assert max(counted.made.values()) == 1
+    else:  # the test would see the double decodes
+        assert max(counted.made.values()) > 1
+    for name in ("change", "change_class", "confidence"):
+        np.testing.assert_array_equal(getattr(small, name), getattr(whole, name), err_msg=name)

@@ -25,6 +25,7 @@ everything), e.g. to compare the two.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import threading
@@ -49,13 +50,37 @@ _TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 
 
 class TileCache:
-    """A thread-safe LRU of decoded tiles bounded in bytes."""
+    """A thread-safe LRU of decoded tiles bounded in bytes.
 
-    def __init__(self, limit: int) -> None:
+    Inside :meth:`keeping` (e.g. while a fit reads blocks spread over the scene, which the pass
+    reads again much later), new tiles are kept outside the LRU, up to ``keep_limit`` bytes, until
+    :meth:`release`: an LRU sized for the pass's sweep would evict them before the pass gets there.
+    """
+
+    def __init__(self, limit: int, keep_limit: int = 0) -> None:
         self.limit, self.size = limit, 0
+        self.keep_limit, self.kept_size, self._keeping = keep_limit, 0, 0
         self._items: OrderedDict = OrderedDict()
+        self._kept: dict = {}
         self._lock = threading.Lock()
         self._pending: dict = {}
+
+    @contextlib.contextmanager
+    def keeping(self):
+        """Keep the tiles decoded meanwhile (by any thread) until :meth:`release`."""
+        with self._lock:
+            self._keeping += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._keeping -= 1
+
+    def release(self) -> None:
+        """Drop the kept tiles (those still wanted are decoded again)."""
+        with self._lock:
+            self._kept.clear()
+            self.kept_size = 0
 
     def get_or_make(self, key, make):
         """The tile of ``key``, kept read-only; ``make()`` decodes it once even when several threads
@@ -82,11 +107,18 @@ class TileCache:
             tile = self._items.get(key)
             if tile is not None:
                 self._items.move_to_end(key)
-            return tile
+                return tile
+            return self._kept.get(key)
 
     def put(self, key, tile: np.ndarray) -> None:
         with self._lock:
-            if key in self._items or tile.nbytes > self.limit:
+            if key in self._items or key in self._kept:
+                return
+            if self._keeping and self.kept_size + tile.nbytes <= self.keep_limit:
+                self._kept[key] = tile
+                self.kept_size += tile.nbytes
+                return
+            if tile.nbytes > self.limit:
                 return
             self._items[key] = tile
             self.size += tile.nbytes
