@@ -315,3 +315,30 @@ def test_console_command_exits_fast_with_everything_written(tmp_path, taizhou):
     bad = subprocess.run([*cmd[:-1], str(tmp_path / "out2"), "--mmu-px", "0"], capture_output=True, text=True,
                          timeout=300)
     assert bad.returncode == 2 and bad.stderr.strip().startswith("rsmon: error:") and "--mmu-px" in bad.stderr
+
+
+def test_a_run_pauses_the_garbage_collector(tmp_path, monkeypatch):
+    """Cyclic collections are off while a run lasts (also when called in-process, as here) and on
+    again after it; an in-process ``main`` leaves them on."""
+    import gc
+
+    from rsmon.workflow import redline as job
+
+    seen = []
+    real = job.detect_change_blocks
+
+    def recording(*args, **kwargs):
+        seen.append(gc.isenabled())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(job, "detect_change_blocks", recording)
+    assert gc.isenabled()
+    assert main(["redline", "detect", "--before", str(TAIZHOU / "2000TM"), "--after", str(TAIZHOU / "2003TM"),
+                 "--no-quicklooks", "-o", str(tmp_path / "out")]) == 0
+    assert seen == [False] and gc.isenabled()
+    gc.disable()  # a caller's choice is kept
+    try:
+        job.run_redline_detect(TAIZHOU / "2000TM", TAIZHOU / "2003TM", tmp_path / "again", quicklooks=False)
+        assert seen == [False, False] and not gc.isenabled()
+    finally:
+        gc.enable()

@@ -141,6 +141,10 @@ def _cmd_validate_change(args: argparse.Namespace) -> int:
 
 
 def _cmd_redline_detect(args: argparse.Namespace) -> int:
+    if _console:  # a one-off process: no cyclic collections from here (imports included) to its end
+        import gc  # (rsmon.workflow.redline._gc_paused says why; called in-process, the run pauses them itself)
+
+        gc.disable()
     from rsmon.workflow.allocator import tune_allocator
     from rsmon.workflow.redline import run_redline_detect
 
@@ -451,6 +455,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 #: ends the process without the interpreter's teardown, which frees every object one by one
 #: (0.6 s after a redline run on a Sentinel-2 tile pair, whose arrays and kernels fill 2 GB).
 _fast_exit = False
+#: True in the ``rsmon`` console command (:func:`run`), not when :func:`main` is called in-process.
+_console = False
 
 
 def run() -> None:
@@ -459,6 +465,8 @@ def run() -> None:
     After a command that set :data:`_fast_exit` the process does what matters of the interpreter's
     exit (waits for non-daemon threads, runs the ``atexit`` handlers such as logging's, flushes
     standard output and error) and then ends with :func:`os._exit`."""
+    global _console
+    _console = True
     code = main()
     shutdown = getattr(threading, "_shutdown", None)  # joins threads as Py_Finalize does (CPython)
     if not _fast_exit or shutdown is None or threading.current_thread() is not threading.main_thread():
