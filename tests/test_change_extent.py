@@ -14,13 +14,14 @@ import rioxarray  # noqa: F401  (registers the .rio accessor)
 import shapely
 import xarray as xr
 from affine import Affine
+from scipy import ndimage
 from shapely.geometry import box
 
 from rsmon.cli import main
 from rsmon.errors import InputError
 from rsmon.io.optical_raster import SceneBlocks
 from rsmon.products.change_blocks import detect_change_blocks, series_change_blocks
-from rsmon.products.change_extent import examined_blocks, needed_blocks
+from rsmon.products.change_extent import edge_mask, examined_blocks
 from rsmon.products.change_fit import fit_block_indices
 from rsmon.products.change_params import ChangeParams
 from rsmon.workflow.redline import _grid_distance
@@ -69,20 +70,27 @@ def test_examined_blocks_known_answers():
         examined_blocks([inner], GRID, STARTS, margin=-1.0)
 
 
-def test_needed_blocks_add_the_halo_neighbours():
-    examined = np.zeros((3, 4), bool)
-    examined[1, 1] = True
-    # halo 0: the block itself; halo 1..512: its eight neighbours; the thin row 2 (76 rows) and
-    # a halo of 600 reaches one more block column (1024 + 600 > 1536) but no more rows (the grid
-    # ends at 1100)
-    assert needed_blocks(examined, STARTS, 0).sum() == 1
-    ring = needed_blocks(examined, STARTS, 1)
-    assert np.argwhere(ring).tolist() == [[a, b] for a in range(3) for b in range(3)]
-    wide = needed_blocks(examined, STARTS, 600)
-    assert np.argwhere(wide).tolist() == [[a, b] for a in range(3) for b in range(4)]
-    examined[:] = False
-    examined[2, 3] = True
-    assert np.argwhere(needed_blocks(examined, STARTS, 100)).tolist() == [[1, 2], [1, 3], [2, 2], [2, 3]]
+def test_edge_mask_known_answers():
+    core = (512, 1024, 512, 1024)
+    assert edge_mask(core, [], 11) is None
+    # the block to the right: the last 11 columns; the one above-left (diagonal): an 11 x 11 corner
+    right = edge_mask(core, [(512, 1024, 1024, 1536)], 11)
+    assert right.shape == (512, 512) and right.sum() == 512 * 11 and right[:, -11:].all()
+    corner = edge_mask(core, [(0, 512, 0, 512)], 11)
+    assert corner.sum() == 121 and corner[:11, :11].all()
+    both = edge_mask(core, [(512, 1024, 1024, 1536), (0, 512, 0, 512)], 11)
+    np.testing.assert_array_equal(both, right | corner)
+    # a block farther than the halo: nothing; a thin last block below (76 rows): the last 11 rows
+    assert edge_mask(core, [(0, 500, 0, 512)], 11) is None
+    assert edge_mask(core, [(1024, 1100, 512, 1024)], 11)[-11:].all()
+
+
+def _reported(examined: np.ndarray, chunks: int, shape, halo: int) -> np.ndarray:
+    """The pixels a pass restricted to ``examined`` reports: those of examined blocks farther than
+    ``halo`` (Chebyshev distance) from every pixel of a block left out."""
+    inside = _block_mask(examined, chunks, shape)
+    near_out = ndimage.binary_dilation(~inside, structure=np.ones((2 * halo + 1, 2 * halo + 1), bool))
+    return inside & ~near_out
 
 
 def test_margin_in_grid_units():
@@ -117,7 +125,7 @@ def test_pair_on_examined_blocks_equals_the_whole_pass(chunks):
     examined = examined_blocks(within, after.rio.transform(recalc=True),
                                [np.cumsum((0,) + c) for c in after["red"].chunks])
     assert 0 < examined.sum() < examined.size
-    mask = _block_mask(examined, chunks, whole.change.shape)
+    mask = _reported(examined, chunks, whole.change.shape, ChangeParams().halo_px)
     for name, nodata in zip(RASTERS, (255, 255, 0)):
         a, b = getattr(whole, name), getattr(part, name)
         np.testing.assert_array_equal(b[mask], a[mask], err_msg=name)
@@ -130,7 +138,7 @@ def test_pair_on_examined_blocks_equals_the_whole_pass(chunks):
         np.testing.assert_array_equal(part.index_values[name], whole.index_values[name][keep])
     assert part.n_change == int((part.change == 1).sum()) <= whole.n_change
     assert part.attrs["examined_blocks"] == examined.sum() and part.attrs["n_blocks"] == examined.size
-    assert part.attrs["examined_fraction"] == pytest.approx(mask.mean())
+    assert part.attrs["examined_fraction"] == pytest.approx(_block_mask(examined, chunks, mask.shape).mean())
     assert part.attrs["threshold"] == whole.attrs["threshold"]  # the fit is the whole scene's
 
 
@@ -141,7 +149,7 @@ def test_series_on_examined_blocks_equals_the_whole_pass():
     part = series_change_blocks(scenes, within=within, margin=30.0)
     examined = examined_blocks(within, scenes[1].rio.transform(recalc=True),
                                [np.cumsum((0,) + c) for c in scenes[1]["red"].chunks], 30.0)
-    mask = _block_mask(examined, 20, whole.change.shape)
+    mask = _reported(examined, 20, whole.change.shape, ChangeParams().halo_px)
     assert 0 < mask.mean() < 1
     for name, nodata in zip(RASTERS, (255, 255, 0)):
         np.testing.assert_array_equal(getattr(part, name)[mask], getattr(whole, name)[mask], err_msg=name)
@@ -190,9 +198,8 @@ def _redline_file(path, folder, boxes_px, crs_out=None):
 
 
 def test_redline_run_reads_only_the_blocks_near_the_redlines(s2scene, tmp_path, monkeypatch):
-    """Two redlines (given in WGS 84) inside 2 of the 25 blocks: the pass reads those and their
-    neighbours (the clean-up's halo), the fit its own blocks, nothing else; the patches equal the
-    whole-scene run's."""
+    """Two redlines (given in WGS 84) inside 2 of the 25 blocks: the pass reads those, the fit its
+    own blocks, nothing else; the patches equal the whole-scene run's."""
     # 108/124 and 64/68 pixels from their block's edges: more than the 500 m (50 pixel) margin
     redlines = _redline_file(s2scene, tmp_path, [(620, 620, 900, 900), (1600, 1600, 1980, 1980)], "EPSG:4326")
     argv = ["redline", "detect", "--before", str(s2scene / "before"), "--after", str(s2scene / "after"),
@@ -213,15 +220,13 @@ def test_redline_run_reads_only_the_blocks_near_the_redlines(s2scene, tmp_path, 
     assert json.loads((tmp_path / "whole" / "summary.json").read_text())["examined"] == "whole scene"
     inside = np.zeros((5, 5), bool)
     inside[1, 1] = inside[3, 3] = True
-    ring = needed_blocks(inside, (np.arange(0, 2561, 512), np.arange(0, 2561, 512)), ChangeParams().halo_px)
-    assert ring.sum() == 17  # the two 3 x 3 neighbourhoods, sharing block (2, 2)
     fit = fit_block_indices(((512,) * 5, (512,) * 5), ChangeParams().fit_sample_px)
-    expected = Counter([tuple(b) for b in np.argwhere(ring).tolist()] + fit)
+    expected = Counter([(1, 1), (3, 3)] + fit)
     # each block position read by both scenes' readers: once for the pass, once for the fit
     assert Counter(reads) == Counter({ij: 2 * n for ij, n in expected.items()})
     with rasterio.open(tmp_path / "whole" / "change.tif") as a, rasterio.open(tmp_path / "part" / "change.tif") as b:
         whole, part = a.read(1), b.read(1)
-    mask = _block_mask(inside, 512, whole.shape)
+    mask = _reported(inside, 512, whole.shape, ChangeParams().halo_px)
     np.testing.assert_array_equal(part[mask], whole[mask])
     assert (part[~mask] == 255).all()
     assert_same_patches(tmp_path / "whole", tmp_path / "part")

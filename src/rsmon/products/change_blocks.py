@@ -57,7 +57,7 @@ from rsmon.io.jp2_blocks import keeping_tiles, release_tiles
 from rsmon.kernels import change as kernel
 from rsmon.products.change_classes import NODATA
 from rsmon.products.change_composite import REFERENCE_OBSERVATION
-from rsmon.products.change_extent import _overlapping, examined_blocks, needed_blocks
+from rsmon.products.change_extent import _overlapping, edge_mask, examined_blocks
 from rsmon.products.change_fit import fit_change, prepared_pair
 from rsmon.products.change_pair import base_attrs, change_variable_attrs
 from rsmon.products.change_params import ChangeParams
@@ -217,10 +217,14 @@ def _reference_at(values, flat: np.ndarray, observation: bool) -> np.ndarray | N
 def _cleaned(raws, pieces, core, window, params) -> np.ndarray:
     """The cleaned codes of a block's core (``core`` = r0, r1, c0, c1) from the raw codes of the
     blocks around it (``raws``, with their first pixel ``pieces``) on its halo ``window``
-    (row, col, height, width): exact as the whole-array clean-up."""
+    (row, col, height, width): exact as the whole-array clean-up. A block left out (its raw codes
+    None) counts as no data."""
     (r0, r1, c0, c1), (wr0, wc0, wh, ww) = core, window
-    codes = np.empty((wh, ww), np.uint8)
+    codes = np.empty((wh, ww), np.uint8) if all(raw is not None for raw in raws) else np.full((wh, ww), NODATA,
+                                                                                              np.uint8)
     for raw, (pr0, pc0) in zip(raws, pieces):
+        if raw is None:
+            continue
         h, w = raw.shape
         top, left = max(pr0, wr0), max(pc0, wc0)
         bottom, right = min(pr0 + h, wr0 + wh), min(pc0 + w, wc0 + ww)
@@ -229,12 +233,17 @@ def _cleaned(raws, pieces, core, window, params) -> np.ndarray:
     return np.ascontiguousarray(cleaned[r0 - wr0:r1 - wr0, c0 - wc0:c1 - wc0])
 
 
-def _step2(parts, *, core, pieces, window, params, clean, width, outputs):
+def _step2(parts, *, core, pieces, window, params, clean, width, outputs, edge=None):
     """Clean one block with its halo, write the outputs (``outputs``: the three rasters' rows of
-    the block's block row), return its change pixels' index samples."""
+    the block's block row), return its change pixels' index samples. ``edge``: the block's pixels
+    reported as no data (next to blocks left out, whose ``parts`` are None)."""
     r0, r1, c0, c1 = core
     raw_core, flat, samples, classes, reference = parts[0]
-    change = _cleaned([part[0] for part in parts], pieces, core, window, params) if clean else raw_core
+    change = _cleaned([None if part is None else part[0] for part in parts], pieces, core, window,
+                      params) if clean else raw_core
+    if edge is not None:
+        change = change.copy() if change is raw_core else change
+        change[edge] = NODATA
     out_change, out_class, out_confidence = outputs  # the block row's rows r0:r1
     out_change[:, c0:c1] = change
     keep = np.empty(flat.shape, np.bool_)
@@ -345,10 +354,11 @@ def _run(inputs: PairInputs, halo: int, read, step1, step2, sink, num_workers: i
     already being read (taken instead of reading them again).
 
     ``examined`` (bool per block, default all): the blocks left out are neither read nor
-    computed, except the raw codes of those within ``halo`` of an examined block
-    (:func:`~rsmon.products.change_extent.needed_blocks`); their outputs are no data (``change``
-    and ``change_class`` 255, ``confidence`` 0, as the kernels write for pixels clear on no date)
-    and they have no samples (``n_planes`` empty planes).
+    computed; their outputs are no data (``change`` and ``change_class`` 255, ``confidence`` 0, as
+    the kernels write for pixels clear on no date) and they have no samples (``n_planes`` empty
+    planes). The step-2 task of an examined block next to them gets None for their step-1 results
+    and ``edge=`` its pixels within ``halo`` of them
+    (:func:`~rsmon.products.change_extent.edge_mask`), to report as no data.
 
     ``sink`` receives the outputs: ``sink.rows(r0, r1)`` gives the three uint8 arrays the step-2
     tasks of a block row write into (rows ``r0:r1``, full width); once every block of the row
@@ -361,11 +371,10 @@ def _run(inputs: PairInputs, halo: int, read, step1, step2, sink, num_workers: i
     prefetched = prefetched if prefetched is not None else {}
     first: dict[tuple[int, int], tuple] = {}
     results: list = [None] * (n_rows * n_cols)
-    to_read = needed_blocks(examined, inputs.block_starts, halo) if examined is not None else None
 
     def run_step1(i: int, j: int) -> None:
         early = prefetched.pop((i, j), None)  # each position is taken by its one step-1 task
-        if to_read is not None and not to_read[i, j]:
+        if examined is not None and not examined[i, j]:
             first[(i, j)] = None  # left out: not read
             return
         first[(i, j)] = step1(early.result() if early is not None else read(i, j))
@@ -387,8 +396,12 @@ def _run(inputs: PairInputs, halo: int, read, step1, step2, sink, num_workers: i
         neighbours = [(i, j)] + [(a, b) for a in halo_rows[i] for b in _overlapping(col_starts, wc0, wc1)
                                  if (a, b) != (i, j)]
         pieces = [(int(row_starts[a]), int(col_starts[b])) for a, b in neighbours]
-        results[i * n_cols + j] = step2([first[n] for n in neighbours], core=(r0, r1, c0, c1), pieces=pieces,
-                                        window=(wr0, wc0, wr1 - wr0, wc1 - wc0), outputs=row_out)
+        parts = [first[n] for n in neighbours]
+        missing = [(int(row_starts[a]), int(row_starts[a + 1]), int(col_starts[b]), int(col_starts[b + 1]))
+                   for (a, b), part in zip(neighbours, parts) if part is None]
+        extra = {"edge": edge_mask((r0, r1, c0, c1), missing, halo)} if missing else {}
+        results[i * n_cols + j] = step2(parts, core=(r0, r1, c0, c1), pieces=pieces,
+                                        window=(wr0, wc0, wr1 - wr0, wc1 - wc0), outputs=row_out, **extra)
 
     row_outs: dict[int, tuple] = {}
 
@@ -481,8 +494,9 @@ def detect_change_blocks(before: xr.Dataset, after: xr.Dataset, params: ChangePa
     within : sequence of shapely geometries, optional
         Examine only the blocks within ``margin`` (units of the after grid's CRS) of these (in
         that CRS; e.g. the redline polygons): the others are not read and are no data in the
-        rasters (:mod:`rsmon.products.change_extent`). The fit still uses blocks of the whole
-        scene, so every examined block's values equal a whole-scene run's.
+        rasters, as are the examined pixels within the clean-up's halo of them
+        (:mod:`rsmon.products.change_extent`). The fit still uses blocks of the whole scene, so
+        every pixel reported equals a whole-scene run's.
 
     Returns
     -------
@@ -503,8 +517,7 @@ def detect_change_blocks(before: xr.Dataset, after: xr.Dataset, params: ChangePa
     clean, halo = _clean_halo(p)
     extent: dict = {}
     examined = _examined(within, margin, after, inputs, extent)
-    to_read = (needed_blocks(examined, inputs.block_starts, halo) if examined is not None
-               else np.ones([len(c) for c in inputs.chunks], bool))
+    to_read = examined if examined is not None else np.ones([len(c) for c in inputs.chunks], bool)
     first_blocks = [(int(i), int(j)) for i, j in zip(*np.nonzero(to_read))][:PREFETCH_BLOCKS]
     with ThreadPoolExecutor(1) as early, _tiles_kept_for_the_pass():
         # the first blocks are read while the fit computes its statistics (mostly one core's work)
@@ -539,18 +552,22 @@ def _series_step1(values, *, pairs, fits, radius):
     return raws, flat, samples, _reference_at(values[0], flat, pairs[0].observation)
 
 
-def _series_step2(parts, *, core, pieces, window, outputs, params, clean, width, sensor_ids):
+def _series_step2(parts, *, core, pieces, window, outputs, params, clean, width, sensor_ids, edge=None):
     """Clean every pair's codes of one block with its halo, confirm the flags over the pairs
     (:func:`~rsmon.products.change_series.series_kernel`) where some pair flags, write the outputs and
-    return the active detections' index samples (those of their first flagging pair)."""
+    return the active detections' index samples (those of their first flagging pair). ``edge`` as
+    for :func:`_step2`."""
     r0, r1, c0, c1 = core
     raws, flat, samples, reference = parts[0]
     n_pairs = raws.shape[0]
     if clean:
-        cleaned = np.stack([_cleaned([part[0][m] for part in parts], pieces, core, window, params)
-                            for m in range(n_pairs)])
+        cleaned = np.stack([_cleaned([None if part is None else part[0][m] for part in parts], pieces, core, window,
+                                     params) for m in range(n_pairs)])
     else:
         cleaned = raws
+    if edge is not None:
+        cleaned = cleaned.copy() if cleaned is raws else cleaned
+        cleaned[:, edge] = NODATA
     out_change, out_class, out_confidence = (out[:, c0:c1] for out in outputs)
     n_clear, n_flagged = kernel.series_background(cleaned, out_change, out_class, out_confidence)
     # the candidates some pair flags: elsewhere the background values are the series' values

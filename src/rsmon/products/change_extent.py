@@ -7,14 +7,19 @@ therefore leave out the blocks far from every redline: they are not read, not de
 computed, and their pixels are no data (255) in the rasters.
 
 :func:`examined_blocks` marks the blocks whose footprint, grown by ``margin`` on every side,
-touches a polygon. The pass then also computes the raw codes of the blocks within the clean-up's
-halo of those (:func:`needed_blocks`), so the cleaned change of every examined block equals that
-of a whole-scene run exactly (same fit: the fit blocks are chosen over the whole scene). A patch
-inside a redline is therefore the whole-scene run's patch, unless the change region it is cut
-from leaves the examined blocks (it reaches more than ``margin`` beyond the redline and beyond
-its block): its part outside is then not seen, which can change the region's majority class or
-split it where its parts inside meet only outside. The margin (1 km by default,
-:data:`DEFAULT_MARGIN_M`) bounds that; ``--whole-scene`` examines everything.
+touches a polygon. Only those are read. The clean-up of a pixel depends on the raw codes within
+its halo (:attr:`~rsmon.products.change_params.ChangeParams.halo_px`, 11 pixels by default), so
+the examined pixels within that distance of a block left out (:func:`edge_mask`) are reported as
+no data too: every pixel the pass reports equals a whole-scene run's exactly (same fit: the fit
+blocks are chosen over the whole scene). Computing the left-out neighbours' codes instead would
+decode their whole input tiles for an 11-pixel strip: twice the blocks read for redlines over
+10 % of a Sentinel-2 tile.
+
+A patch inside a redline is therefore the whole-scene run's patch, unless the change region it is
+cut from reaches more than ``margin`` (less the halo) beyond the redline and beyond its block: its
+part outside is then not seen, which can change the region's majority class or split it where its
+parts inside meet only outside. The margin (1 km by default, :data:`DEFAULT_MARGIN_M`) bounds that;
+``--whole-scene`` examines everything.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from affine import Affine
 
 from rsmon.errors import InputError
 
-__all__ = ["DEFAULT_MARGIN_M", "examined_blocks", "needed_blocks"]
+__all__ = ["DEFAULT_MARGIN_M", "edge_mask", "examined_blocks"]
 
 #: Default margin around the redlines (metres on a projected grid): a change region crossing a
 #: redline boundary is seen whole when it reaches less than this beyond the boundary (the
@@ -75,15 +80,18 @@ def _overlapping(starts: np.ndarray, lo: int, hi: int) -> list[int]:
     return [b for b in range(len(starts) - 1) if starts[b] < hi and starts[b + 1] > lo]
 
 
-def needed_blocks(examined: np.ndarray, block_starts: tuple[np.ndarray, np.ndarray], halo: int) -> np.ndarray:
-    """The blocks whose raw codes the clean-up of the ``examined`` blocks reads: every block
-    overlapping an examined block's window grown by ``halo`` pixels (the examined ones included),
-    as :func:`rsmon.products.change_blocks._run` gathers a block's neighbours."""
-    row_starts, col_starts = block_starts
-    height, width = int(row_starts[-1]), int(col_starts[-1])
-    needed = examined.copy()
-    for i, j in zip(*np.nonzero(examined)):
-        rows = _overlapping(row_starts, max(int(row_starts[i]) - halo, 0), min(int(row_starts[i + 1]) + halo, height))
-        cols = _overlapping(col_starts, max(int(col_starts[j]) - halo, 0), min(int(col_starts[j + 1]) + halo, width))
-        needed[np.ix_(rows, cols)] = True
-    return needed
+def edge_mask(core: tuple[int, int, int, int], missing, halo: int) -> np.ndarray | None:
+    """The pixels of an examined block ``core`` (r0, r1, c0, c1, scene pixels) within ``halo``
+    pixels (along rows and columns, diagonals included) of a block left out, ``missing`` =
+    [(r0, r1, c0, c1), ...]: their cleaned codes depend on codes that were not computed, so the
+    pass reports them as no data. None when there are none."""
+    r0, r1, c0, c1 = core
+    mask = None
+    for a0, a1, b0, b1 in missing:
+        top, bottom = max(a0 - halo, r0), min(a1 + halo, r1)
+        left, right = max(b0 - halo, c0), min(b1 + halo, c1)
+        if bottom > top and right > left:
+            if mask is None:
+                mask = np.zeros((r1 - r0, c1 - c0), bool)
+            mask[top - r0:bottom - r0, left - c0:right - c0] = True
+    return mask
