@@ -57,7 +57,7 @@ from rsmon.io.jp2_blocks import keeping_tiles, release_tiles
 from rsmon.kernels import change as kernel
 from rsmon.products.change_classes import NODATA
 from rsmon.products.change_composite import REFERENCE_OBSERVATION
-from rsmon.products.change_extent import _overlapping, edge_mask, examined_blocks
+from rsmon.products.change_extent import edge_mask, examined_blocks
 from rsmon.products.change_fit import fit_change, prepared_pair
 from rsmon.products.change_pair import base_attrs, change_variable_attrs
 from rsmon.products.change_params import ChangeParams
@@ -298,6 +298,10 @@ def _blocks(inputs: PairInputs, sink, results: list, attrs: dict, spill, sample_
                         n_valid=sum(int(r[2]) for r in results), n_change=sum(int(r[3]) for r in results),
                         piece_rows=[(int(row_starts[m // n_cols]), int(row_starts[m // n_cols + 1]))
                                     for m in range(len(results))], spill=spill, sample_names=sample_names)
+
+
+def _overlapping(starts: np.ndarray, lo: int, hi: int) -> list[int]:
+    return [b for b in range(len(starts) - 1) if starts[b] < hi and starts[b + 1] > lo]
 
 
 class _InputBlocks:

@@ -75,11 +75,6 @@ def examined_blocks(geometries, transform: Affine, block_starts: tuple[np.ndarra
     return examined.reshape(shape)
 
 
-def _overlapping(starts: np.ndarray, lo: int, hi: int) -> list[int]:
-    """The blocks along one axis (``starts``: their first pixels and the end) overlapping ``lo:hi``."""
-    return [b for b in range(len(starts) - 1) if starts[b] < hi and starts[b + 1] > lo]
-
-
 def edge_mask(core: tuple[int, int, int, int], missing, halo: int) -> np.ndarray | None:
     """The pixels of an examined block ``core`` (r0, r1, c0, c1, scene pixels) within ``halo``
     pixels (along rows and columns, diagonals included) of a block left out, ``missing`` =
