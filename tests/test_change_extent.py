@@ -252,3 +252,21 @@ def test_bad_margin_is_named(s2scene, tmp_path, capsys, value):
     assert code == 2
     assert "--redline-margin-m" in capsys.readouterr().err
     assert not out.exists() or not any(out.iterdir())
+
+
+def test_redlines_on_a_scene_without_crs_are_refused(tmp_path):
+    """Multi-band GeoTIFFs without a CRS (read with a band map): the redlines cannot be placed."""
+    from rsmon.errors import InputError
+    from rsmon.workflow.redline import run_redline_detect
+
+    rng = np.random.default_rng(0)
+    for name in ("a", "b"):
+        with rasterio.open(tmp_path / f"{name}.tif", "w", driver="GTiff", width=64, height=64, count=6,
+                           dtype="float32", transform=Affine(10, 0, 0, 0, -10, 640)) as dst:
+            dst.write(rng.uniform(0.05, 0.4, (6, 64, 64)).astype("float32"))
+    gpd.GeoDataFrame({"id": ["R1"]}, geometry=[box(0, 0, 300, 300)], crs="EPSG:32650").to_file(tmp_path / "r.gpkg")
+    bands = {"blue": 1, "green": 2, "red": 3, "nir": 4, "swir1": 5, "swir2": 6}
+    with pytest.raises(InputError, match="b.tif: the scene has no CRS"):  # (the reader logs a warning)
+        run_redline_detect(tmp_path / "a.tif", tmp_path / "b.tif", tmp_path / "out", redlines=tmp_path / "r.gpkg",
+                           band_map=bands, quicklooks=False)
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
