@@ -197,13 +197,14 @@ def _redline_file(path, folder, boxes_px, crs_out=None):
     return out
 
 
-def test_redline_run_reads_only_the_blocks_near_the_redlines(s2scene, tmp_path, monkeypatch):
+@pytest.mark.parametrize("mode", ["--no-stream", "--stream"])
+def test_redline_run_reads_only_the_blocks_near_the_redlines(s2scene, tmp_path, monkeypatch, mode):
     """Two redlines (given in WGS 84) inside 2 of the 25 blocks: the pass reads those, the fit its
     own blocks, nothing else; the patches equal the whole-scene run's."""
     # 108/124 and 64/68 pixels from their block's edges: more than the 500 m (50 pixel) margin
     redlines = _redline_file(s2scene, tmp_path, [(620, 620, 900, 900), (1600, 1600, 1980, 1980)], "EPSG:4326")
     argv = ["redline", "detect", "--before", str(s2scene / "before"), "--after", str(s2scene / "after"),
-            "--redlines", str(redlines), "--no-quicklooks", "--no-checksums"]
+            "--redlines", str(redlines), "--no-quicklooks", "--no-checksums", mode]
     assert main(argv + ["--whole-scene", "-o", str(tmp_path / "whole")]) == 0
     reads: list[tuple[int, int]] = []
     real = SceneBlocks.read
@@ -216,6 +217,7 @@ def test_redline_run_reads_only_the_blocks_near_the_redlines(s2scene, tmp_path, 
     assert main(argv + ["--redline-margin-m", "500", "-o", str(tmp_path / "part")]) == 0
     summary = json.loads((tmp_path / "part" / "summary.json").read_text())
     assert summary["examined"]["blocks"] == 2 and summary["examined"]["of_blocks"] == 25
+    assert summary["streamed"] == (mode == "--stream")
     assert summary["examined"]["fraction"] == pytest.approx(2 / 25)
     assert json.loads((tmp_path / "whole" / "summary.json").read_text())["examined"] == "whole scene"
     inside = np.zeros((5, 5), bool)
