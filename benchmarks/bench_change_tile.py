@@ -44,9 +44,10 @@ Cases, each its own process under GNU time (wall, user and system CPU seconds, p
                        runs) against the composite's dask graph evaluated per block (what it ran
                        before).
 ``cli-redlines`` / ``cli-redlines-whole``  (``--redlines COVER``) the one-off CLI on the DEFLATE
-                       pair (or the copy ``--redlines-on`` names) with a simulated redline layer covering COVER of the tile (discs of
-                       1.5-8 km, in WGS 84): only the blocks within 1 km of the redlines (the
-                       default, :mod:`rsmon.products.change_extent`) against ``--whole-scene``,
+                       pair (or the copy ``--redlines-on`` names) with a simulated redline
+                       layer covering COVER of the tile (discs of 1.5-8 km, in WGS 84): only
+                       the blocks within 1 km of the redlines (the default,
+                       :mod:`rsmon.products.change_extent`) against ``--whole-scene``,
                        alternating; the two patch tables are compared (id and geometry).
 
 Usage::

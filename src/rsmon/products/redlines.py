@@ -22,7 +22,8 @@ from rsmon.errors import InputError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["PREPARED_COLUMNS", "RedlineColumns", "RedlinePieces", "as_text", "clip_to_redlines", "polygonal", "prepare_redlines"]
+__all__ = ["PREPARED_COLUMNS", "RedlineColumns", "RedlinePieces", "as_text", "clip_to_redlines", "polygonal",
+           "prepare_redlines"]
 
 # Redline attribute names recognised without being told (compared case-insensitively; bh/mc/gkfq
 # are the pinyin abbreviations of 编号/名称/管控分区 used in Chinese redline layers).

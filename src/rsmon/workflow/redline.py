@@ -311,7 +311,8 @@ def run_redline_detect(
         # checked, repaired and reprojected to the after grid once, before the pass
         if redlines is not None and grid.rio.crs is None:
             raise InputError(f"--after {after_paths[0]}: the scene has no CRS, so the redlines cannot be placed on it")
-        zones = prepare_redlines(read_vectors(redlines), grid.rio.crs, redline_columns) if redlines is not None else None
+        zones = (prepare_redlines(read_vectors(redlines), grid.rio.crs, redline_columns) if redlines is not None
+                 else None)
         within = None if zones is None or whole_scene else zones.geometry.to_numpy()
         margin = _grid_distance(grid, margin_m) if within is not None else 0.0
         prev = _previous_patches(out, previous)
