@@ -347,7 +347,7 @@ def build_parser() -> argparse.ArgumentParser:
     rdet.add_argument("--whole-scene", action="store_true",
                       help="with --redlines, examine the whole scene (default: only the 512-pixel blocks near the "
                            "redlines; the change rasters are no data elsewhere)")
-    rdet.add_argument("--redline-margin-m", type=float, default=1000.0, metavar="M",
+    rdet.add_argument("--redline-margin-m", type=float, default=None, metavar="M",
                       help="examine the blocks within M metres of a redline polygon (default 1000)")
     rdet.add_argument("--mmu-px", type=int, default=None, metavar="N", help="minimum mapping unit, pixels (default 4)")
     rdet.add_argument("--previous", default=None, metavar="FILE",

@@ -408,8 +408,9 @@ def _quicklook_png(path: Path, row: dict, chips, extents, images: list[_Image], 
                     f"{when} {_text(row.get(f'{when}_date'))} ({im.label})")
     with atomic_output(path) as tmp:
         # zlib level 1 with the run-length strategy: the chips are scaled up by repeating pixels, so
-        # runs are what there is to find; 20-30 % faster than the default strategy and files 4-10 %
-        # smaller on a Sentinel-2 tile's quicklooks (level 1 was 15 % faster than 3, 2.5 % larger)
+        # runs are what there is to find; on three of a simulated tile's quicklooks it encoded 18-30 %
+        # faster than the default strategy, files 4-11 % smaller; 200 quicklooks 7 % faster, 9 %
+        # smaller (docs/benchmarks.md; level 1 was 15 % faster than 3, 2.5 % larger)
         image.save(tmp, format="PNG", compress_level=1, compress_type=zlib.Z_RLE)
     return path
 

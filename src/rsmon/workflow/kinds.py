@@ -241,7 +241,6 @@ def _redline_validation() -> dict:
 
 
 def _run_redline(task: JobTask, inputs, out: Path, catalog: Path) -> dict:
-    from rsmon.products.change_extent import DEFAULT_MARGIN_M
     from rsmon.workflow.redline import run_redline_detect
     from rsmon.workflow.redline_tiles import plan_tiles, run_redline_tiles
 
@@ -259,7 +258,7 @@ def _run_redline(task: JobTask, inputs, out: Path, catalog: Path) -> dict:
                    previous=task.previous_patches, quicklooks=p.get("quicklooks", True),
                    max_quicklooks=p.get("max_quicklooks", 200), checksums=p.get("checksums", True),
                    stream=p.get("stream"), whole_scene=p.get("whole_scene", False),
-                   margin_m=p.get("redline_margin_m", DEFAULT_MARGIN_M))
+                   margin_m=p.get("redline_margin_m"))
     plan = plan_tiles(inputs["before"], inputs["after"])
     if plan.multi:  # scenes of several tiles: one run per tile, the patches merged
         s = run_redline_tiles(plan, out, **options)

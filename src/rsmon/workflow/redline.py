@@ -244,7 +244,7 @@ def run_redline_detect(
     checksums: bool = True,
     stream: bool | None = None,
     whole_scene: bool = False,
-    margin_m: float = DEFAULT_MARGIN_M,
+    margin_m: float | None = None,
 ) -> RedlineResult:
     """Detect human-activity change between optical scenes and write the change products.
 
@@ -279,8 +279,8 @@ def run_redline_detect(
         ``margin_m`` metres of a redline polygon are read and computed (the change rasters are
         no data, 255, elsewhere; :mod:`rsmon.products.change_extent`): the patches are those of
         a whole-scene run unless a change region reaches further than that outside a redline.
-    margin_m : float
-        That margin, metres (default :data:`~rsmon.products.change_extent.DEFAULT_MARGIN_M`).
+    margin_m : float, optional
+        That margin, metres (None: :data:`~rsmon.products.change_extent.DEFAULT_MARGIN_M`).
 
     Raises
     ------
@@ -297,6 +297,7 @@ def run_redline_detect(
         if int(mmu_px) != mmu_px or mmu_px < 1:
             raise InputError(f"--mmu-px: expected a whole number of pixels >= 1, got {mmu_px}")
         p = dataclasses.replace(p, mmu_px=int(mmu_px))
+    margin_m = DEFAULT_MARGIN_M if margin_m is None else margin_m
     if not (isinstance(margin_m, (int, float)) and np.isfinite(margin_m) and margin_m >= 0):
         raise InputError(f"--redline-margin-m: expected a distance in metres >= 0, got {margin_m!r}")
 
