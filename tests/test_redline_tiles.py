@@ -7,6 +7,7 @@ import shutil
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
+from types import SimpleNamespace
 
 import geopandas as gpd
 import numpy as np
@@ -226,6 +227,33 @@ def test_two_overlapping_tiles_report_each_change_once(two_tiles, tmp_path):
     body = json.loads((out / "summary.json").read_text())
     assert sorted(body["tiles"]) == ["T50SMF", "T50SNF"] and body["skipped_tiles"] == {}
     assert body["tiles"]["T50SNF"]["folder"] == "tiles/T50SNF" and (out / "tiles" / "T50SNF" / "change.tif").is_file()
+    # the job validated against one georeferenced reference over both tiles: the landscape's truth (the
+    # east tile is the west one rolled by 256 columns), through the job kind's validation step
+    from rsmon.validate.change import change_scores
+    from rsmon.workflow.kinds import _validate_redline
+
+    with rasterio.open(two_tiles / "west" / "truth.tif") as t:
+        truth, transform, crs = t.read(1), t.transform, t.crs
+    reference = (np.concatenate([truth, truth[:, :256]], axis=1) > 0).astype(np.uint8)
+    with rasterio.open(tmp_path / "reference.tif", "w", driver="GTiff", width=reference.shape[1],
+                       height=reference.shape[0], count=1, dtype="uint8", crs=crs, transform=transform) as dst:
+        dst.write(reference, 1)
+    # expected: the two change rasters put side by side by hand, change wherever either says change
+    with rasterio.open(out / "tiles" / "T50SMF" / "change.tif") as a, \
+            rasterio.open(out / "tiles" / "T50SNF" / "change.tif") as b:
+        assert a.transform == transform and b.transform.c == transform.c + 2560
+        west_change, east_change = a.read(1), b.read(1)
+    predicted = np.full(reference.shape, 255, np.uint8)
+    predicted[:, :512] = west_change
+    overlap = predicted[:, 256:]
+    overlap[(east_change == 1) | (overlap == 255)] = east_change[(east_change == 1) | (overlap == 255)]
+    want = change_scores(predicted, reference)
+    got = _validate_redline(SimpleNamespace(validation={"reference": str(tmp_path / "reference.tif")}), out,
+                            tmp_path / "validation")
+    assert got == {k: getattr(want, k) for k in ("precision", "recall", "f1", "iou", "kappa", "n_scored")}
+    assert want.n_scored + want.n_excluded == 512 * 768 and want.tp > 0 and want.fn < want.tp
+    scores = json.loads((tmp_path / "validation" / "change_scores.json").read_text())
+    assert scores["scored_on"] == "reference grid, rows 0-512, columns 0-768" and len(scores["product"]) == 2
 
 
 def monthly_workflow(two_tiles: Path, tmp_path: Path, alerts: dict | None) -> tuple[Path, dict, Path]:

@@ -131,9 +131,7 @@ def _cmd_validate_change(args: argparse.Namespace) -> int:
                                                   "stamp", "ee"))
     if args.reference is None:
         raise InputError("validate --kind change: --reference MASK is required")
-    if len(args.product) != 1:
-        raise InputError(f"validate --kind change: --product takes one change.tif, got {len(args.product)}")
-    result = run_change_validation(args.product[0], args.reference, args.out)
+    result = run_change_validation(args.product, args.reference, args.out)
     print(result.summary())
     for name, path in result.paths.items():
         print(f"{name}: {path}")
@@ -291,12 +289,14 @@ def build_parser() -> argparse.ArgumentParser:
     val = sub.add_parser("validate", help="collocate products with ground stations: matchups, statistics, report")
     val.add_argument("--kind", required=True, help="aod | no2 | xch4 | fire | change")
     val.add_argument("--product", nargs="+", required=True, metavar="PATH",
-                     help="L2 swaths, L3 GeoTIFF/NetCDF grids or area-average series (Giovanni CSV)")
+                     help="L2 swaths, L3 GeoTIFF/NetCDF grids or area-average series (Giovanni CSV); change: "
+                          "change.tif raster(s)")
     val.add_argument("--stations", nargs="+", default=None, metavar="PATH",
                      help="station files (CNEMC, AERONET, TCCON, PRSA, mapped CSV); fire: reference points")
     val.add_argument("--reference", nargs="+", default=None, metavar="MASK",
                      help="change: reference mask (OSCD cm.tif 1/2, a 0/1/255 raster, or change.bmp + "
-                          "unchanged.bmp)")
+                          "unchanged.bmp); without a CRS it must be on the product's grid, with one it may be on "
+                          "any grid and be scored against several change.tif (--product, e.g. one per tile)")
     val.add_argument("--sites", default=None, metavar="SITELIST", help="site list for station files without coordinates")
     val.add_argument("--radius-km", type=_number("--radius-km"), default=None,
                      help="mean of pixels/cells within R km (default: the one containing the station)")

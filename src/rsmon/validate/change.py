@@ -15,11 +15,21 @@ partner each way, so matching is one-to-one); object precision = matched predict
 predicted objects, object recall = matched reference objects / reference objects. Rule "overlap"
 (also reported): an object matches when it shares at least one pixel with an object of the other
 map.
+
+Grids: a reference mask without a georeference (the benchmark sets' masks) must be on the
+product's pixel grid: same shape, pixel for pixel. A georeferenced reference (a GeoTIFF with a CRS)
+may be on any grid and CRS, and may be scored against several change rasters at once (the tiles of a
+multi-tile job): :func:`changes_on_grid` resamples each product onto the reference's grid, cut to
+the products' footprint, with nearest neighbour (the usual way to bring a map onto a reference's
+sample units; no class is invented), and combines overlapping products as the patch merge does
+(:mod:`rsmon.products.patch_merge`): change where any product says change, no change where another
+one says no change, no data where none has data.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -162,6 +172,231 @@ def change_scores(predicted, reference, *, valid=None, iou_min: float = 0.5) -> 
         object_precision_overlap=_ratio(obj["overlap_predicted"], obj["n_predicted"]),
         object_recall_overlap=_ratio(obj["overlap_reference"], obj["n_reference"]),
         object_iou_min=float(iou_min))
+
+
+@dataclass(frozen=True)
+class MaskGrid:
+    """Where a mask's pixels are: CRS (None when the file has no georeference), transform, shape."""
+
+    crs: object
+    transform: object
+    shape: tuple[int, int]
+
+    @property
+    def georeferenced(self) -> bool:
+        return self.crs is not None
+
+    def same_as(self, other: "MaskGrid") -> bool:
+        """The same pixels: equal CRS and shape, transforms equal to a millionth of a pixel."""
+        if not (self.georeferenced and other.georeferenced) or self.shape != other.shape or self.crs != other.crs:
+            return False
+        tol = 1e-6 * min(abs(self.transform.a), abs(self.transform.e))
+        return all(abs(a - b) <= tol for a, b in zip(self.transform[:6], other.transform[:6]))
+
+
+def _grid_of(src) -> MaskGrid:
+    return MaskGrid(src.crs, src.transform, (src.height, src.width))
+
+
+def _first_path(path_or_pair) -> Path:
+    """The file of a reference whose georeference counts: the file, a pair's change mask, a folder's change.bmp."""
+    if isinstance(path_or_pair, (tuple, list)):
+        return Path(path_or_pair[0])
+    path = Path(path_or_pair)
+    return path / "change.bmp" if path.is_dir() else path
+
+
+def reference_grid(path_or_pair) -> MaskGrid:
+    """The grid of a reference mask (:func:`read_reference_mask`'s input): CRS None without a georeference.
+
+    Raises
+    ------
+    FormatError
+        Unreadable file.
+    """
+    import rasterio
+    from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
+
+    path = _first_path(path_or_pair)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            with rasterio.open(path) as src:
+                return _grid_of(src)
+    except RasterioIOError as exc:
+        raise FormatError(f"{path}: cannot read as a raster mask ({exc})") from exc
+
+
+def _check_change_values(data: np.ndarray, what: str) -> np.ndarray:
+    bad = set(np.unique(data).tolist()) - {0, 1, UNLABELLED}
+    if bad:
+        raise InputError(f"{what}: values {sorted(bad)[:5]} are not 0/1/255")
+    return data
+
+
+def change_raster_grid(path: str | Path, what: str = "--product") -> MaskGrid:
+    """The grid of a change raster (``rsmon redline detect``'s ``change.tif``), checked to be one uint8 band.
+
+    Raises
+    ------
+    InputError
+        Missing file, or not one uint8 band (``what`` and the path are named).
+    FormatError
+        Unreadable file.
+    """
+    import rasterio
+    from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{what} {path}: no such file")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            with rasterio.open(path) as src:
+                if src.count != 1 or src.dtypes[0] != "uint8":
+                    raise InputError(f"{what} {path}: expected a one-band uint8 change raster (1 change, 0 none, "
+                                     f"255 no data), got {src.count} band(s) of {src.dtypes[0]}")
+                return _grid_of(src)
+    except RasterioIOError as exc:
+        raise FormatError(f"{what} {path}: cannot read ({exc})") from None
+
+
+def read_change_raster(path: str | Path, what: str = "--product") -> np.ndarray:
+    """A change raster's values (uint8: 1 change, 0 none, 255 no data), checked.
+
+    Raises
+    ------
+    InputError
+        Missing file, not one uint8 band, or values other than 0/1/255 (the path is named).
+    FormatError
+        Unreadable file.
+    """
+    import rasterio
+    from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
+
+    change_raster_grid(path, what)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            with rasterio.open(path) as src:
+                data = src.read(1)
+    except RasterioIOError as exc:
+        raise FormatError(f"{what} {path}: cannot read ({exc})") from None
+    return _check_change_values(data, f"{what} {path}")
+
+
+def footprint_window(grids: list[MaskGrid], onto: MaskGrid) -> tuple[slice, slice] | None:
+    """The rows and columns of ``onto`` that the grids' footprints cover (their union's bounding
+    box, outward to whole pixels, cut to ``onto``); None when none of them overlaps it."""
+    from rasterio.transform import array_bounds
+    from rasterio.warp import transform_bounds
+    from rasterio.windows import from_bounds
+
+    r0 = c0 = math.inf
+    r1 = c1 = -math.inf
+    for g in grids:
+        west, south, east, north = array_bounds(*g.shape, g.transform)
+        bounds = transform_bounds(g.crs, onto.crs, west, south, east, north, densify_pts=21)
+        w = from_bounds(*bounds, transform=onto.transform)
+        r0, c0 = min(r0, w.row_off), min(c0, w.col_off)
+        r1, c1 = max(r1, w.row_off + w.height), max(c1, w.col_off + w.width)
+    rows = (max(0, math.floor(r0 + 1e-9)), min(onto.shape[0], math.ceil(r1 - 1e-9)))
+    cols = (max(0, math.floor(c0 + 1e-9)), min(onto.shape[1], math.ceil(c1 - 1e-9)))
+    if rows[0] >= rows[1] or cols[0] >= cols[1]:
+        return None
+    return slice(*rows), slice(*cols)
+
+
+def changes_on_grid(products: list[str | Path], onto: MaskGrid, what: str = "--product") -> np.ndarray:
+    """Change rasters resampled (nearest) onto the grid ``onto`` and combined: 1 where any product
+    says change, 0 where none does and one says no change, 255 where none has data.
+
+    One product is read at a time (peak: two of ``onto``'s size plus one product).
+
+    Raises
+    ------
+    InputError
+        A product that is no 0/1/255 uint8 raster, or has no CRS (named).
+    """
+    import rasterio
+    from rasterio.warp import Resampling, reproject
+
+    out = np.full(onto.shape, UNLABELLED, np.uint8)
+    warped = np.empty(onto.shape, np.uint8)
+    for path in products:
+        grid = change_raster_grid(path, what)
+        if not grid.georeferenced:
+            raise InputError(f"{what} {path}: no CRS, so it cannot be placed on the reference's grid")
+        data = read_change_raster(path, what)
+        warped.fill(UNLABELLED)
+        with rasterio.Env():
+            reproject(data, warped, src_transform=grid.transform, src_crs=grid.crs, src_nodata=UNLABELLED,
+                      dst_transform=onto.transform, dst_crs=onto.crs, dst_nodata=UNLABELLED,
+                      resampling=Resampling.nearest)
+        out[warped == 1] = 1
+        out[(warped == 0) & (out == UNLABELLED)] = 0
+    return out
+
+
+def masks_to_score(products, reference) -> tuple[np.ndarray, np.ndarray, str]:
+    """The prediction and the reference on one grid, ready for :func:`change_scores`.
+
+    Parameters
+    ----------
+    products : path or sequence of paths
+        Change rasters (1 change, 0 none, 255 no data), e.g. one ``change.tif`` per tile.
+    reference : path, (change, unchanged) pair or folder
+        What :func:`read_reference_mask` reads.
+
+    Returns
+    -------
+    predicted, reference : ndarray (uint8, one shape)
+    scored_on : str
+        ``"product grid"`` (one product, pixel for pixel with the reference: same shape, and either
+        side without a georeference or both on the same grid) or ``"reference grid, rows a-b,
+        columns c-d"`` (the products resampled onto the georeferenced reference, cut to their footprint).
+
+    Raises
+    ------
+    InputError
+        A reference without a georeference that is not on the (single) product's grid, a product
+        without a CRS when resampling is needed, products that do not overlap the reference, bad values.
+    FormatError
+        Unreadable files.
+    """
+    from affine import Affine
+
+    paths = [Path(products)] if isinstance(products, (str, os.PathLike)) else [Path(p) for p in products]
+    if not paths:
+        raise InputError("--product: no change raster given")
+    name = (", ".join(map(str, reference)) if isinstance(reference, (tuple, list)) else str(reference))
+    ref = read_reference_mask(reference)
+    ref_grid = reference_grid(reference)
+    grids = [change_raster_grid(p) for p in paths]
+    one = grids[0]
+    if len(paths) == 1 and one.shape == ref.shape and not (ref_grid.georeferenced and one.georeferenced
+                                                             and not one.same_as(ref_grid)):
+        return read_change_raster(paths[0]), ref, "product grid"
+    if not ref_grid.georeferenced:
+        if len(paths) > 1:
+            raise InputError(f"--reference {name}: has no georeference (CRS), so it cannot be scored against "
+                             f"{len(paths)} change rasters; give a georeferenced reference (e.g. a GeoTIFF with a CRS)")
+        raise InputError(f"--product {paths[0]} is {one.shape[0]}x{one.shape[1]} pixels but the reference {name} is "
+                         f"{ref.shape[0]}x{ref.shape[1]} and has no georeference (CRS): without one they must share "
+                         "one grid")
+    for path, grid in zip(paths, grids):
+        if not grid.georeferenced:
+            raise InputError(f"--product {path}: no CRS, so it cannot be placed on the reference's grid")
+    window = footprint_window(grids, ref_grid)
+    if window is None:
+        raise InputError(f"--product {', '.join(map(str, paths))}: none overlaps the reference {name}")
+    rows, cols = window
+    onto = MaskGrid(ref_grid.crs, ref_grid.transform @ Affine.translation(cols.start, rows.start),
+                    (rows.stop - rows.start, cols.stop - cols.start))
+    pred = changes_on_grid(paths, onto)
+    return pred, ref[rows, cols], (f"reference grid, rows {rows.start}-{rows.stop}, "
+                                   f"columns {cols.start}-{cols.stop}")
 
 
 def _read_band(path: Path) -> np.ndarray:

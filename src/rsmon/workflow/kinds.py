@@ -273,11 +273,11 @@ def _validate_redline(task: JobTask, out: Path, report_dir: Path) -> dict:
     from rsmon.workflow.redline import run_change_validation
 
     v = task.validation or {}
-    if not (out / "change.tif").is_file() and (out / "tiles").is_dir():
-        raise InputError("validation: this run covers several tiles (one change raster each in tiles/); "
-                         "a reference change map validates a job of one tile (narrow its bbox)")
+    products = [out / "change.tif"]
+    if not products[0].is_file() and (out / "tiles").is_dir():  # a multi-tile job: every tile's raster
+        products = sorted((out / "tiles").glob("*/change.tif"))
     refs = _expand(v["reference"], "validation.reference")
-    result = run_change_validation(out / "change.tif", refs[0] if len(refs) == 1 else refs, report_dir,
+    result = run_change_validation(products, refs[0] if len(refs) == 1 else refs, report_dir,
                                    iou_min=v.get("iou_min", 0.5))
     s = result.scores.as_dict()
     return {k: s.get(k) for k in ("precision", "recall", "f1", "iou", "kappa", "n_scored")}

@@ -487,71 +487,52 @@ class ChangeValidationResult:
     """Scores of a change raster against a reference mask, and the report files."""
 
     scores: Any
+    scored_on: str = "product grid"
     paths: dict[str, Path] = field(default_factory=dict)
 
     def summary(self) -> str:
         s = self.scores
-        return (f"pixels scored {s.n_scored} (excluded {s.n_excluded}): precision {s.precision:.3f}, "
+        return (f"pixels scored {s.n_scored} (excluded {s.n_excluded}; {self.scored_on}): precision {s.precision:.3f}, "
                 f"recall {s.recall:.3f}, F1 {s.f1:.3f}, IoU {s.iou:.3f}, kappa {s.kappa:.3f}; objects "
                 f"(IoU >= {s.object_iou_min:g}) precision {s.object_precision:.3f}, recall {s.object_recall:.3f}")
 
 
-def _read_change_raster(path: Path) -> np.ndarray:
-    import rasterio
-    from rasterio.errors import RasterioIOError
-
-    if not path.is_file():
-        raise InputError(f"--product {path}: no such file")
-    try:
-        with rasterio.open(path) as src:
-            if src.count != 1 or src.dtypes[0] != "uint8":
-                raise InputError(f"--product {path}: expected a one-band uint8 change raster (1 change, 0 none, "
-                                 f"255 no data), got {src.count} band(s) of {src.dtypes[0]}")
-            data = src.read(1)
-    except RasterioIOError as exc:
-        raise FormatError(f"--product {path}: cannot read ({exc})") from None
-    bad = set(np.unique(data).tolist()) - {0, 1, 255}
-    if bad:
-        raise InputError(f"--product {path}: values {sorted(bad)[:5]} are not 0/1/255")
-    return data
-
-
-def run_change_validation(product: _PathLike, reference, out_dir: _PathLike | None = None, *,
+def run_change_validation(product: _PathLike | Sequence[_PathLike], reference, out_dir: _PathLike | None = None, *,
                           iou_min: float = 0.5) -> ChangeValidationResult:
-    """Score ``change.tif`` against a reference mask (pixel P/R/F1/IoU/kappa, object P/R).
+    """Score change rasters against a reference mask (pixel P/R/F1/IoU/kappa, object P/R).
 
     Parameters
     ----------
-    product : path
-        A change raster (``rsmon redline detect``'s ``change.tif``).
+    product : path or sequence of paths
+        A change raster (``rsmon redline detect``'s ``change.tif``), or several (the tiles of a
+        multi-tile job), scored together.
     reference : path or sequence of paths
         A mask :func:`rsmon.validate.change.read_reference_mask` reads: an OSCD ``cm.tif``, a
-        0/1/255 raster, a ``change.bmp`` + ``unchanged.bmp`` pair (or their folder). It must be
-        on the product's pixel grid (the reference masks of the benchmark sets carry no
-        georeference), so the shapes must agree.
+        0/1/255 raster, a ``change.bmp`` + ``unchanged.bmp`` pair (or their folder). Without a
+        georeference (the benchmark sets' masks) it must be on the product's pixel grid (same
+        shape). A georeferenced one may be on any grid and CRS: the products are resampled onto
+        it (:func:`rsmon.validate.change.masks_to_score`).
     out_dir : path, optional
         Folder for ``change_scores.json`` and ``change_scores.md``.
 
     Raises
     ------
     RsmonError
-        Unreadable product or reference (named), shapes that differ, bad values.
+        Unreadable product or reference (named), grids that cannot be matched, bad values.
     """
-    from rsmon.validate.change import change_scores, read_reference_mask
+    from rsmon.validate.change import change_scores, masks_to_score
 
     refs = [reference] if isinstance(reference, (str, os.PathLike)) else list(reference)
-    ref = read_reference_mask(refs[0] if len(refs) == 1 else tuple(refs))
-    product = Path(product)
-    pred = _read_change_raster(product)
-    if pred.shape != ref.shape:
-        raise InputError(f"--product {product} is {pred.shape[0]}x{pred.shape[1]} pixels but the reference "
-                         f"{', '.join(map(str, refs))} is {ref.shape[0]}x{ref.shape[1]}: they must share one grid")
+    products = [product] if isinstance(product, (str, os.PathLike)) else list(product)
+    pred, ref, scored_on = masks_to_score(products, refs[0] if len(refs) == 1 else tuple(refs))
     scores = change_scores(pred, ref, iou_min=iou_min)
-    result = ChangeValidationResult(scores=scores)
+    result = ChangeValidationResult(scores=scores, scored_on=scored_on)
     if out_dir is None:
         return result
     out = precheck_output_dir(out_dir)
-    body = {"product": os.fspath(product), "reference": [os.fspath(r) for r in refs], **scores.as_dict()}
+    names = [os.fspath(p) for p in products]
+    body = {"product": names[0] if len(names) == 1 else names, "reference": [os.fspath(r) for r in refs],
+            "scored_on": scored_on, **scores.as_dict()}
     with staging(out, ".rsmon-change-") as stage:
         written = {}
         with atomic_output(stage / "change_scores.json") as tmp:
@@ -560,7 +541,9 @@ def run_change_validation(product: _PathLike, reference, out_dir: _PathLike | No
         lines = ["| metric | value |", "|---|---|"]
         lines += [f"| {k} | {v:.4f} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in scores.as_dict().items()]
         with atomic_output(stage / "change_scores.md") as tmp:
-            tmp.write_text(f"# Change map scores\n\nproduct: `{product}`\n\n" + "\n".join(lines) + "\n", encoding="utf-8")
+            tmp.write_text("# Change map scores\n\n" + "".join(f"- product: `{n}`\n" for n in names)
+                           + "".join(f"- reference: `{os.fspath(r)}`\n" for r in refs)
+                           + f"- scored on: {scored_on}\n\n" + "\n".join(lines) + "\n", encoding="utf-8")
         written["scores_md"] = stage / "change_scores.md"
         result.paths = publish(written, out)
     return result
