@@ -4,6 +4,7 @@ that their values and the patches inside the redlines are those of a whole-scene
 from __future__ import annotations
 
 import json
+import shutil
 from collections import Counter
 
 import geopandas as gpd
@@ -21,7 +22,7 @@ from rsmon.cli import main
 from rsmon.errors import InputError
 from rsmon.io.optical_raster import SceneBlocks
 from rsmon.products.change_blocks import detect_change_blocks, series_change_blocks
-from rsmon.products.change_extent import edge_mask, examined_blocks
+from rsmon.products.change_extent import blocks_reached, edge_mask, examined_blocks, reaching_pixels
 from rsmon.products.change_fit import fit_block_indices
 from rsmon.products.change_params import ChangeParams
 from rsmon.workflow.redline import _grid_distance
@@ -122,8 +123,10 @@ def test_pair_on_examined_blocks_equals_the_whole_pass(chunks):
     within = [_planted_box("construction", after), _planted_box("water", after)]
     whole = detect_change_blocks(before, after)
     part = detect_change_blocks(before, after, within=within)
+    # the margin is at least 1.5 x (halo + 1) pixels, so that no pixel of a redline is in the halo
+    assert part.attrs["examined_margin"] == 1.5 * (ChangeParams().halo_px + 1) * 10.0
     examined = examined_blocks(within, after.rio.transform(recalc=True),
-                               [np.cumsum((0,) + c) for c in after["red"].chunks])
+                               [np.cumsum((0,) + c) for c in after["red"].chunks], part.attrs["examined_margin"])
     assert 0 < examined.sum() < examined.size
     mask = _reported(examined, chunks, whole.change.shape, ChangeParams().halo_px)
     for name, nodata in zip(RASTERS, (255, 255, 0)):
@@ -146,9 +149,9 @@ def test_series_on_examined_blocks_equals_the_whole_pass():
     scenes = cs.series(chunks=20)
     within = [_planted_box("mining", scenes[1]), _planted_box("farmland", scenes[1])]
     whole = series_change_blocks(scenes)
-    part = series_change_blocks(scenes, within=within, margin=30.0)
+    part = series_change_blocks(scenes, within=within, margin=300.0)
     examined = examined_blocks(within, scenes[1].rio.transform(recalc=True),
-                               [np.cumsum((0,) + c) for c in scenes[1]["red"].chunks], 30.0)
+                               [np.cumsum((0,) + c) for c in scenes[1]["red"].chunks], 300.0)
     mask = _reported(examined, 20, whole.change.shape, ChangeParams().halo_px)
     assert 0 < mask.mean() < 1
     for name, nodata in zip(RASTERS, (255, 255, 0)):
@@ -272,3 +275,103 @@ def test_redlines_on_a_scene_without_crs_are_refused(tmp_path):
         run_redline_detect(tmp_path / "a.tif", tmp_path / "b.tif", tmp_path / "out", redlines=tmp_path / "r.gpkg",
                            band_map=bands, quicklooks=False)
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_a_scene_without_a_date_is_refused_before_the_pass(tmp_path):
+    """A multi-band stack whose name holds no date: the patches could not be dated, so the run
+    says so, naming the file, before reading any block (it failed after the pass before)."""
+    from rsmon.workflow.redline import run_redline_detect
+
+    rng = np.random.default_rng(0)
+    for name in ("scene_20230501T030000", "undated"):
+        with rasterio.open(tmp_path / f"{name}.tif", "w", driver="GTiff", width=64, height=64, count=6,
+                           dtype="float32", crs="EPSG:32650", transform=Affine(10, 0, 0, 0, -10, 640)) as dst:
+            dst.write(rng.uniform(0.05, 0.4, (6, 64, 64)).astype("float32"))
+    bands = {"blue": 1, "green": 2, "red": 3, "nir": 4, "swir1": 5, "swir2": 6}
+    with pytest.raises(InputError, match=r"--after .*undated.tif: no acquisition date"):
+        run_redline_detect(tmp_path / "scene_20230501T030000.tif", tmp_path / "undated.tif", tmp_path / "out",
+                           band_map=bands, quicklooks=False)
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+# ---- regions reaching beyond the examined blocks ----------------------------------------------
+
+def test_reaching_pixels_and_blocks_reached_known_answers():
+    # GRID's blocks; only block (1, 1) (rows and columns 512-1024) examined; reach 12 pixels
+    examined = np.zeros((3, 4), bool)
+    examined[1, 1] = True
+    change = np.zeros((1100, 1600), np.uint8)
+    change[520, 520] = 1    # 9 rows below block row 0 (left out), 9 columns right of block column 0
+    change[600, 1012] = 1   # 12 columns left of block column 2 (starts at 1024)
+    change[600, 1011] = 1   # 13: too far
+    change[700, 700] = 1    # in the middle
+    change[100, 100] = 1    # in a block left out: not the pass's
+    change[513, 700] = 255  # no data is no change
+    flat = reaching_pixels(change, examined, STARTS, 12)
+    assert flat.tolist() == [520 * 1600 + 520, 600 * 1600 + 1012]
+    # the blocks left out within 12 pixels of them: around (520, 520) the three above and left,
+    # beside (600, 1012) block (1, 2)
+    assert np.argwhere(blocks_reached(flat, examined, STARTS, 12)).tolist() == [[0, 0], [0, 1], [1, 0], [1, 2]]
+    assert not blocks_reached(np.array([700 * 1600 + 700]), examined, STARTS, 12).any()
+    # every block examined: nothing reaches out
+    assert reaching_pixels(change, np.ones((3, 4), bool), STARTS, 12).size == 0
+
+
+def _strip_scenes(folder, rows=1024, cols=1024):
+    """A vegetated scene pair (6-band float32 GeoTIFFs, UTM 50N, 10 m) whose after date has one
+    change region 20 rows tall from column 400 to 700: built-up (construction) up to column 511,
+    bright rock (mining) beyond, so the region's majority class is mining; plus squares of change
+    elsewhere so the automatic threshold has a change mode."""
+    rng = np.random.default_rng(5)
+    veg = np.array(cs.SPECTRA["vegetation"], np.float32)[:, None, None]
+    relief = ndimage.uniform_filter(rng.uniform(0.85, 1.15, (rows, cols)), 9).astype(np.float32)
+    before = veg * relief
+    after = before.copy()
+    after[:, 200:220, 400:512] = np.array(cs.SPECTRA["built"], np.float32)[:, None, None] * relief[200:220, 400:512]
+    after[:, 200:220, 512:700] = np.array(cs.SPECTRA["rock"], np.float32)[:, None, None] * relief[200:220, 512:700]
+    for r, c, cover in ((700, 150, "water"), (650, 700, "built"), (800, 850, "built"), (300, 850, "cleared")):
+        after[:, r:r + 60, c:c + 60] = np.array(cs.SPECTRA[cover], np.float32)[:, None, None]
+    transform = Affine(10, 0, 400_000, 0, -10, 3_500_000)
+    paths = []
+    for name, cube in (("scene_20230501T030000", before), ("scene_20230601T030000", after)):
+        cube = cube + rng.normal(0, 0.004, cube.shape).astype(np.float32)
+        with rasterio.open(folder / f"{name}.tif", "w", driver="GTiff", width=cols, height=rows, count=6,
+                           dtype="float32", crs="EPSG:32650", transform=transform, tiled=True, blockxsize=512,
+                           blockysize=512) as dst:
+            dst.write(cube)
+        paths.append(folder / f"{name}.tif")
+    zones = gpd.GeoDataFrame({"id": ["R1"]}, geometry=[box(*(transform @ (380, 240)), *(transform @ (460, 180)))],
+                             crs="EPSG:32650")
+    zones.to_file(folder / "redlines.gpkg")
+    return paths[0], paths[1], folder / "redlines.gpkg"
+
+
+@pytest.mark.parametrize("mode", ["pair", "streamed", "series"])
+def test_a_region_reaching_beyond_the_examined_blocks_is_examined_whole(tmp_path, monkeypatch, mode):
+    """The redline (columns 380-460 of block (0, 0)) holds the built-up end of a region whose
+    larger part (rock) lies in block (0, 1), left out with a margin of 0 (raised to 18 pixels, more
+    than the halo, and so 34 pixels short of block (0, 1)): the run examines that block too and
+    runs again, so the patch is the whole-scene run's (class mining). Without that second pass it
+    would have been construction."""
+    from rsmon.workflow import redline as run_module
+
+    before, after, redlines = _strip_scenes(tmp_path)
+    if mode == "series":  # the after scene seen again two weeks later: a series
+        after = [after, shutil.copy(after, tmp_path / "scene_20230615T030000.tif")]
+    bands = {"blue": 1, "green": 2, "red": 3, "nir": 4, "swir1": 5, "swir2": 6}
+    common = dict(redlines=redlines, band_map=bands, quicklooks=False, checksums=False, margin_m=0.0,
+                  stream=mode == "streamed")
+    run_module.run_redline_detect(before, after, tmp_path / "whole", whole_scene=True, **common)
+    run_module.run_redline_detect(before, after, tmp_path / "part", **common)
+    whole = gpd.read_file(tmp_path / "whole" / "patches.gpkg")
+    assert whole["change_class"].tolist() == ["mining_quarrying"]
+    assert_same_patches(tmp_path / "whole", tmp_path / "part")
+    examined = json.loads((tmp_path / "part" / "summary.json").read_text())["examined"]
+    assert (examined["blocks"], examined["added"], examined["passes"], examined["of_blocks"]) == (2, 1, 2, 4)
+    assert not [p.name for p in (tmp_path / "part").iterdir() if p.name.startswith(".")]  # nothing left of pass 1
+    # the same run without looking at the edge: one pass, one block, the region seen in part
+    monkeypatch.setattr(run_module, "reaching_pixels", lambda *a: np.empty(0, np.int64))
+    run_module.run_redline_detect(before, after, tmp_path / "blind", **common)
+    blind = gpd.read_file(tmp_path / "blind" / "patches.gpkg")
+    assert blind["change_class"].tolist() == ["construction"]
+    assert json.loads((tmp_path / "blind" / "summary.json").read_text())["examined"]["blocks"] == 1

@@ -128,6 +128,12 @@ class ChangeBlocks:
         parameters, dates, sensor, ``no_data_reason``) plus ``n_fit_px`` / ``n_fit_blocks``.
     n_valid, n_change : int
         Pixels clear on both dates; change pixels.
+    examined : numpy.ndarray of bool or None
+        The blocks examined (None: all), on the block grid ``block_starts`` (row and column
+        starts, each ending with the scene's size).
+    halo : int
+        Pixels of the clean-up's halo: a restricted pass reports the examined pixels within this
+        distance of a block left out as no data.
 
     The two sample arrays are joined from the blocks' pieces on first access (a few hundred MB
     for a tile), so a caller can start on the rasters (writing them) before it needs the samples.
@@ -143,6 +149,9 @@ class ChangeBlocks:
     piece_rows: list = field(default_factory=list, repr=False)
     spill: object = field(default=None, repr=False)
     sample_names: tuple = INDEX_SAMPLE_NAMES
+    examined: np.ndarray | None = field(default=None, repr=False)
+    block_starts: tuple | None = field(default=None, repr=False)
+    halo: int = 0
 
     def samples_in_rows(self, row0: int, row1: int) -> list[tuple[np.ndarray, dict[str, np.ndarray]]]:
         """The samples of the blocks overlapping rows ``row0:row1``, as :attr:`sample_pieces` (a
@@ -290,14 +299,15 @@ def _clean_halo(p: ChangeParams) -> tuple[bool, int]:
     return clean, p.halo_px if clean else 0
 
 
-def _blocks(inputs: PairInputs, sink, results: list, attrs: dict, spill, sample_names=INDEX_SAMPLE_NAMES
-            ) -> ChangeBlocks:
+def _blocks(inputs: PairInputs, sink, results: list, attrs: dict, spill, sample_names=INDEX_SAMPLE_NAMES,
+            examined: np.ndarray | None = None, halo: int = 0) -> ChangeBlocks:
     """The :class:`ChangeBlocks` of a pass: the sink's rasters and the per-block results of :func:`_run`."""
     row_starts, n_cols = inputs.block_starts[0], len(inputs.chunks[1])
     return ChangeBlocks(*sink.rasters(), pieces=[[flat, samples] for flat, samples, _, _ in results], attrs=attrs,
                         n_valid=sum(int(r[2]) for r in results), n_change=sum(int(r[3]) for r in results),
                         piece_rows=[(int(row_starts[m // n_cols]), int(row_starts[m // n_cols + 1]))
-                                    for m in range(len(results))], spill=spill, sample_names=sample_names)
+                                    for m in range(len(results))], spill=spill, sample_names=sample_names,
+                        examined=examined, block_starts=inputs.block_starts, halo=halo)
 
 
 def _overlapping(starts: np.ndarray, lo: int, hi: int) -> list[int]:
@@ -447,21 +457,37 @@ def _run(inputs: PairInputs, halo: int, read, step1, step2, sink, num_workers: i
     return results
 
 
-def _examined(within, margin: float, after: xr.Dataset, inputs: PairInputs, attrs: dict) -> np.ndarray | None:
+def _examined(within, margin: float, after: xr.Dataset, inputs: PairInputs, attrs: dict, halo: int,
+              extra: np.ndarray | None = None) -> np.ndarray | None:
     """The blocks to examine (:func:`~rsmon.products.change_extent.examined_blocks` of ``within``
-    on the after grid), recorded in ``attrs`` (``examined_blocks``, ``n_blocks``,
-    ``examined_fraction`` of the pixels, ``examined_margin``); None (every block) without ``within``."""
+    on the after grid, and the blocks ``extra`` marks), recorded in ``attrs`` (``examined_blocks``,
+    ``n_blocks``, ``examined_fraction`` of the pixels, ``examined_margin``, ``examined_added``: the
+    blocks of ``extra`` beyond those near ``within``); None (every block) without ``within``.
+
+    The margin is at least 1.5 x (``halo`` + 1) pixels (more than the diagonal of that many): the
+    pixels within the halo of a block left out are reported as no data, and no pixel of ``within``
+    may be one of them."""
     if within is None:
         return None
     import rioxarray  # noqa: F401  (registers the .rio accessor)
 
-    examined = examined_blocks(within, after.rio.transform(recalc=True), inputs.block_starts, margin)
+    transform = after.rio.transform(recalc=True)
+    margin = max(float(margin), 1.5 * (halo + 1) * max(abs(transform.a), abs(transform.e), abs(transform.b),
+                                                       abs(transform.d)))
+    examined = examined_blocks(within, transform, inputs.block_starts, margin)
+    added = 0
+    if extra is not None:
+        extra = np.asarray(extra, bool)
+        if extra.shape != examined.shape:
+            raise InputError(f"extra blocks: expected a {examined.shape} block mask, got {extra.shape}")
+        added = int((extra & ~examined).sum())
+        examined = examined | extra
     rows, cols = (np.diff(s) for s in inputs.block_starts)
     attrs.update(examined_blocks=int(examined.sum()), n_blocks=int(examined.size),
                  examined_fraction=float((rows[:, None] * cols[None, :])[examined].sum() / (rows.sum() * cols.sum())),
-                 examined_margin=float(margin))
-    log.info("change: %d of %d blocks within %g of the given areas examined", attrs["examined_blocks"],
-             attrs["n_blocks"], margin)
+                 examined_margin=float(margin), examined_added=added)
+    log.info("change: %d of %d blocks within %g of the given areas examined%s", attrs["examined_blocks"],
+             attrs["n_blocks"], margin, f" ({added} added)" if added else "")
     return examined
 
 
@@ -478,8 +504,8 @@ def _tiles_kept_for_the_pass():
 
 
 def detect_change_blocks(before: xr.Dataset, after: xr.Dataset, params: ChangeParams | None = None, *,
-                         num_workers: int | None = None, spill=None, within=None, margin: float = 0.0
-                         ) -> ChangeBlocks:
+                         num_workers: int | None = None, spill=None, within=None, margin: float = 0.0,
+                         extra_blocks: np.ndarray | None = None) -> ChangeBlocks:
     """Change detection of an aligned pair in one pass over its blocks (module doc).
 
     Parameters
@@ -501,6 +527,9 @@ def detect_change_blocks(before: xr.Dataset, after: xr.Dataset, params: ChangePa
         rasters, as are the examined pixels within the clean-up's halo of them
         (:mod:`rsmon.products.change_extent`). The fit still uses blocks of the whole scene, so
         every pixel reported equals a whole-scene run's.
+    extra_blocks : numpy.ndarray of bool, optional
+        With ``within``: blocks to examine besides those near it (one flag per block, the block
+        grid of :attr:`ChangeBlocks.block_starts`).
 
     Returns
     -------
@@ -520,7 +549,7 @@ def detect_change_blocks(before: xr.Dataset, after: xr.Dataset, params: ChangePa
     read = _reader(inputs)
     clean, halo = _clean_halo(p)
     extent: dict = {}
-    examined = _examined(within, margin, after, inputs, extent)
+    examined = _examined(within, margin, after, inputs, extent, halo, extra_blocks)
     to_read = examined if examined is not None else np.ones([len(c) for c in inputs.chunks], bool)
     first_blocks = [(int(i), int(j)) for i, j in zip(*np.nonzero(to_read))][:PREFETCH_BLOCKS]
     with ThreadPoolExecutor(1) as early, _tiles_kept_for_the_pass():
@@ -536,7 +565,8 @@ def detect_change_blocks(before: xr.Dataset, after: xr.Dataset, params: ChangePa
         results = _run(inputs, halo, read, step1, step2, sink, num_workers, prefetched=prefetched,
                        examined=examined, n_planes=len(names))
     out = _blocks(inputs, sink, results,
-                  _pass_attrs(base_attrs(before, after, p, inputs.radiometry, fit), before) | extent, spill, names)
+                  _pass_attrs(base_attrs(before, after, p, inputs.radiometry, fit), before) | extent, spill, names,
+                  examined, halo)
     log.info("change: %d of %d valid pixels (%d blocks), threshold %.3f", out.n_change, out.n_valid, len(results),
              fit.threshold)
     return out
@@ -621,7 +651,8 @@ class _SeriesReader:
 
 
 def series_change_blocks(scenes, params: ChangeParams | None = None, *, num_workers: int | None = None,
-                         spill=None, within=None, margin: float = 0.0) -> ChangeBlocks:
+                         spill=None, within=None, margin: float = 0.0,
+                         extra_blocks: np.ndarray | None = None) -> ChangeBlocks:
     """The change, class and confidence rasters of a series and the index samples of its active
     detections, in one pass over its blocks: equal to the ``change``, ``change_class`` and
     ``confidence`` of the lazy :func:`~rsmon.products.change.detect_series` and to its index
@@ -635,7 +666,7 @@ def series_change_blocks(scenes, params: ChangeParams | None = None, *, num_work
     rule classes and rule flags; step 2 cleans each pair's codes with its halo and confirms the
     flags where some pair flags (the other pixels cannot be flagged by any pair). Memory as :func:`detect_change_blocks`, times the number of pairs
     for the step-1 results; ``spill`` streams the outputs likewise, ``within`` and ``margin``
-    restrict the blocks examined likewise.
+    restrict the blocks examined likewise, ``extra_blocks`` adds blocks likewise.
 
     Raises
     ------
@@ -658,11 +689,11 @@ def series_change_blocks(scenes, params: ChangeParams | None = None, *, num_work
         step1 = partial(_series_step1, pairs=pairs, fits=fits, radius=p.closing_px + p.mmu_px)
         step2 = partial(_series_step2, params=p, clean=clean, width=first.shape[1], sensor_ids=sensor_ids)
         extent: dict = {}
-        examined = _examined(within, margin, later[0], first, extent)
+        examined = _examined(within, margin, later[0], first, extent, halo, extra_blocks)
         results = _run(first, halo, read, step1, step2, sink, num_workers, examined=examined, n_planes=len(names))
     out = _blocks(first, sink, results, _pass_attrs(series_attrs(reference, later, p, [fit.attrs["threshold"]
                                                                                  for fit in fits]), reference)
-                  | extent, spill, names)
+                  | extent, spill, names, examined, halo)
     log.info("series change: %d of %d pixels clear at least once (%d later scenes, %d blocks, shared reference "
              "reads: %s)", out.n_change, out.n_valid, len(later), len(results), read.shared)
     return out

@@ -15,11 +15,16 @@ blocks are chosen over the whole scene). Computing the left-out neighbours' code
 decode their whole input tiles for an 11-pixel strip: twice the blocks read for redlines over
 10 % of a Sentinel-2 tile.
 
-A patch inside a redline is therefore the whole-scene run's patch, unless the change region it is
-cut from reaches more than ``margin`` (less the halo) beyond the redline and beyond its block: its
-part outside is then not seen, which can change the region's majority class or split it where its
-parts inside meet only outside. The margin (1 km by default, :data:`DEFAULT_MARGIN_M`) bounds that;
-``--whole-scene`` examines everything.
+A patch inside a redline is the whole-scene run's patch unless the change region it is cut from
+reaches the no-data edge of the examined blocks (more than ``margin`` beyond the redline, less the
+halo): its part outside would not be seen, which can change the region's majority class or split
+it where its parts inside meet only outside. The redline run checks this after each pass: the
+change pixels next to that edge (:func:`reaching_pixels`) whose regions keep a piece inside a
+redline name the blocks left out that they touch (:func:`blocks_reached`); those are examined too
+and the pass runs again, until no such region is left. On the simulated tile with redlines over
+10 % and 30 % of it, no region needed it (``benchmarks/bench_change_tile.py --redlines``).
+The margin (1 km by default, :data:`DEFAULT_MARGIN_M`) makes it rare; ``--whole-scene`` examines
+everything.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from affine import Affine
 
 from rsmon.errors import InputError
 
-__all__ = ["DEFAULT_MARGIN_M", "edge_mask", "examined_blocks"]
+__all__ = ["DEFAULT_MARGIN_M", "blocks_reached", "edge_mask", "examined_blocks", "reaching_pixels"]
 
 #: Default margin around the redlines (metres on a projected grid): a change region crossing a
 #: redline boundary is seen whole when it reaches less than this beyond the boundary (the
@@ -90,3 +95,59 @@ def edge_mask(core: tuple[int, int, int, int], missing, halo: int) -> np.ndarray
                 mask = np.zeros((r1 - r0, c1 - c0), bool)
             mask[top - r0:bottom - r0, left - c0:right - c0] = True
     return mask
+
+
+def _near(starts: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """First and last block (inclusive) along one axis overlapping ``[lo, hi)`` per item."""
+    first = np.searchsorted(starts, lo, side="right") - 1
+    last = np.searchsorted(starts, hi, side="left") - 1
+    n = len(starts) - 2
+    return np.clip(first, 0, n), np.clip(last, 0, n)
+
+
+def reaching_pixels(change, examined: np.ndarray, block_starts: tuple[np.ndarray, np.ndarray],
+                    reach: int) -> np.ndarray:
+    """Flat indices (``row * width + col``, sorted) of the change pixels (value 1) of the examined
+    blocks within ``reach`` pixels (rows and columns, diagonals included) of a block left out.
+
+    With ``reach`` = the clean-up's halo + 1 these are the change pixels next to the no-data edge
+    of a restricted pass: a region holding one may go on beyond it. ``change`` is the pass's
+    change raster (any 2-D array-like that slices, e.g. a lazy xarray variable); only the blocks
+    next to the edge are read.
+    """
+    row_starts, col_starts = (np.asarray(s, np.int64) for s in block_starts)
+    width = int(col_starts[-1])
+    out = []
+    for i, j in zip(*np.nonzero(examined)):
+        r0, r1, c0, c1 = int(row_starts[i]), int(row_starts[i + 1]), int(col_starts[j]), int(col_starts[j + 1])
+        (a0,), (a1,) = _near(row_starts, np.array([r0 - reach]), np.array([r1 + reach]))
+        (b0,), (b1,) = _near(col_starts, np.array([c0 - reach]), np.array([c1 + reach]))
+        for a in range(a0, a1 + 1):
+            for b in range(b0, b1 + 1):
+                if examined[a, b]:
+                    continue
+                # the strip (or corner) of this block within reach of block (a, b), as edge_mask draws it
+                top, bottom = max(int(row_starts[a]) - reach, r0), min(int(row_starts[a + 1]) + reach, r1)
+                left, right = max(int(col_starts[b]) - reach, c0), min(int(col_starts[b + 1]) + reach, c1)
+                if bottom <= top or right <= left:
+                    continue
+                part = change[top:bottom, left:right]
+                rows, cols = np.nonzero(np.asarray(getattr(part, "values", part)) == 1)
+                out.append((rows + top).astype(np.int64) * width + (cols + left))
+    return np.unique(np.concatenate(out)) if out else np.empty(0, np.int64)
+
+
+def blocks_reached(flat: np.ndarray, examined: np.ndarray, block_starts: tuple[np.ndarray, np.ndarray],
+                   reach: int) -> np.ndarray:
+    """The blocks left out (bool, the shape of ``examined``) within ``reach`` pixels of any of the
+    pixels ``flat`` (flat indices on the grid the block starts describe)."""
+    row_starts, col_starts = (np.asarray(s, np.int64) for s in block_starts)
+    rows, cols = np.divmod(np.asarray(flat, np.int64), int(col_starts[-1]))
+    a0, a1 = _near(row_starts, rows - reach, rows + reach + 1)
+    b0, b1 = _near(col_starts, cols - reach, cols + reach + 1)
+    hit = np.zeros(examined.shape, bool)
+    for da in range(int((a1 - a0).max(initial=0)) + 1):
+        for db in range(int((b1 - b0).max(initial=0)) + 1):
+            ok = (a0 + da <= a1) & (b0 + db <= b1)
+            hit[(a0 + da)[ok], (b0 + db)[ok]] = True
+    return hit & ~examined

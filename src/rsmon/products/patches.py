@@ -480,9 +480,10 @@ def _stable_ids(matched: list, taken: set, redline_id, zone, codes, area, cx, cy
 
 def _region_pieces(ds: xr.Dataset, regions: Regions, pixel_conf: np.ndarray, transform, crs, zones,
                    names: list[str], get_samples: Callable | None, keep_equal_area: bool,
-                   min_names: list[str]) -> dict | None:
+                   min_names: list[str], watch: np.ndarray | None = None) -> dict | None:
     """The patch pieces of ``regions`` (whole patches, or patches clipped to the redline features
     ``zones``): geometry, class, equal-area figures, pixel statistics; None when no piece is left.
+    With ``watch`` (flat pixel indices), ``"watched"`` holds those of them in a region that keeps a piece.
 
     ``get_samples()`` returns the index samples as a list of checked ``(flat, values)`` pieces, or
     is None (the means are then read from ``ds``'s index variables). The equal-area geometries
@@ -515,7 +516,11 @@ def _region_pieces(ds: xr.Dataset, regions: Regions, pixel_conf: np.ndarray, tra
                                   cut, min_names)
         ea_geoms, area, (cx, cy), (lon, lat) = _equal_area(piece_geoms, crs, max(abs(transform.a), abs(transform.e)))
         piece_pixels, piece_conf, piece_means = stats.result()
-    return {"order": regions.first_flat()[parent], "codes": regions.label_class[parent],
+    watched = None
+    if watch is not None:
+        _, label = regions.positions(watch)
+        watched = watch[(label > 0) & np.isin(label, parent)]
+    return {"watched": watched, "order": regions.first_flat()[parent], "codes": regions.label_class[parent],
             "piece_geoms": np.asarray(piece_geoms, dtype=object),
             "ea_geoms": np.asarray(ea_geoms if keep_equal_area else [None] * len(area), dtype=object),
             "area": area, "cx": cx, "cy": cy, "lon": lon, "lat": lat, "piece_pixels": piece_pixels,
@@ -537,6 +542,7 @@ def patches_from_change(
     id_cell_m: float = 100.0,
     index_samples: tuple[np.ndarray, Mapping[str, np.ndarray]] | Callable[[], tuple] | None = None,
     window_rows: int | None = None,
+    watch: np.ndarray | None = None,
 ) -> gpd.GeoDataFrame:
     """Vectorise change regions into a patch table with class, confidence, area, evidence and stable ids.
 
@@ -587,6 +593,11 @@ def patches_from_change(
         raster's width and its open regions' pixels, not its area
         (:func:`~rsmon.products.patch_regions.region_windows`). The table is the same as without
         it (same rows, ids and geometries; means equal to rounding).
+    watch : numpy.ndarray of int, optional
+        Flat pixel indices (``row * width + col``) to look out for: ``attrs["watched"]`` of the
+        table lists those (sorted, unique) that are change pixels of a region keeping a piece in
+        the table (a restricted pass's change pixels next to its no-data edge,
+        :func:`rsmon.products.change_extent.reaching_pixels`); an empty table has no such attribute.
 
     Returns
     -------
@@ -634,7 +645,11 @@ def patches_from_change(
     scene_dates = {name: _scene_dates(ds, key) for name, key in _SCENE_SAMPLES.items()}
     min_names = [name for name, dates in scene_dates.items()
                  if dates and (lazy or (samples and name in samples[1]))]
-    parts, n = [], 0
+    if watch is not None:
+        watch = np.unique(np.asarray(watch, np.int64))
+        if watch.size and (watch[0] < 0 or watch[-1] >= shape[0] * shape[1]):
+            raise InputError(f"watch: pixel indices must lie in 0..{shape[0] * shape[1] - 1}")
+    parts, n, watched = [], 0, []
     for regions, pixel_conf in windows:
         if not regions.n:
             continue
@@ -646,8 +661,11 @@ def patches_from_change(
                                                                      int(regions.rows[-1]) + 1)
             get = partial(lambda f: _checked_pieces(f(), shape, [*names, *min_names]), call)
         part = _region_pieces(ds, regions, pixel_conf, transform, crs, zones, names, get, previous is not None,
-                              min_names)
+                              min_names, watch)
         if part is not None:
+            if watch is not None:
+                watched.append(part["watched"])
+            del part["watched"]
             parts.append(part)
     if n == 0:
         log.info("no change pixels: empty patch table")
@@ -714,4 +732,7 @@ def patches_from_change(
     table = table.sort_values(["area_m2", "patch_id"], ascending=[False, True], kind="stable").reset_index(drop=True)
     log.info("%d change patches (%d pieces kept), %d matched to previous patches", n, n_pieces,
              sum(1 for i in matched_ids if i))
-    return table[[*PATCH_COLUMNS, "geometry"]]
+    table = table[[*PATCH_COLUMNS, "geometry"]]
+    if watch is not None:
+        table.attrs["watched"] = np.sort(np.concatenate(watched)) if watched else np.empty(0, np.int64)
+    return table

@@ -38,7 +38,10 @@ The redline polygons are checked, repaired and put on that grid before the pass 
 fails before any pixel is read). The pass then examines only the blocks within ``margin_m`` of
 them (:mod:`rsmon.products.change_extent`; ``whole_scene=True`` examines every block): the other
 blocks are not read, the rasters are no data (255) there and ``summary.json`` says what share was
-examined. The patches are clipped to the redlines either way.
+examined. A change region with a piece inside a redline that reaches the edge of the examined
+blocks has the blocks it reaches examined too, on another pass, so the patches are a whole-scene
+run's (``summary.json``: ``examined.added``, ``examined.passes``). The patches are clipped to the
+redlines either way.
 
 Failure rules
 -------------
@@ -85,7 +88,7 @@ from rsmon.io.vectors import read_vectors, write_patches
 from rsmon.products.change import detect_change_blocks
 from rsmon.products.change_blocks import change_sample_names, series_change_blocks
 from rsmon.products.change_composite import latest_clear_composite
-from rsmon.products.change_extent import DEFAULT_MARGIN_M
+from rsmon.products.change_extent import DEFAULT_MARGIN_M, blocks_reached, reaching_pixels
 from rsmon.products.change_indices import BANDS
 from rsmon.products.change_params import ChangeParams
 from rsmon.products.patch_regions import kernel_threads
@@ -280,7 +283,8 @@ def run_redline_detect(
         no data, 255, elsewhere; :mod:`rsmon.products.change_extent`): the patches are those of
         a whole-scene run unless a change region reaches further than that outside a redline.
     margin_m : float, optional
-        That margin, metres (None: :data:`~rsmon.products.change_extent.DEFAULT_MARGIN_M`).
+        That margin, metres (None: :data:`~rsmon.products.change_extent.DEFAULT_MARGIN_M`); at
+        least 1.5 x (the clean-up's halo + 1) pixels are used whatever is given.
 
     Raises
     ------
@@ -312,6 +316,11 @@ def run_redline_detect(
         # checked, repaired and reprojected to the after grid once, before the pass
         if redlines is not None and grid.rio.crs is None:
             raise InputError(f"--after {after_paths[0]}: the scene has no CRS, so the redlines cannot be placed on it")
+        for role, paths, scenes in (("before", before_paths, befores), ("after", after_paths, afters)):
+            for path, scene in zip(paths, scenes):
+                if not scene.attrs.get("datetime"):  # the patches are dated; say so now, not after the pass
+                    raise InputError(f"--{role} {path}: no acquisition date found (not in its metadata or name; a "
+                                     "multi-band stack's file name must hold one, e.g. scene_20230601T030551.tif)")
         zones = (prepare_redlines(read_vectors(redlines), grid.rio.crs, redline_columns) if redlines is not None
                  else None)
         within = None if zones is None or whole_scene else zones.geometry.to_numpy()
@@ -323,82 +332,116 @@ def run_redline_detect(
     #    the inputs' checksums (SHA-256 of every file, 1-3 s for a tile pair) meanwhile, in the background
     files = [f for scene in [*befores, *afters] for f in _source_files(scene)]
     streamed = _streamed(grid, stream)
-    with contextlib.ExitStack() as scratch:
-        spill = None
-        if streamed:  # scratch files in the output folder, removed at the end whatever happens
-            _remove_stale_scratch(out)
-            spill = scratch.enter_context(ChangeSpill(scratch.enter_context(staging(out, ".rsmon-scratch-")),
-                                                      (grid.sizes["y"], grid.sizes["x"]),
-                                                      change_sample_names(reference, series=len(afters) > 1)))
-            log.info("streaming the change rasters through %s", spill.folder)
-        with ThreadPoolExecutor(1) as hasher:
-            inputs = hasher.submit(lambda: [InputRef.from_path(f, checksum=checksums) for f in files])
-            with rasterio.Env(**GDAL_READ_ENV), _stage(seconds, "detect"):
-                if len(afters) == 1:
-                    blocks = detect_change_blocks(reference, afters[0], p, spill=spill, within=within, margin=margin)
-                else:
-                    blocks = series_change_blocks([reference, *afters], p, spill=spill, within=within, margin=margin)
-                ds = blocks.to_dataset(afters[0])
-                n_change, n_valid = blocks.n_change, blocks.n_valid
-            prov = Provenance(inputs=inputs.result(),
-                              parameters={"change_params": json.loads(ds.attrs.get("change_params", "{}")),
-                                          "threshold": _json_float(ds.attrs.get("threshold")),
-                                          "redlines": os.fspath(redlines) if redlines is not None else None})
 
-        # 3. into a staging folder, then moved into place; the COGs are written in the background while
-        #    the patch table is built (both mostly outside the GIL), and this thread helps with those
-        #    left once the vector files are written: two threads on two cores
-        with staging(out, ".rsmon-redline-") as stage, ThreadPoolExecutor(1) as background:
-            t_rasters = time.perf_counter()
-            # streamed: the COGs are staged on disk too (the rasters are read from the scratch files;
-            # staging them in memory up to 256 MB was not measurably faster on a tile, three warm
-            # runs each, and would add up to 0.3 GB)
-            profile = dataclasses.replace(CHANGE_COG_PROFILE, num_threads=1,
-                                          **({"max_memory_bytes": 0} if spill is not None else {}))
-            rasters = ChangeCogJobs(stage, ds, prov, _MASKS, profile=profile)
-            background.submit(rasters.work)
-            # one thread for the patch table's kernels: the COG writer keeps the other core busy
-            with rasterio.Env(**GDAL_READ_ENV), _stage(seconds, "patches"), kernel_threads(1):
-                # the blocks' samples are summed piece by piece in the background while the regions are traced
-                if spill is not None:  # window by window, the samples read back by rows
-                    patches = patches_from_change(ds, index_samples=blocks.samples_in_rows, redlines=zones,
-                                                  previous=prev, redline_columns=PREPARED_COLUMNS,
-                                                  window_rows=STREAM_WINDOW_ROWS)
-                else:
-                    patches = patches_from_change(ds, index_samples=lambda: blocks.sample_pieces, redlines=zones,
-                                                  previous=prev, redline_columns=PREPARED_COLUMNS)
-            result = RedlineResult(
-                seconds=seconds, n_patches=len(patches), n_change_pixels=n_change, n_valid_pixels=n_valid,
-                area_m2=float(patches["area_m2"].sum()) if len(patches) else 0.0,
-                reason=ds.attrs.get("no_data_reason"),
-                by_class={str(k): int(v) for k, v in patches["change_class"].value_counts().items()}
-                if len(patches) else {}, examined_fraction=float(ds.attrs.get("examined_fraction", 1.0)))
-            if result.reason is None and result.n_patches == 0:
-                if within is not None and not ds.attrs.get("examined_blocks"):
-                    result.reason = "no redline polygon lies on the scene: nothing examined"
-                else:
-                    result.reason = ("no change patch inside the redlines" if zones is not None and n_change
-                                     else "no change above the automatic threshold and the minimum mapping unit")
-            written: dict[str, Path] = {}
-            with _stage(seconds, "vectors"):
-                gpkg, geojson = write_patches(patches, stage / "patches.gpkg", stage / "patches.geojson")
-            written["patches_gpkg"], written["patches_geojson"] = gpkg, geojson
-            written.update(rasters.result())
-            seconds["rasters"] = round(time.perf_counter() - t_rasters, 3)
-            log.info("redline stage rasters: %.2f s (alongside the patches)", seconds["rasters"])
-            if quicklooks and len(patches):
-                (stage / "quicklooks").mkdir()
-                with _stage(seconds, "quicklooks"):
-                    write_quicklooks(patches, reference, afters[-1], stage, max_patches=max_quicklooks)
-                written["quicklooks"] = stage / "quicklooks"
-            written["summary"] = _write_summary(stage / "summary.json", result, ds, before_paths, after_paths,
-                                                streamed=spill is not None)
-            if (out / "quicklooks").exists() and "quicklooks" not in written:
-                # an older run's quicklooks would describe patches this run no longer has
-                (stage / "quicklooks").mkdir(exist_ok=True)
-                written["quicklooks"] = stage / "quicklooks"
-            result.paths = publish(written, out)
-        return result
+    def attempt(extra: np.ndarray | None, passes: int) -> RedlineResult:
+        with contextlib.ExitStack() as scratch:
+            spill = None
+            if streamed:  # scratch files in the output folder, removed at the end whatever happens
+                _remove_stale_scratch(out)
+                spill = scratch.enter_context(ChangeSpill(scratch.enter_context(staging(out, ".rsmon-scratch-")),
+                                                          (grid.sizes["y"], grid.sizes["x"]),
+                                                          change_sample_names(reference, series=len(afters) > 1)))
+                log.info("streaming the change rasters through %s", spill.folder)
+            with ThreadPoolExecutor(1) as hasher:
+                inputs = hasher.submit(lambda: [InputRef.from_path(f, checksum=checksums) for f in files])
+                with rasterio.Env(**GDAL_READ_ENV), _stage(seconds, "detect"):
+                    if len(afters) == 1:
+                        blocks = detect_change_blocks(reference, afters[0], p, spill=spill, within=within,
+                                                      margin=margin, extra_blocks=extra)
+                    else:
+                        blocks = series_change_blocks([reference, *afters], p, spill=spill, within=within,
+                                                      margin=margin, extra_blocks=extra)
+                    ds = blocks.to_dataset(afters[0])
+                    watch = None
+                    if blocks.examined is not None:
+                        ds.attrs["examined_passes"] = passes
+                        # change pixels next to the pass's no-data edge: their regions may go on beyond it
+                        watch = reaching_pixels(ds["change"], blocks.examined, blocks.block_starts, blocks.halo + 1)
+                    n_change, n_valid = blocks.n_change, blocks.n_valid
+                prov = Provenance(inputs=inputs.result(),
+                                  parameters={"change_params": json.loads(ds.attrs.get("change_params", "{}")),
+                                              "threshold": _json_float(ds.attrs.get("threshold")),
+                                              "redlines": os.fspath(redlines) if redlines is not None else None})
+
+            # 3. into a staging folder, then moved into place; the COGs are written in the background while
+            #    the patch table is built (both mostly outside the GIL), and this thread helps with those
+            #    left once the vector files are written: two threads on two cores
+            with staging(out, ".rsmon-redline-") as stage, ThreadPoolExecutor(1) as background:
+                t_rasters = time.perf_counter()
+                # streamed: the COGs are staged on disk too (the rasters are read from the scratch files;
+                # staging them in memory up to 256 MB was not measurably faster on a tile, three warm
+                # runs each, and would add up to 0.3 GB)
+                profile = dataclasses.replace(CHANGE_COG_PROFILE, num_threads=1,
+                                              **({"max_memory_bytes": 0} if spill is not None else {}))
+                rasters = ChangeCogJobs(stage, ds, prov, _MASKS, profile=profile)
+                background.submit(rasters.work)
+                # one thread for the patch table's kernels: the COG writer keeps the other core busy
+                with rasterio.Env(**GDAL_READ_ENV), _stage(seconds, "patches"), kernel_threads(1):
+                    # the blocks' samples are summed piece by piece in the background while the regions are traced
+                    if spill is not None:  # window by window, the samples read back by rows
+                        patches = patches_from_change(ds, index_samples=blocks.samples_in_rows, redlines=zones,
+                                                      previous=prev, redline_columns=PREPARED_COLUMNS,
+                                                      window_rows=STREAM_WINDOW_ROWS, watch=watch)
+                    else:
+                        patches = patches_from_change(ds, index_samples=lambda: blocks.sample_pieces, redlines=zones,
+                                                      previous=prev, redline_columns=PREPARED_COLUMNS, watch=watch)
+                reached = patches.attrs.get("watched") if watch is not None else None
+                more = (blocks_reached(reached, blocks.examined, blocks.block_starts, blocks.halo + 1)
+                        if reached is not None and reached.size else None)
+                if more is not None and more.any():
+                    # a region with a piece inside a redline reaches the blocks left out: examine those
+                    # it touches too and run again, so that its patch is the whole-scene run's
+                    log.info("%d change pixel(s) of patches inside the redlines lie at the edge of the examined "
+                             "blocks: examining %d more block(s) and running the pass again", reached.size,
+                             int(more.sum()))
+                    raise _MoreBlocks(blocks.examined | more)
+                result = RedlineResult(
+                    seconds=seconds, n_patches=len(patches), n_change_pixels=n_change, n_valid_pixels=n_valid,
+                    area_m2=float(patches["area_m2"].sum()) if len(patches) else 0.0,
+                    reason=ds.attrs.get("no_data_reason"),
+                    by_class={str(k): int(v) for k, v in patches["change_class"].value_counts().items()}
+                    if len(patches) else {}, examined_fraction=float(ds.attrs.get("examined_fraction", 1.0)))
+                if result.reason is None and result.n_patches == 0:
+                    if within is not None and not ds.attrs.get("examined_blocks"):
+                        result.reason = "no redline polygon lies on the scene: nothing examined"
+                    else:
+                        result.reason = ("no change patch inside the redlines" if zones is not None and n_change
+                                         else "no change above the automatic threshold and the minimum mapping unit")
+                written: dict[str, Path] = {}
+                with _stage(seconds, "vectors"):
+                    gpkg, geojson = write_patches(patches, stage / "patches.gpkg", stage / "patches.geojson")
+                written["patches_gpkg"], written["patches_geojson"] = gpkg, geojson
+                written.update(rasters.result())
+                seconds["rasters"] = round(time.perf_counter() - t_rasters, 3)
+                log.info("redline stage rasters: %.2f s (alongside the patches)", seconds["rasters"])
+                if quicklooks and len(patches):
+                    (stage / "quicklooks").mkdir()
+                    with _stage(seconds, "quicklooks"):
+                        write_quicklooks(patches, reference, afters[-1], stage, max_patches=max_quicklooks)
+                    written["quicklooks"] = stage / "quicklooks"
+                written["summary"] = _write_summary(stage / "summary.json", result, ds, before_paths, after_paths,
+                                                    streamed=spill is not None)
+                if (out / "quicklooks").exists() and "quicklooks" not in written:
+                    # an older run's quicklooks would describe patches this run no longer has
+                    (stage / "quicklooks").mkdir(exist_ok=True)
+                    written["quicklooks"] = stage / "quicklooks"
+                result.paths = publish(written, out)
+            return result
+
+    extra, passes = None, 1
+    while True:  # once, unless a restricted pass must examine more blocks
+        try:
+            return attempt(extra, passes)
+        except _MoreBlocks as grown:
+            extra, passes = grown.blocks, passes + 1
+
+
+class _MoreBlocks(Exception):
+    """A restricted pass must run again with these blocks examined (bool per block)."""
+
+    def __init__(self, blocks: np.ndarray) -> None:
+        super().__init__("more blocks to examine")
+        self.blocks = blocks
 
 
 #: A scratch folder older than this was left by a run that was killed (a run takes minutes).
@@ -470,7 +513,8 @@ def _write_summary(path: Path, result: RedlineResult, ds: xr.Dataset, before, af
         "n_change_pixels": result.n_change_pixels, "n_valid_pixels": result.n_valid_pixels,
         "reason": result.reason, "stage_seconds": result.seconds, "streamed": streamed,
         "examined": {"fraction": result.examined_fraction,
-                     **{k: ds.attrs[f"examined_{k}"] for k in ("blocks", "margin") if f"examined_{k}" in ds.attrs},
+                     **{k: ds.attrs[f"examined_{k}"] for k in ("blocks", "margin", "added", "passes")
+                        if f"examined_{k}" in ds.attrs},
                      "of_blocks": ds.attrs.get("n_blocks")} if "examined_blocks" in ds.attrs else "whole scene",
     }
     with atomic_output(path) as tmp:
