@@ -389,3 +389,28 @@ def test_quicklooks_of_reader_scenes_read_directly_equal_the_graph_path(tmp_path
     via_graph = write_quicklooks(patches, graph_before, graph_after, tmp_path / "graph", max_patches=8)
     assert [p.name for p in direct] == [p.name for p in via_graph]
     assert [p.read_bytes() for p in direct] == [p.read_bytes() for p in via_graph]
+
+
+@pytest.mark.parametrize("codec", ["libpng", "pillow"])
+def test_quicklook_png_is_lossless(codec, monkeypatch):
+    """The quicklook PNG encoder (libpng through imagecodecs, Pillow where imagecodecs has no PNG
+    codec) gives back every pixel of a drawn image: scaled-up chips, text, an outline."""
+    import io
+
+    import imagecodecs
+    from PIL import Image, ImageDraw
+
+    from rsmon.io.change_output import _png
+
+    if codec == "pillow":
+        monkeypatch.setattr(imagecodecs, "PNG", None)
+    rng = np.random.default_rng(2)
+    chip = rng.integers(0, 256, (40, 60, 3), dtype=np.uint8)
+    image = Image.new("RGB", (1000, 560), (255, 255, 255))
+    image.paste(Image.fromarray(chip).resize((480, 320), Image.NEAREST), (12, 80))
+    draw = ImageDraw.Draw(image)
+    draw.text((20, 10), "chg-0123456789abcdef: construction, high", fill=(0, 0, 0))
+    draw.line([(30, 100), (200, 300), (400, 120)], fill=(255, 255, 0), width=2)
+    data = _png(image)
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(data)).convert("RGB")), np.asarray(image))
