@@ -414,3 +414,25 @@ def test_quicklook_png_is_lossless(codec, monkeypatch):
     data = _png(image)
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
     np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(data)).convert("RGB")), np.asarray(image))
+
+
+def test_quicklook_stretch_known_answer():
+    """2-98 % stretch common to both chips: the values 0..7 of a band over the two chips give the
+    limits 0.14 and 6.86 (NumPy's linear percentiles), so v -> round((v - 0.14) / 6.72 * 255)
+    clipped to 0..255; a pixel with no data is black in every band; a missing chip stays missing."""
+    from rsmon.io.change_output import _stretch
+
+    before = np.tile(np.array([[[0, 1, 2, 3]]], np.float32), (3, 1, 1))
+    after = np.tile(np.array([[[4, 5, 6, 7, np.nan]]], np.float32), (3, 1, 1))
+    got_before, got_after, missing = _stretch([before, after, None])
+    assert missing is None and got_before.dtype == np.uint8 and got_before.shape == (1, 4, 3)
+    for b in range(3):
+        assert got_before[0, :, b].tolist() == [0, 33, 71, 109]
+        assert got_after[0, :, b].tolist() == [146, 184, 222, 255, 0]
+    # a large pair: the limits come from an even sample of the values, within a grey level
+    rng = np.random.default_rng(4)
+    big = [rng.uniform(0.0, 0.4, (3, 300, 380)).astype(np.float32) for _ in range(2)]
+    fast = _stretch(big)
+    lo, hi = np.percentile(np.concatenate([c[0].ravel() for c in big]), [2, 98])
+    exact = np.clip(np.round((big[1][0].astype(np.float64) - lo) / (hi - lo) * 255), 0, 255)
+    assert np.abs(fast[1][..., 0].astype(int) - exact).max() <= 1

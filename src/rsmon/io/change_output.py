@@ -300,25 +300,36 @@ def _read_chips(images: list[_Image], windows: dict[int, list[_Window | None]], 
     return {k: [chips.get((k, i)) for i in range(len(wins))] for k, wins in windows.items()}
 
 
+#: At most this many values per band go into a quicklook's stretch percentiles (an even stride
+#: through them): the 2 and 98 % points of a 400 x 400 chip pair move by well under one grey level
+#: of 255, at a sixth of the cost of sorting all 320 000.
+_STRETCH_SAMPLE = 65_536
+
+
 def _stretch(cubes: list[np.ndarray | None]) -> list[np.ndarray | None]:
     """2-98 % linear stretch per band, common to the before and after chips; no data -> black (uint8 RGB)."""
     valid = [c for c in cubes if c is not None]
     limits = []  # per band: the common 2 and 98 % points, None when no finite value
     for b in range(3):
         values = np.concatenate([c[b][np.isfinite(c[b])] for c in valid]) if valid else np.empty(0)
+        if values.size > _STRETCH_SAMPLE:
+            values = values[::-(-values.size // _STRETCH_SAMPLE)]
         limits.append(np.percentile(values, [2, 98]) if values.size else None)
     out = []
     for cube in cubes:
         if cube is None:
             out.append(None)
             continue
-        rgb = np.zeros(cube.shape[1:] + (3,))
+        rgb = np.zeros(cube.shape[1:] + (3,), np.uint8)
         for b, limit in enumerate(limits):
             if limit is not None:
                 lo, hi = limit
-                rgb[..., b] = np.clip((cube[b] - lo) / (hi - lo if hi > lo else 1.0), 0, 1)
-        rgb[~np.isfinite(cube).all(axis=0)] = 0.0
-        out.append(np.round(rgb * 255).astype(np.uint8))
+                scaled = (cube[b] - np.float32(lo)) * np.float32(255.0 / (hi - lo if hi > lo else 1.0))
+                np.fmax(scaled, 0.0, out=scaled)  # NaN -> 0 too (black below in any case)
+                np.minimum(scaled, 255.0, out=scaled)
+                rgb[..., b] = np.rint(scaled)
+        rgb[~np.isfinite(cube).all(axis=0)] = 0
+        out.append(rgb)
     return out
 
 
