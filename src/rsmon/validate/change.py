@@ -228,9 +228,11 @@ def reference_grid(path_or_pair) -> MaskGrid:
 
 
 def _check_change_values(data: np.ndarray, what: str) -> np.ndarray:
-    bad = set(np.unique(data).tolist()) - {0, 1, UNLABELLED}
+    """``data`` (uint8) if it holds only 0, 1 and 255 (counted, not sorted: a tile is 120 Mpixel)."""
+    present = np.flatnonzero(np.bincount(data.ravel(), minlength=256))
+    bad = [int(v) for v in present if v not in (0, 1, UNLABELLED)]
     if bad:
-        raise InputError(f"{what}: values {sorted(bad)[:5]} are not 0/1/255")
+        raise InputError(f"{what}: values {bad[:5]} are not 0/1/255")
     return data
 
 
@@ -319,7 +321,6 @@ def changes_on_grid(products: list[str | Path], onto: MaskGrid, what: str = "--p
     InputError
         A product that is no 0/1/255 uint8 raster, or has no CRS (named).
     """
-    import rasterio
     from rasterio.warp import Resampling, reproject
 
     out = np.full(onto.shape, UNLABELLED, np.uint8)
@@ -330,10 +331,9 @@ def changes_on_grid(products: list[str | Path], onto: MaskGrid, what: str = "--p
             raise InputError(f"{what} {path}: no CRS, so it cannot be placed on the reference's grid")
         data = read_change_raster(path, what)
         warped.fill(UNLABELLED)
-        with rasterio.Env():
-            reproject(data, warped, src_transform=grid.transform, src_crs=grid.crs, src_nodata=UNLABELLED,
-                      dst_transform=onto.transform, dst_crs=onto.crs, dst_nodata=UNLABELLED,
-                      resampling=Resampling.nearest)
+        reproject(data, warped, src_transform=grid.transform, src_crs=grid.crs, src_nodata=UNLABELLED,
+                  dst_transform=onto.transform, dst_crs=onto.crs, dst_nodata=UNLABELLED,
+                  resampling=Resampling.nearest)
         out[warped == 1] = 1
         out[(warped == 0) & (out == UNLABELLED)] = 0
     return out
@@ -356,6 +356,9 @@ def masks_to_score(products, reference) -> tuple[np.ndarray, np.ndarray, str]:
         ``"product grid"`` (one product, pixel for pixel with the reference: same shape, and either
         side without a georeference or both on the same grid) or ``"reference grid, rows a-b,
         columns c-d"`` (the products resampled onto the georeferenced reference, cut to their footprint).
+
+    The reference is read whole, then cut to the products' footprint (its encoding, e.g. OSCD's
+    1/2, is told from all its values); the products are read one at a time.
 
     Raises
     ------
