@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import rasterio
+import tifffile
 import xarray as xr
 from matplotlib.image import imread
 from rasterio.errors import RasterioError
@@ -198,6 +199,28 @@ def test_overviews_are_the_2x2_mode_chain_whatever_the_block_size(big_scene, tmp
     with pytest.raises(InputError, match="even"):
         write_raster_cog(tmp_path / "odd.tif", band, provenance(), nodata=255, profile=CHANGE_COG_PROFILE,
                          block_size=125)
+
+
+def test_blocks_of_no_data_are_left_out_of_the_cog(big_scene, tmp_path):
+    """A raster whose right part is all no data (as a redline run's outside the blocks near the
+    redlines): its all-no-data 512-pixel tiles have no bytes in the COG (GDAL SPARSE_OK), every
+    pixel and overview reads back as written, and the COG is valid."""
+    values = big_scene["change_class"].values.copy()
+    values[:, 512:] = 255
+    band = big_scene["change_class"].copy(data=values)
+    for block_size in (2048, 256):
+        path = write_raster_cog(tmp_path / f"sparse{block_size}.tif", band, provenance(), nodata=255,
+                                profile=CHANGE_COG_PROFILE, block_size=block_size)
+        assert cog_validate(str(path), quiet=True)[0]
+        with rasterio.open(path) as src:
+            np.testing.assert_array_equal(src.read(1), values)
+        expected = [mode_halve(values, 255)]
+        expected.append(mode_halve(expected[0], 255))
+        for got, want in zip(overview_levels(path), expected):
+            np.testing.assert_array_equal(got, want)
+        with tifffile.TiffFile(path) as tif:
+            counts = tif.pages[0].databytecounts  # 2 x 3 tiles of 512: columns 512-1100 hold no data
+            assert [c == 0 for c in counts] == [False, True, True, False, True, True]
 
 
 def test_large_rasters_staged_on_disk_give_the_same_cog(scene, tmp_path):

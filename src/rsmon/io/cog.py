@@ -554,6 +554,13 @@ def write_raster_cog(
                 transform=data.rio.transform(), nodata=nodata, tiled=True, blockxsize=profile.blocksize,
                 blockysize=profile.blocksize, BIGTIFF="IF_SAFER")
     options = profile.creation_options(dtype, width, height)
+    # blocks holding only the nodata value are left out (GDAL's SPARSE_OK: readers get the nodata
+    # value there), in the staged raster and in the COG: a redline run's rasters are mostly no data
+    # outside the blocks near the redlines, which then cost neither compression nor bytes
+    sparse = nodata is not None and not (isinstance(nodata, float) and math.isnan(nodata))
+    if sparse:
+        meta["SPARSE_OK"] = "TRUE"
+        options["SPARSE_OK"] = "TRUE"
     levels = options.pop("OVERVIEW_COUNT", 0) if _own_mode_overviews(profile, dtype) else 0
     if levels:
         del options["OVERVIEW_RESAMPLING"]
@@ -579,6 +586,8 @@ def write_raster_cog(
                 for col_off in range(0, width, block_size):
                     part = data.isel(y=slice(row_off, row_off + block_size), x=slice(col_off, col_off + block_size))
                     block = np.asarray(part.values).astype(dtype, copy=False)
+                    if sparse and (block == nodata).all():
+                        continue  # no data at every level of the block: nothing to write
                     dst.write(block, 1, window=Window(col_off, row_off, block.shape[1], block.shape[0]))
                     r, c = row_off, col_off
                     for level_dst in level_dsts:
