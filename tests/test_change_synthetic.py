@@ -204,3 +204,36 @@ def test_confirmation_kernel_by_hand():
     # px5: confirmed at obs 1 -> high, clouds after
     assert conf[0].tolist() == [3, 0, 2, 1, 1, 2]
     assert first[0].tolist() == [0, -1, 0, 2, 3, 0]
+
+
+@pytest.mark.parametrize("n_obs,confirm_window,confirm_min", [(1, 4, 1), (3, 4, 1), (5, 2, 2), (6, 4, 2), (4, 1, 3)])
+def test_series_confirm_kernel_equals_the_numpy_series_kernel(n_obs, confirm_window, confirm_min):
+    """The block pass's numba confirmation (rsmon.kernels.change.series_confirm) against the NumPy
+    series_kernel (what the lazy series runs) on random observations: flags with clouds, rules,
+    classes (clearing among them, so the regrowth rule fires), index values with NaN, and three
+    sensors, so every state of the confirmation is reached."""
+    from rsmon.kernels.change import series_confirm
+    from rsmon.products.change_series import series_kernel
+
+    rng = np.random.default_rng(n_obs * 100 + confirm_min)
+    n = 20_000
+    flags = rng.choice(np.array([0, 1, 255], np.uint8), size=(n_obs, n), p=[0.45, 0.4, 0.15])
+    rules = (rng.random((n_obs, n)) < 0.4) & (flags == 1)
+    classes = np.where(flags == 255, 255, np.where(flags == 1, rng.integers(1, 7, (n_obs, n)), 0)).astype(np.uint8)
+    values = rng.uniform(-0.5, 0.9, (n_obs, 8, n)).astype(np.float32)
+    values[rng.random(values.shape) < 0.05] = np.nan
+    sensor_ids = rng.integers(0, 3, n_obs)
+    veg = 0.3
+    want = series_kernel(flags.T, rules.T, classes.T, values[:, 1].T, *(values[:, m].T for m in range(8)),
+                         sensor_ids=sensor_ids, confirm_window=confirm_window, confirm_min=confirm_min,
+                         veg_ndvi_min=veg)
+    got = series_confirm(flags, rules, classes, values, 1, sensor_ids.astype(np.int64), confirm_window, confirm_min,
+                         np.float32(veg))
+    for name, a, b in zip(("change", "change_class", "confidence", "first"), got[:4], want[:4]):
+        np.testing.assert_array_equal(a, b, err_msg=name)
+        assert a.dtype == b.dtype, name
+    np.testing.assert_array_equal(got[4], np.stack(want[4:]))
+    # the cases the comparison must reach: every confidence level, and regrown clearing -> farmland
+    assert set(np.unique(got[2]).tolist()) >= ({0, 1} if n_obs == 1 else {0, 1, 2, 3} if confirm_min == 1 else {0, 1})
+    if n_obs > 1 and confirm_min == 1:  # (with confirm_min 3 in a window of 1 a detection lives one scene)
+        assert ((got[1] == 3) & (classes[np.clip(got[3], 0, None), np.arange(n)] == 4)).any()

@@ -423,6 +423,98 @@ def series_background(cleaned, out_change, out_class, out_confidence):
     return n_clear, n_flagged
 
 
+#: rsmon.products.change_classes codes the series trajectory rule uses (clearing then regrowth ->
+#: farmland); tests/test_change_synthetic.py compares this kernel with the NumPy series_kernel.
+_FARMLAND, _CLEARING = 3, 4
+
+
+@njit(cache=True, nogil=True)
+def series_confirm(flags, rules, classes, values, ndvi_plane, sensor_ids, confirm_window, confirm_min,
+                   veg_ndvi_min):
+    """GLAD-style confirmation, event class and trajectory of pixels over the observations of a
+    series, pixel by pixel: the same results as
+    :func:`rsmon.products.change_series.series_kernel` (with
+    :func:`rsmon.products.change_classes.confirm_observations`), observations on the first axis.
+
+    ``flags`` (uint8 (n_obs, n): 1 change, 0 not, 255 not clear), ``rules`` (bool: the index rule
+    and the flag), ``classes`` (uint8 rule class where flagged), ``values`` (float32 (n_obs,
+    n_planes, n) index values; plane ``ndvi_plane`` is the after NDVI), ``sensor_ids`` (int64 per
+    observation, 0..30). Returns ``change``, ``change_class``, ``confidence`` (uint8 (n,)),
+    ``first`` (int16, the first flagging observation of the detection, -1 none) and ``picked``
+    (float32 (n_planes, n): the values of that observation where the detection is active, NaN
+    elsewhere)."""
+    n_obs, n = flags.shape
+    n_planes = values.shape[1]
+    change = np.empty(n, np.uint8)
+    change_class = np.empty(n, np.uint8)
+    confidence = np.empty(n, np.uint8)
+    first_out = np.empty(n, np.int16)
+    picked = np.full((n_planes, n), np.nan, np.float32)
+    for i in range(n):
+        state = 0  # 0 none, 1 pending (low), 2 confirmed
+        first = -1
+        seen = 0
+        hits = 0
+        rule_agreed = False
+        sensors = np.int64(0)
+        any_clear = False
+        for k in range(n_obs):
+            f = flags[k, i]
+            clear = f != NODATA
+            any_clear |= clear
+            flagged = clear and f == 1
+            bit = np.int64(1) << np.int64(sensor_ids[k])
+            pending = state == 1 and clear
+            if pending:
+                seen += 1
+            confirm_hit = pending and flagged
+            if confirm_hit:
+                hits += 1
+                rule_agreed |= rules[k, i]
+                sensors |= bit
+            confirmed_now = pending and hits >= confirm_min
+            if confirmed_now:
+                state = 2
+            expired = pending and not confirmed_now and (confirm_window - seen) < (confirm_min - hits)
+            if expired:
+                state = 0
+                first = -1
+            if state == 2 and flagged and not confirm_hit:
+                rule_agreed |= rules[k, i]
+                sensors |= bit
+            if state == 0 and flagged and not expired:
+                state = 1
+                first = k
+                seen = 0
+                hits = 0
+                rule_agreed = rules[k, i]
+                sensors = bit
+        n_sensors = 0
+        while sensors:
+            n_sensors += sensors & 1
+            sensors >>= 1
+        conf = state
+        if state == 2 and (rule_agreed or n_sensors >= 2):
+            conf = 3
+        confidence[i] = conf
+        first_out[i] = first
+        if conf > 0:
+            event = classes[first, i]
+            if event == _CLEARING:  # cleared, then vegetated again in a later clear observation
+                for k in range(first + 1, n_obs):
+                    if flags[k, i] != NODATA and values[k, ndvi_plane, i] >= veg_ndvi_min:
+                        event = _FARMLAND
+                        break
+            change[i] = 1
+            change_class[i] = event
+            for m in range(n_planes):
+                picked[m, i] = values[first, m, i]
+        else:
+            change[i] = 0 if any_clear else NODATA
+            change_class[i] = 0 if any_clear else NODATA
+    return change, change_class, confidence, first_out, picked
+
+
 @njit(cache=True, nogil=True)
 def finish_codes(change, flat, codes, out_class, out_confidence, keep):
     """``change_class`` (the candidate's rule class where change, 0 where not, 255 where no data)

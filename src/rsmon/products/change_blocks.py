@@ -62,7 +62,7 @@ from rsmon.products.change_fit import fit_change, prepared_pair
 from rsmon.products.change_pair import base_attrs, change_variable_attrs
 from rsmon.products.change_params import ChangeParams
 from rsmon.products.change_pixels import BlockPair, PairInputs, has_observation
-from rsmon.products.change_series import (FIRST_OBSERVATION, series_attrs, series_kernel, series_order,
+from rsmon.products.change_series import (FIRST_OBSERVATION, series_attrs, series_order,
                                           series_sensor_ids)
 
 __all__ = ["ChangeBlocks", "change_sample_names", "detect_change_blocks", "series_change_blocks",
@@ -616,10 +616,11 @@ def _series_step2(parts, *, core, pieces, window, outputs, params, clean, width,
     classes = np.where(flags == NODATA, np.uint8(NODATA),
                        np.where(flagged, np.stack([codes[hit] for _, codes, _ in samples]), np.uint8(0)))
     values = np.stack([index_values[:, hit] for index_values, _, _ in samples])  # (n_pairs, 8, n)
-    change, change_class, confidence, first, *picked = series_kernel(
-        flags.T, rules.T, classes.astype(np.uint8).T, values[:, 1].T,
-        *(values[:, m].T for m in range(len(INDEX_SAMPLE_NAMES))), sensor_ids=sensor_ids,
-        confirm_window=params.confirm_window, confirm_min=params.confirm_min, veg_ndvi_min=params.veg_ndvi_min)
+    # the series' confirmation pixel by pixel (numba; rsmon.products.change_series.series_kernel in NumPy)
+    change, change_class, confidence, first, picked = kernel.series_confirm(
+        np.ascontiguousarray(flags), np.ascontiguousarray(rules), np.ascontiguousarray(classes, dtype=np.uint8),
+        values, INDEX_SAMPLE_NAMES.index("ndvi_after"), np.asarray(sensor_ids, np.int64), int(params.confirm_window),
+        int(params.confirm_min), np.float32(params.veg_ndvi_min))
     rows, cols = np.divmod(flat, c1 - c0)
     out_change[rows, cols] = change
     out_class[rows, cols] = change_class
