@@ -110,3 +110,35 @@ def test_read_reference_errors(tmp_path):
     _write(tmp_path / "u.bmp", a, "BMP")
     with pytest.raises(InputError, match="both classes"):
         read_reference_mask((tmp_path / "c.bmp", tmp_path / "u.bmp"))
+
+
+@pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
+def test_picture_masks_are_binary_and_geotiffs_keep_their_encoding(tmp_path):
+    """A 0/255 picture (OSCD's cm.png, RGBA) is a binary mask, 255 = change: the real Beihai
+    cm.png reads as its cm.tif (1/2) does. A 0/255 GeoTIFF keeps rsmon's 0/1/255 encoding (255 =
+    unlabelled). Before, cm.png came out as 'no change or unlabelled' with not one change pixel."""
+    from tests.paths import ROOT
+
+    cm = ROOT / "seeds" / "oscd" / "beihai" / "cm"
+    if cm.is_dir():
+        np.testing.assert_array_equal(read_reference_mask(cm / "cm.png"), read_reference_mask(cm / "beihai-cm.tif"))
+    picture = np.array([[0, 255], [255, 0]], np.uint8)
+    _write(tmp_path / "mask.png", picture, "PNG")
+    _write(tmp_path / "mask.bmp", picture, "BMP")
+    _write(tmp_path / "mask.tif", picture)
+    for name in ("mask.png", "mask.bmp"):
+        np.testing.assert_array_equal(read_reference_mask(tmp_path / name), picture // 255)
+    np.testing.assert_array_equal(read_reference_mask(tmp_path / "mask.tif"), picture)
+
+
+@pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
+def test_a_window_of_a_reference_keeps_the_files_encoding(tmp_path):
+    """An OSCD-encoded map (1 no change, 2 change) read through a window holding only 1s is still
+    'no change' (the encoding is told from the whole file), not 'change' as 0/1/255 would say."""
+    cm = np.ones((40, 60), np.uint8)
+    cm[30:, 50:] = 2
+    _write(tmp_path / "city-cm.tif", cm)
+    got = read_reference_mask(tmp_path / "city-cm.tif", window=(slice(0, 20), slice(0, 30)))
+    assert got.shape == (20, 30) and (got == 0).all()
+    np.testing.assert_array_equal(read_reference_mask(tmp_path / "city-cm.tif", window=(slice(25, 40), slice(45, 60))),
+                                  cm[25:40, 45:60] - 1)

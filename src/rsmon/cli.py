@@ -294,9 +294,10 @@ def build_parser() -> argparse.ArgumentParser:
     val.add_argument("--stations", nargs="+", default=None, metavar="PATH",
                      help="station files (CNEMC, AERONET, TCCON, PRSA, mapped CSV); fire: reference points")
     val.add_argument("--reference", nargs="+", default=None, metavar="MASK",
-                     help="change: reference mask (OSCD cm.tif 1/2, a 0/1/255 raster, or change.bmp + "
-                          "unchanged.bmp); without a CRS it must be on the product's grid, with one it may be on "
-                          "any grid and be scored against several change.tif (--product, e.g. one per tile)")
+                     help="change: reference mask (OSCD cm.tif 1/2, a 0/255 picture such as OSCD's cm.png, a "
+                          "0/1/255 raster, or change.bmp + unchanged.bmp); without a CRS it must be on the "
+                          "product's grid, with one it may be on any grid and be scored against several "
+                          "change.tif (--product, e.g. one per tile)")
     val.add_argument("--sites", default=None, metavar="SITELIST", help="site list for station files without coordinates")
     val.add_argument("--radius-km", type=_number("--radius-km"), default=None,
                      help="mean of pixels/cells within R km (default: the one containing the station)")

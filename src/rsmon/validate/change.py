@@ -357,8 +357,9 @@ def masks_to_score(products, reference) -> tuple[np.ndarray, np.ndarray, str]:
         side without a georeference or both on the same grid) or ``"reference grid, rows a-b,
         columns c-d"`` (the products resampled onto the georeferenced reference, cut to their footprint).
 
-    The reference is read whole, then cut to the products' footprint (its encoding, e.g. OSCD's
-    1/2, is told from all its values); the products are read one at a time.
+    Resampling, only the window of the reference under the products' footprint is read (its
+    encoding, e.g. OSCD's 1/2, is still told from all its values, read strip by strip); the
+    products are read one at a time.
 
     Raises
     ------
@@ -374,20 +375,19 @@ def masks_to_score(products, reference) -> tuple[np.ndarray, np.ndarray, str]:
     if not paths:
         raise InputError("--product: no change raster given")
     name = (", ".join(map(str, reference)) if isinstance(reference, (tuple, list)) else str(reference))
-    ref = read_reference_mask(reference)
     ref_grid = reference_grid(reference)
     grids = [change_raster_grid(p) for p in paths]
     one = grids[0]
-    if len(paths) == 1 and one.shape == ref.shape and not (ref_grid.georeferenced and one.georeferenced
-                                                             and not one.same_as(ref_grid)):
-        return read_change_raster(paths[0]), ref, "product grid"
+    if len(paths) == 1 and one.shape == ref_grid.shape and not (ref_grid.georeferenced and one.georeferenced
+                                                                  and not one.same_as(ref_grid)):
+        return read_change_raster(paths[0]), read_reference_mask(reference), "product grid"
     if not ref_grid.georeferenced:
         if len(paths) > 1:
             raise InputError(f"--reference {name}: has no georeference (CRS), so it cannot be scored against "
                              f"{len(paths)} change rasters; give a georeferenced reference (e.g. a GeoTIFF with a CRS)")
         raise InputError(f"--product {paths[0]} is {one.shape[0]}x{one.shape[1]} pixels but the reference {name} is "
-                         f"{ref.shape[0]}x{ref.shape[1]} and has no georeference (CRS): without one they must share "
-                         "one grid")
+                         f"{ref_grid.shape[0]}x{ref_grid.shape[1]} and has no georeference (CRS): without one they must "
+                         "share one grid")
     for path, grid in zip(paths, grids):
         if not grid.georeferenced:
             raise InputError(f"--product {path}: no CRS, so it cannot be placed on the reference's grid")
@@ -398,24 +398,46 @@ def masks_to_score(products, reference) -> tuple[np.ndarray, np.ndarray, str]:
     onto = MaskGrid(ref_grid.crs, ref_grid.transform @ Affine.translation(cols.start, rows.start),
                     (rows.stop - rows.start, cols.stop - cols.start))
     pred = changes_on_grid(paths, onto)
-    return pred, ref[rows, cols], (f"reference grid, rows {rows.start}-{rows.stop}, "
-                                   f"columns {cols.start}-{cols.stop}")
+    ref = read_reference_mask(reference, window=(rows, cols))
+    return pred, ref, f"reference grid, rows {rows.start}-{rows.stop}, columns {cols.start}-{cols.stop}"
 
 
-def _read_band(path: Path) -> np.ndarray:
+#: Image formats whose 0/255 masks are binary pictures (255 = change), as OSCD's ``cm.png``; a
+#: GeoTIFF's 0/1/255 is rsmon's own encoding (255 = unlabelled / no data).
+_PICTURE_DRIVERS = ("PNG", "BMP", "GIF", "JPEG")
+
+
+def _open_mask(path: Path):
     import rasterio
     from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
-            with rasterio.open(path) as src:
-                return src.read(1)
+            return rasterio.open(path)
     except RasterioIOError as exc:
         raise FormatError(f"{path}: cannot read as a raster mask ({exc})") from exc
 
 
-def read_reference_mask(path_or_pair) -> np.ndarray:
+def _read_band(path: Path, window=None) -> np.ndarray:
+    with _open_mask(path) as src:
+        return src.read(1, window=window)
+
+
+def _mask_values(path: Path) -> tuple[set[int], str]:
+    """Every value of band 1 (read strip by strip: memory bounded whatever the size) and the driver."""
+    from rasterio.windows import Window
+
+    with _open_mask(path) as src:
+        values: set = set()
+        step = max(1, (64 << 20) // max(1, src.width * np.dtype(src.dtypes[0]).itemsize))  # ~64 MB a strip
+        for row in range(0, src.height, step):
+            strip = src.read(1, window=Window(0, row, src.width, min(step, src.height - row)))
+            values.update(np.unique(strip).tolist())
+        return values, src.driver
+
+
+def read_reference_mask(path_or_pair, window=None) -> np.ndarray:
     """Read a reference change mask as uint8: 0 no change, 1 change, 255 unlabelled.
 
     Parameters
@@ -424,7 +446,11 @@ def read_reference_mask(path_or_pair) -> np.ndarray:
         - a pair ``(change.bmp, unchanged.bmp)`` (Taizhou/Nanjing style; 255 = in class in each;
           pixels in neither are unlabelled), or a folder holding these two files;
         - an OSCD ``<city>-cm.tif`` (1 no change, 2 change: 1 is subtracted);
-        - any raster already holding 0/1(/255).
+        - a 0/255 picture (PNG, BMP, GIF, JPEG; band 1), e.g. OSCD's ``cm.png``: 255 change, 0 none;
+        - any other raster already holding 0/1(/255).
+    window : rasterio Window or pair of slices, optional
+        Read only this window (of every file). The encoding is still told from all the values of
+        the file, read strip by strip, so a window holding only 1s of an OSCD map stays "no change".
 
     Raises
     ------
@@ -440,7 +466,7 @@ def read_reference_mask(path_or_pair) -> np.ndarray:
         if len(path_or_pair) != 2:
             raise InputError(f"reference pair: expected (change, unchanged) paths, got {path_or_pair!r}")
         change_path, unchanged_path = (Path(p) for p in path_or_pair)
-        change, unchanged = _read_band(change_path), _read_band(unchanged_path)
+        change, unchanged = _read_band(change_path, window), _read_band(unchanged_path, window)
         if change.shape != unchanged.shape:
             raise InputError(f"{change_path} {change.shape} and {unchanged_path} {unchanged.shape} differ in shape")
         both = (change == 255) & (unchanged == 255)
@@ -452,15 +478,14 @@ def read_reference_mask(path_or_pair) -> np.ndarray:
         return out
     path = Path(path_or_pair)
     if path.name.lower() == "change.bmp" and (path.parent / "unchanged.bmp").exists():
-        return read_reference_mask((path, path.parent / "unchanged.bmp"))
-    data = _read_band(path)
-    values = set(np.unique(data).tolist())
+        return read_reference_mask((path, path.parent / "unchanged.bmp"), window)
+    values, driver = _mask_values(path)
+    data = _read_band(path, window)
     if values <= {1, 2}:  # OSCD cm.tif: 1 no change, 2 change (its README's 0/1 is wrong)
         return (data - 1).astype(np.uint8)
+    if values <= {0, 255} and driver in _PICTURE_DRIVERS:  # a picture: 255 change, 0 no change
+        return (data == 255).astype(np.uint8)
     if values <= {0, 1, UNLABELLED}:
         return data.astype(np.uint8)
-    if values <= {0, 255} and "change" in path.stem.lower():
-        # a single change.bmp / cm.png-like mask: 255 change, 0 no change
-        return (data == 255).astype(np.uint8)
     raise FormatError(f"{path}: values {sorted(values)[:6]} fit no known change-mask encoding "
-                      "(1/2 OSCD, 0/1/255, or a change.bmp + unchanged.bmp pair)")
+                      "(1/2 OSCD, 0/255 picture, 0/1/255, or a change.bmp + unchanged.bmp pair)")
