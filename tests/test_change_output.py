@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import rasterio
+import shapely
 import tifffile
 import xarray as xr
 from matplotlib.image import imread
@@ -459,3 +460,26 @@ def test_quicklook_stretch_known_answer():
     lo, hi = np.percentile(np.concatenate([c[0].ravel() for c in big]), [2, 98])
     exact = np.clip(np.round((big[1][0].astype(np.float64) - lo) / (hi - lo) * 255), 0, 255)
     assert np.abs(fast[1][..., 0].astype(int) - exact).max() <= 1
+
+
+@pytest.mark.parametrize("encoding,name,expected", [
+    ("GBK", "泰州市生态保护红线", "泰州市生态保护红线"),        # Chinese GIS output without a .cpg
+    ("UTF-8", "溱湖国家湿地公园 core zone", "溱湖国家湿地公园 core zone"),
+    ("ISO-8859-1", "Zürich Süd", "Zürich Süd"),               # kept as GDAL reads it (ISO-8859-1)
+    ("UTF-8", "Redline 7", "Redline 7"),
+])
+def test_shapefile_without_cpg_text_encoding(tmp_path, encoding, name, expected):
+    """Redline shapefiles that declare no encoding (no .cpg, DBF language driver 0): Chinese (GBK)
+    and UTF-8 names are read right, not as ISO-8859-1 mojibake; Latin-1 and ASCII ones unchanged."""
+    from rsmon.io.vectors import read_vectors
+
+    gpd.GeoDataFrame({"id": ["HX001"], "name": [name]}, geometry=[shapely.box(119.9, 32.4, 120.0, 32.5)],
+                     crs="EPSG:4326").to_file(tmp_path / "redlines.shp", encoding=encoding)
+    (tmp_path / "redlines.cpg").unlink(missing_ok=True)
+    with open(tmp_path / "redlines.dbf", "rb") as fh:
+        assert fh.read(32)[29] == 0  # no language driver: nothing says the encoding
+    assert read_vectors(tmp_path / "redlines.shp")["name"].tolist() == [expected]
+    # a .cpg decides: the same GBK bytes declared as GBK
+    if encoding == "GBK":
+        (tmp_path / "redlines.cpg").write_text("GBK")
+        assert read_vectors(tmp_path / "redlines.shp")["name"].tolist() == [expected]

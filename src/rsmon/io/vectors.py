@@ -21,6 +21,7 @@ import json
 import logging
 import math
 import os
+import re
 from pathlib import Path
 
 import geopandas as gpd
@@ -38,11 +39,73 @@ __all__ = ["read_vectors", "write_patches", "write_vector"]
 PATCH_LAYER = "patches"
 
 
+def _sibling(path: Path, suffix: str) -> Path | None:
+    """The file beside ``path`` with its stem and ``suffix`` in either case, if there is one."""
+    for candidate in (path.with_suffix(suffix.lower()), path.with_suffix(suffix.upper())):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+#: Character ranges a Chinese attribute text is made of besides ASCII: CJK ideographs (and
+#: extension A), CJK symbols and punctuation, full-width forms.
+_CJK = ((0x3000, 0x303F), (0x3400, 0x4DBF), (0x4E00, 0x9FFF), (0xFF00, 0xFFEF))
+
+
+def _shapefile_encoding(path: Path, gdf: gpd.GeoDataFrame) -> str | None:
+    """The text encoding of a shapefile that declares none (no ``.cpg``, DBF language driver byte
+    0), when its text says it plainly: UTF-8 if every non-ASCII value decodes as UTF-8, else
+    GB18030 (the superset of GBK, what Chinese GIS software without a ``.cpg`` writes) if every
+    one is made of two-byte characters that decode into Chinese ones. None otherwise (GDAL's
+    ISO-8859-1 reading is kept). Limit: ISO-8859-1 text whose accented letters all come in pairs
+    ("Aéé") can pass for GB18030; a ``.cpg`` file settles any doubt.
+
+    ``gdf`` was read as GDAL reads such a file (ISO-8859-1), so each text value's bytes are its
+    characters' code points."""
+    if path.suffix.lower() != ".shp" or _sibling(path, ".cpg") is not None:
+        return None
+    dbf = _sibling(path, ".dbf")
+    if dbf is None:
+        return None
+    with open(dbf, "rb") as fh:
+        header = fh.read(32)
+    if len(header) < 32 or header[29] != 0:  # a language driver id: GDAL decodes with its code page
+        return None
+    texts = [col for col in gdf.columns if col != gdf.geometry.name
+             and (gdf[col].dtype == object or pd.api.types.is_string_dtype(gdf[col].dtype))]
+    try:
+        raw = {v.encode("latin-1") for col in texts for v in gdf[col].dropna() if isinstance(v, str) and not v.isascii()}
+    except UnicodeEncodeError:  # not ISO-8859-1 text: GDAL decoded it with some other code page
+        return None
+    if not raw:
+        return None
+    try:
+        {b.decode("utf-8") for b in raw}
+        return "UTF-8"
+    except UnicodeDecodeError:
+        pass
+    # GB2312/GBK characters are two bytes of 0x80 and above; ISO-8859-1 accents come alone among
+    # ASCII letters ("Zürich"), which GB18030 would otherwise pair with the next letter
+    if any(len(run) % 2 for b in raw for run in re.findall(rb"[\x80-\xff]+", b)):
+        return None
+    try:
+        decoded = [b.decode("gb18030") for b in raw]
+    except UnicodeDecodeError:
+        return None
+    chinese = all(ord(ch) < 128 or any(lo <= ord(ch) <= hi for lo, hi in _CJK) for text in decoded for ch in text)
+    return "GB18030" if chinese else None
+
+
 def read_vectors(path: str | os.PathLike, *, layer: str | int | None = None) -> gpd.GeoDataFrame:
     """Read a vector layer (any format GDAL/pyogrio reads: GeoPackage, shapefile, GeoJSON, ...).
 
     Geometries are returned as stored (invalid ones included): the product that uses them decides
     what is valid (:func:`rsmon.products.patches.prepare_redlines`).
+
+    A shapefile that declares no text encoding (no ``.cpg``, no DBF language driver) is read as
+    UTF-8 or GB18030 when its text decodes plainly as one of them (:func:`_shapefile_encoding`;
+    GDAL alone would read ISO-8859-1 and garble Chinese redline names), with a warning saying so;
+    a ``.cpg`` file beside it, or the ``SHAPE_ENCODING`` configuration option, decides otherwise.
 
     Raises
     ------
@@ -53,6 +116,11 @@ def read_vectors(path: str | os.PathLike, *, layer: str | int | None = None) -> 
     """
     try:
         gdf = gpd.read_file(path, layer=layer, engine="pyogrio")
+        encoding = None if os.environ.get("SHAPE_ENCODING") is not None else _shapefile_encoding(Path(path), gdf)
+        if encoding is not None:
+            log.warning("%s: no .cpg and no code page in the .dbf; its text decodes as %s, read so (write a .cpg "
+                        "file naming the encoding to decide otherwise)", path, encoding)
+            gdf = gpd.read_file(path, layer=layer, engine="pyogrio", encoding=encoding)
     except Exception as exc:  # pyogrio raises DataSourceError, DataLayerError, OSError...
         raise FormatError(f"{path}: cannot read as vector data ({exc})") from None
     if gdf.crs is None:
