@@ -479,6 +479,9 @@ def test_shapefile_without_cpg_text_encoding(tmp_path, encoding, name, expected)
     with open(tmp_path / "redlines.dbf", "rb") as fh:
         assert fh.read(32)[29] == 0  # no language driver: nothing says the encoding
     assert read_vectors(tmp_path / "redlines.shp")["name"].tolist() == [expected]
+    from rsmon.io.maps import read_outlines  # admin boundaries (fire counts, maps) are read the same way
+
+    assert read_outlines(tmp_path / "redlines.shp")["name"].tolist() == [expected]
     # a .cpg decides: the same GBK bytes declared as GBK
     if encoding == "GBK":
         (tmp_path / "redlines.cpg").write_text("GBK")

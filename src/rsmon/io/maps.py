@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from rsmon.errors import FormatError
 from rsmon.grid import LonLatGrid
 from rsmon.io.atomic import atomic_output
 
@@ -21,12 +20,9 @@ def read_outlines(path: str | os.PathLike):
     FormatError
         The file cannot be read as vector data.
     """
-    import geopandas as gpd
+    from rsmon.io.vectors import read_vector_file  # (shapefiles without a .cpg: their text encoding)
 
-    try:
-        gdf = gpd.read_file(path)
-    except Exception as exc:  # pyogrio raises several classes
-        raise FormatError(f"{path}: cannot read boundaries ({exc})") from None
+    gdf = read_vector_file(path)
     if gdf.crs is not None and gdf.crs.to_epsg() != 4326:
         gdf = gdf.to_crs(4326)
     return gdf

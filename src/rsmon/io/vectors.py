@@ -34,7 +34,7 @@ from rsmon.io.atomic import atomic_output
 
 log = logging.getLogger(__name__)
 
-__all__ = ["read_vectors", "write_patches", "write_vector"]
+__all__ = ["read_vector_file", "read_vectors", "write_patches", "write_vector"]
 
 PATCH_LAYER = "patches"
 
@@ -96,23 +96,19 @@ def _shapefile_encoding(path: Path, gdf: gpd.GeoDataFrame) -> str | None:
     return "GB18030" if chinese else None
 
 
-def read_vectors(path: str | os.PathLike, *, layer: str | int | None = None) -> gpd.GeoDataFrame:
-    """Read a vector layer (any format GDAL/pyogrio reads: GeoPackage, shapefile, GeoJSON, ...).
-
-    Geometries are returned as stored (invalid ones included): the product that uses them decides
-    what is valid (:func:`rsmon.products.patches.prepare_redlines`).
+def read_vector_file(path: str | os.PathLike, *, layer: str | int | None = None) -> gpd.GeoDataFrame:
+    """Read a vector layer as stored (any format GDAL/pyogrio reads), its CRS possibly missing.
 
     A shapefile that declares no text encoding (no ``.cpg``, no DBF language driver) is read as
     UTF-8 or GB18030 when its text decodes plainly as one of them (:func:`_shapefile_encoding`;
-    GDAL alone would read ISO-8859-1 and garble Chinese redline names), with a warning saying so;
-    a ``.cpg`` file beside it, or the ``SHAPE_ENCODING`` configuration option, decides otherwise.
+    GDAL alone would read ISO-8859-1 and garble Chinese redline and county names), with a warning
+    saying so; a ``.cpg`` file beside it, or the ``SHAPE_ENCODING`` configuration option, decides
+    otherwise.
 
     Raises
     ------
     FormatError
         The file is missing or cannot be read as vector data (message names the file).
-    InputError
-        The layer has no CRS.
     """
     try:
         gdf = gpd.read_file(path, layer=layer, engine="pyogrio")
@@ -123,6 +119,24 @@ def read_vectors(path: str | os.PathLike, *, layer: str | int | None = None) -> 
             gdf = gpd.read_file(path, layer=layer, engine="pyogrio", encoding=encoding)
     except Exception as exc:  # pyogrio raises DataSourceError, DataLayerError, OSError...
         raise FormatError(f"{path}: cannot read as vector data ({exc})") from None
+    return gdf
+
+
+def read_vectors(path: str | os.PathLike, *, layer: str | int | None = None) -> gpd.GeoDataFrame:
+    """Read a vector layer (any format GDAL/pyogrio reads: GeoPackage, shapefile, GeoJSON, ...)
+    through :func:`read_vector_file` (text encodings), and require its CRS.
+
+    Geometries are returned as stored (invalid ones included): the product that uses them decides
+    what is valid (:func:`rsmon.products.patches.prepare_redlines`).
+
+    Raises
+    ------
+    FormatError
+        The file is missing or cannot be read as vector data (message names the file).
+    InputError
+        The layer has no CRS.
+    """
+    gdf = read_vector_file(path, layer=layer)
     if gdf.crs is None:
         raise InputError(f"{path}: the layer has no CRS (a .prj or CRS definition is needed)")
     return gdf
