@@ -486,3 +486,14 @@ def test_shapefile_without_cpg_text_encoding(tmp_path, encoding, name, expected)
     if encoding == "GBK":
         (tmp_path / "redlines.cpg").write_text("GBK")
         assert read_vectors(tmp_path / "redlines.shp")["name"].tolist() == [expected]
+
+
+def test_shapefile_without_cpg_chinese_field_names(tmp_path):
+    """Field names are text of the .dbf too: GBK field names with ASCII values are read right."""
+    from rsmon.io.vectors import read_vectors
+
+    gpd.GeoDataFrame({"红线编号": ["HX-320"], "红线名称": ["Redline 7"]}, geometry=[shapely.box(119.9, 32.4, 120.0, 32.5)],
+                     crs="EPSG:4490").to_file(tmp_path / "red.shp", encoding="GBK")
+    (tmp_path / "red.cpg").unlink(missing_ok=True)
+    got = read_vectors(tmp_path / "red.shp")
+    assert list(got.columns[:2]) == ["红线编号", "红线名称"] and got["红线编号"].tolist() == ["HX-320"]

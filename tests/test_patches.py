@@ -228,6 +228,23 @@ def test_redlines_in_another_crs_and_explicit_columns(scene):
         patches_from_change(scene, redlines=red, redline_columns=RedlineColumns(id="nope"))
 
 
+def test_chinese_field_names_cgcs2000_and_3d_redlines(scene):
+    """A redline layer as Chinese GIS delivers it: fields 红线编号 / 红线名称 / 管控分区, CGCS2000
+    (EPSG:4490) and 3-D polygons. The attributes are found without being named, and the patches
+    are 2-D pieces identical to those of the 2-D layer."""
+    from shapely.ops import transform
+
+    red = split_redlines("EPSG:4490").rename(columns={"ID": "红线编号", "NAME": "红线名称", "zone": "管控分区"})
+    red3d = red.set_geometry([transform(lambda x, y, z=None: (x, y, np.full(len(x), 35.0)), g) for g in red.geometry])
+    assert red3d.geometry.has_z.all()
+    got = patches_from_change(scene, redlines=red3d)
+    assert not got.geometry.has_z.any()
+    assert sorted(got["redline_id"]) == ["R1", "R2"]
+    assert set(zip(got["redline_name"], got["redline_zone"])) == {("West hills", "core"), ("East valley", "general")}
+    flat = patches_from_change(scene, redlines=red)
+    assert got.geometry.geom_equals_exact(flat.geometry, tolerance=1e-9).all()
+
+
 def test_invalid_bowtie_redline_is_repaired_with_a_warning(scene):
     x0, x1, y0, y1 = X0 + 200.0, X0 + 900.0, Y0 - 700.0, Y0
     bowtie = shapely.Polygon([(x0, y0), (x1, y1), (x1, y0), (x0, y1)])

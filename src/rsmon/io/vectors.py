@@ -73,8 +73,9 @@ def _shapefile_encoding(path: Path, gdf: gpd.GeoDataFrame) -> str | None:
         return None
     texts = [col for col in gdf.columns if col != gdf.geometry.name
              and (gdf[col].dtype == object or pd.api.types.is_string_dtype(gdf[col].dtype))]
+    values = [v for col in texts for v in gdf[col].dropna()] + [str(c) for c in gdf.columns]  # field names too
     try:
-        raw = {v.encode("latin-1") for col in texts for v in gdf[col].dropna() if isinstance(v, str) and not v.isascii()}
+        raw = {v.encode("latin-1") for v in values if isinstance(v, str) and not v.isascii()}
     except UnicodeEncodeError:  # not ISO-8859-1 text: GDAL decoded it with some other code page
         return None
     if not raw:

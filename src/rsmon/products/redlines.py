@@ -26,10 +26,12 @@ __all__ = ["PREPARED_COLUMNS", "RedlineColumns", "RedlinePieces", "as_text", "cl
            "prepare_redlines"]
 
 # Redline attribute names recognised without being told (compared case-insensitively; bh/mc/gkfq
-# are the pinyin abbreviations of 编号/名称/管控分区 used in Chinese redline layers).
-_ID_NAMES = ("redline_id", "id", "code", "bh", "bm", "objectid", "fid")
-_NAME_NAMES = ("redline_name", "name", "mc", "hxmc", "name_zh", "name_en")
-_ZONE_NAMES = ("redline_zone", "zone", "gkfq", "zone_type", "fq")
+# are the pinyin abbreviations of 编号/名称/管控分区 used in Chinese redline layers, which also
+# name their fields in Chinese: 红线编号, 红线名称, 保护地名称, 功能分区...).
+_ID_NAMES = ("redline_id", "id", "code", "bh", "bm", "objectid", "fid", "红线编号", "编号", "编码", "代码")
+_NAME_NAMES = ("redline_name", "name", "mc", "hxmc", "name_zh", "name_en", "红线名称", "保护地名称",
+               "保护区名称", "名称")
+_ZONE_NAMES = ("redline_zone", "zone", "gkfq", "zone_type", "fq", "管控分区", "功能分区", "分区")
 _POLYGON_TYPES = (3, 6)  # shapely type ids of Polygon, MultiPolygon
 
 
@@ -134,7 +136,8 @@ def prepare_redlines(redlines: gpd.GeoDataFrame, crs, columns: RedlineColumns | 
 
     out = gpd.GeoDataFrame(
         {"redline_id": pd.Series(ids, dtype=object), "redline_name": text(name_col), "redline_zone": text(zone_col)},
-        geometry=redlines.geometry.to_crs(crs).to_numpy(),
+        # patches are 2-D: heights of 3-D redline layers would be carried into the clipped pieces
+        geometry=shapely.force_2d(redlines.geometry.to_crs(crs).to_numpy()),
         crs=crs,
     )
     geoms = out.geometry.to_numpy()
