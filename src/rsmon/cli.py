@@ -349,7 +349,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="with --redlines, examine the whole scene (default: only the 512-pixel blocks near the "
                            "redlines; the change rasters are no data elsewhere)")
     rdet.add_argument("--redline-margin-m", type=float, default=None, metavar="M",
-                      help="examine the blocks within M metres of a redline polygon (default 1000)")
+                      help="examine the blocks within M metres of a redline polygon (default 1000; at least "
+                           "1.5 x (clean-up halo + 1) pixels, 180 m at 10 m)")
     rdet.add_argument("--mmu-px", type=int, default=None, metavar="N", help="minimum mapping unit, pixels (default 4)")
     rdet.add_argument("--previous", default=None, metavar="FILE",
                       help="earlier patches to keep ids from (default OUTDIR/patches.gpkg)")
