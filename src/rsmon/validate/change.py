@@ -214,17 +214,8 @@ def reference_grid(path_or_pair) -> MaskGrid:
     FormatError
         Unreadable file.
     """
-    import rasterio
-    from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
-
-    path = _first_path(path_or_pair)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", NotGeoreferencedWarning)
-            with rasterio.open(path) as src:
-                return _grid_of(src)
-    except RasterioIOError as exc:
-        raise FormatError(f"{path}: cannot read as a raster mask ({exc})") from exc
+    with _open_mask(_first_path(path_or_pair)) as src:
+        return _grid_of(src)
 
 
 def _check_change_values(data: np.ndarray, what: str) -> np.ndarray:
@@ -234,6 +225,21 @@ def _check_change_values(data: np.ndarray, what: str) -> np.ndarray:
     if bad:
         raise InputError(f"{what}: values {bad[:5]} are not 0/1/255")
     return data
+
+
+def _change_raster(path: str | Path, what: str, read: bool) -> tuple[MaskGrid, np.ndarray | None]:
+    """The grid of a change raster, checked to be one uint8 band, and with ``read`` its values,
+    checked to be 0/1/255; one open of the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{what} {path}: no such file")
+    with _open_mask(path, f"{what} ") as src:
+        if src.count != 1 or src.dtypes[0] != "uint8":
+            raise InputError(f"{what} {path}: expected a one-band uint8 change raster (1 change, 0 none, "
+                             f"255 no data), got {src.count} band(s) of {src.dtypes[0]}")
+        grid = _grid_of(src)
+        data = src.read(1) if read else None
+    return grid, (_check_change_values(data, f"{what} {path}") if read else None)
 
 
 def change_raster_grid(path: str | Path, what: str = "--product") -> MaskGrid:
@@ -246,22 +252,7 @@ def change_raster_grid(path: str | Path, what: str = "--product") -> MaskGrid:
     FormatError
         Unreadable file.
     """
-    import rasterio
-    from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
-
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{what} {path}: no such file")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", NotGeoreferencedWarning)
-            with rasterio.open(path) as src:
-                if src.count != 1 or src.dtypes[0] != "uint8":
-                    raise InputError(f"{what} {path}: expected a one-band uint8 change raster (1 change, 0 none, "
-                                     f"255 no data), got {src.count} band(s) of {src.dtypes[0]}")
-                return _grid_of(src)
-    except RasterioIOError as exc:
-        raise FormatError(f"{what} {path}: cannot read ({exc})") from None
+    return _change_raster(path, what, read=False)[0]
 
 
 def read_change_raster(path: str | Path, what: str = "--product") -> np.ndarray:
@@ -274,18 +265,7 @@ def read_change_raster(path: str | Path, what: str = "--product") -> np.ndarray:
     FormatError
         Unreadable file.
     """
-    import rasterio
-    from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
-
-    change_raster_grid(path, what)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", NotGeoreferencedWarning)
-            with rasterio.open(path) as src:
-                data = src.read(1)
-    except RasterioIOError as exc:
-        raise FormatError(f"{what} {path}: cannot read ({exc})") from None
-    return _check_change_values(data, f"{what} {path}")
+    return _change_raster(path, what, read=True)[1]
 
 
 def footprint_window(grids: list[MaskGrid], onto: MaskGrid) -> tuple[slice, slice] | None:
@@ -326,10 +306,9 @@ def changes_on_grid(products: list[str | Path], onto: MaskGrid, what: str = "--p
     out = np.full(onto.shape, UNLABELLED, np.uint8)
     warped = np.empty(onto.shape, np.uint8)
     for path in products:
-        grid = change_raster_grid(path, what)
+        grid, data = _change_raster(path, what, read=True)
         if not grid.georeferenced:
             raise InputError(f"{what} {path}: no CRS, so it cannot be placed on the reference's grid")
-        data = read_change_raster(path, what)
         warped.fill(UNLABELLED)
         reproject(data, warped, src_transform=grid.transform, src_crs=grid.crs, src_nodata=UNLABELLED,
                   dst_transform=onto.transform, dst_crs=onto.crs, dst_nodata=UNLABELLED,
@@ -407,7 +386,9 @@ def masks_to_score(products, reference) -> tuple[np.ndarray, np.ndarray, str]:
 _PICTURE_DRIVERS = ("PNG", "BMP", "GIF", "JPEG")
 
 
-def _open_mask(path: Path):
+def _open_mask(path: Path, prefix: str = ""):
+    """``rasterio.open(path)`` without the warning for files that have no georeference (the
+    benchmark masks); an unreadable file is a :class:`FormatError` naming ``prefix`` + the path."""
     import rasterio
     from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 
@@ -416,7 +397,7 @@ def _open_mask(path: Path):
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
             return rasterio.open(path)
     except RasterioIOError as exc:
-        raise FormatError(f"{path}: cannot read as a raster mask ({exc})") from exc
+        raise FormatError(f"{prefix}{path}: cannot read as a raster ({exc})") from exc
 
 
 def _read_band(path: Path, window=None) -> np.ndarray:
