@@ -151,12 +151,34 @@ def _cmd_redline_detect(args: argparse.Namespace) -> int:
     result = run_redline_detect(args.before, args.after, args.output, redlines=args.redlines, mmu_px=args.mmu_px,
                                 previous=args.previous, quicklooks=not args.no_quicklooks,
                                 max_quicklooks=args.max_quicklooks, checksums=not args.no_checksums,
-                                stream=args.stream, whole_scene=args.whole_scene, margin_m=args.redline_margin_m)
+                                stream=args.stream, whole_scene=args.whole_scene, margin_m=args.redline_margin_m,
+                                landcover=args.landcover, screen=_screen_params(args))
     print(result.summary())
     for name, path in result.paths.items():
         print(f"{name}: {path}")
     _fast_exit = True  # everything is published and closed
     return 0
+
+
+def _screen_params(args: argparse.Namespace):
+    """The crop-cycle screen's parameters from ``--cropland-codes`` / ``--crop-cycle-days`` (None: defaults)."""
+    if args.landcover is None:
+        given = [name for name, value in (("--cropland-codes", args.cropland_codes),
+                                          ("--crop-cycle-days", args.crop_cycle_days)) if value is not None]
+        if given:
+            raise InputError(f"{', '.join(given)}: only with --landcover")
+        return None
+    from rsmon.products.change_screen import ScreenParams
+
+    values = {}
+    if args.cropland_codes is not None:
+        try:
+            values["cropland_codes"] = tuple(int(c) for c in args.cropland_codes.split(",") if c.strip())
+        except ValueError:
+            raise InputError(f"--cropland-codes: expected whole codes separated by commas, got {args.cropland_codes!r}") from None
+    if args.crop_cycle_days is not None:
+        values["crop_cycle_days"] = args.crop_cycle_days
+    return ScreenParams(**values)
 
 
 def _cmd_redline_merge(args: argparse.Namespace) -> int:
@@ -352,6 +374,13 @@ def build_parser() -> argparse.ArgumentParser:
                       help="examine the blocks within M metres of a redline polygon (default 1000; at least "
                            "1.5 x (clean-up halo + 1) pixels, 180 m at 10 m)")
     rdet.add_argument("--mmu-px", type=int, default=None, metavar="N", help="minimum mapping unit, pixels (default 4)")
+    rdet.add_argument("--landcover", default=None, metavar="TIF",
+                      help="land-cover raster (ESA WorldCover or a land-use map, any CRS): patches mostly on its "
+                           "cropland that did not persist are screened as the crop cycle into screened.gpkg")
+    rdet.add_argument("--cropland-codes", default=None, metavar="C[,C...]",
+                      help="land-cover codes of cropland (default 40, WorldCover)")
+    rdet.add_argument("--crop-cycle-days", type=int, default=None, metavar="D",
+                      help="a change still flagged D days after its first detection is not the crop cycle (default 60)")
     rdet.add_argument("--previous", default=None, metavar="FILE",
                       help="earlier patches to keep ids from (default OUTDIR/patches.gpkg)")
     rdet.add_argument("--max-quicklooks", type=int, default=200, metavar="N", help="quicklook PNGs for the N largest patches")

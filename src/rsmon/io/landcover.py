@@ -29,7 +29,8 @@ from rsmon.errors import FormatError, InputError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["EARTH_RADIUS_M", "WORLDCOVER_CLASSES", "class_fraction_in_pixel", "footprint_bounds", "landcover_at"]
+__all__ = ["EARTH_RADIUS_M", "WORLDCOVER_CLASSES", "check_landcover_raster", "class_fraction_in_pixel",
+           "class_share_of_polygons", "class_shares_in_polygons", "footprint_bounds", "landcover_at"]
 
 #: ESA WorldCover 2021 v200 legend (map code -> class name); see the module docstring for the source.
 WORLDCOVER_CLASSES: dict[int, str] = {
@@ -248,3 +249,159 @@ def class_fraction_in_pixel(lon, lat, raster_path: str | os.PathLike, class_code
                 continue
             out[ok[k]] = np.count_nonzero(np.isin(block, codes) & valid) / total
     return out
+
+
+def class_shares_in_polygons(polygons, raster_path: str | os.PathLike, class_codes: Iterable[int],
+                             coverage_weight: str = "fraction") -> tuple[np.ndarray, np.ndarray]:
+    """Per polygon: the valid raster it covers, and the share of that cover holding ``class_codes``.
+
+    Exact polygon/pixel coverage fractions by exactextract (Baston 2023,
+    https://github.com/isciences/exactextract): its ``frac`` operation gives the share of each
+    distinct value among the covered valid cells (nodata cells take part in neither number).
+
+    Parameters
+    ----------
+    polygons : GeoDataFrame
+        Polygons already in the raster's CRS (the caller reprojects; this function does not).
+    raster_path : str or PathLike
+        Single-band categorical raster (band 1).
+    class_codes : iterable of int
+        Codes whose share is summed.
+    coverage_weight : str
+        exactextract ``coverage_weight``: ``"fraction"`` (cells counted by the covered fraction),
+        ``"area_spherical_m2"`` or ``"area_cartesian"`` (covered area).
+
+    Returns
+    -------
+    (covered, share) : two float arrays, one value per polygon
+        ``covered`` is the covered valid amount in the ``coverage_weight`` unit (0 when the polygon
+        covers no valid cell); ``share`` lies in [0, 1], NaN where ``covered`` is 0.
+    """
+    from exactextract import exact_extract
+
+    codes = np.asarray(sorted({int(c) for c in class_codes}), dtype=np.int64)
+    covered = np.zeros(len(polygons))
+    share = np.full(len(polygons), np.nan)
+    if not len(polygons):
+        return covered, share
+    ops = [f"count(coverage_weight={coverage_weight})", f"frac(coverage_weight={coverage_weight})", "unique"]
+    res = exact_extract(str(raster_path), polygons.reset_index(drop=True), ops, output="pandas")
+    for i, (total, fracs, values) in enumerate(zip(res["count"], res["frac"], res["unique"])):
+        if fracs is None or values is None or not np.size(values) or not total:
+            continue
+        covered[i] = float(total)
+        share[i] = float(np.asarray(fracs, float)[np.isin(np.asarray(values).astype(np.int64), codes)].sum())
+    return covered, share
+
+
+def check_landcover_raster(raster_path: str | os.PathLike, bounds: tuple[float, float, float, float], crs) -> None:
+    """Refuse a land-cover raster that cannot serve a scene: unreadable, without CRS, not one band
+    of integer codes, or not overlapping ``bounds`` (in ``crs``). Called before a long pass, so that
+    a wrong file fails at once.
+
+    Raises
+    ------
+    FormatError
+        The file cannot be opened, has no CRS, or is not a single band of integer codes.
+    InputError
+        The raster does not overlap the scene.
+    """
+    from rasterio.warp import transform_bounds
+
+    with _open(raster_path) as ds:
+        if ds.crs is None:
+            raise FormatError(f"{raster_path}: the land-cover raster has no CRS")
+        if ds.count != 1 or not np.issubdtype(np.dtype(ds.dtypes[0]), np.integer):
+            raise FormatError(f"{raster_path}: expected one band of integer land-cover codes, got "
+                              f"{ds.count} band(s) of {ds.dtypes[0]}")
+        left, bottom, right, top = transform_bounds(crs, ds.crs, *bounds, densify_pts=21)
+        b = ds.bounds
+        if left >= b.right or right <= b.left or bottom >= b.top or top <= b.bottom:
+            raise InputError(f"{raster_path}: the land-cover raster does not overlap the scene "
+                             f"(raster bounds {tuple(round(v, 6) for v in b)} in {ds.crs.to_string()})")
+
+
+def class_share_of_polygons(polygons, raster_path: str | os.PathLike, class_codes: Iterable[int], *,
+                            method: str = "strips", strip_rows: int = 1024) -> np.ndarray:
+    """Share of each polygon's valid land cover holding ``class_codes`` (NaN off the map or on nodata only).
+
+    ``polygons`` is a GeoDataFrame in any CRS: it is reprojected into the raster's (never the
+    raster into the polygons'), so a WorldCover tile in EPSG:4326 serves a UTM patch table.
+
+    ``method="strips"`` (default) counts the raster cells whose centre lies in each polygon: the
+    raster is read once, in strips of ``strip_rows`` rows, each strip's polygons burnt into a label
+    array (``rasterio.features.rasterize``) and counted with ``numpy.bincount``. The polygons must
+    not overlap (change patches do not; where they do, a cell counts for the last one). A polygon
+    holding no cell centre takes the cell under a point inside it. For the 7 682 screened patches of
+    the simulated tile (docs/validation_change.md) this took 1.1 s against 3.4 s for
+    ``method="exactextract"`` (:func:`class_shares_in_polygons`: exact coverage fractions, one
+    polygon at a time), with the same majority decision for every patch; exactextract is kept as
+    the cross-check.
+    """
+    import shapely
+    from rasterio.features import rasterize
+    from rasterio.windows import Window
+
+    if method not in ("strips", "exactextract"):
+        raise InputError(f"class_share_of_polygons: method must be 'strips' or 'exactextract', got {method!r}")
+    with _open(raster_path) as ds:
+        if ds.crs is None:
+            raise FormatError(f"{raster_path}: the land-cover raster has no CRS")
+        if not len(polygons):
+            return np.zeros(0)
+        if method == "exactextract":
+            return class_shares_in_polygons(polygons.to_crs(ds.crs), raster_path, class_codes)[1]
+        geoms = polygons.to_crs(ds.crs).geometry.to_numpy()
+        n = len(geoms)
+        codes = np.asarray(sorted({int(c) for c in class_codes}))
+        nodata = ds.nodata
+        inv = ~ds.transform
+        box = shapely.bounds(geoms)  # xmin, ymin, xmax, ymax (NaN for empty geometries)
+        ok = np.isfinite(box).all(axis=1)
+        c0, r0 = inv @ (box[:, 0], box[:, 3])
+        c1, r1 = inv @ (box[:, 2], box[:, 1])
+        if ds.transform.e > 0:  # a bottom-up raster
+            r0, r1 = r1, r0
+        rows0 = np.clip(np.floor(np.where(ok, r0, 0)), 0, ds.height).astype(np.int64)
+        rows1 = np.clip(np.ceil(np.where(ok, r1, 0)), 0, ds.height).astype(np.int64)
+        cols0 = np.clip(np.floor(np.where(ok, c0, 0)), 0, ds.width).astype(np.int64)
+        cols1 = np.clip(np.ceil(np.where(ok, c1, 0)), 0, ds.width).astype(np.int64)
+        on_map = ok & (rows1 > rows0) & (cols1 > cols0)
+        hits = np.zeros(n + 1, dtype=np.int64)
+        valid = np.zeros(n + 1, dtype=np.int64)
+        if on_map.any():
+            for top in range(int(rows0[on_map].min()), int(rows1[on_map].max()), strip_rows):
+                bottom = min(top + strip_rows, ds.height)
+                sel = np.flatnonzero(on_map & (rows0 < bottom) & (rows1 > top))
+                if not sel.size:
+                    continue
+                left, right = int(cols0[sel].min()), int(cols1[sel].max())
+                window = Window(left, top, right - left, bottom - top)
+                # labels 1..len(sel) local to the strip: uint16 when they fit (half the array to fill)
+                labels = rasterize(zip(geoms[sel], range(1, sel.size + 1)), out_shape=(bottom - top, right - left),
+                                   transform=ds.window_transform(window), fill=0,
+                                   dtype="uint16" if sel.size < 65535 else "int32")
+                at = np.flatnonzero(labels.ravel())  # only the cells inside a polygon are looked at
+                if not at.size:
+                    continue
+                owner, cover = labels.ravel()[at].astype(np.int64), ds.read(1, window=window).ravel()[at]
+                if nodata is not None:
+                    keep = cover != nodata
+                    owner, cover = owner[keep], cover[keep]
+                valid[sel + 1] += np.bincount(owner, minlength=sel.size + 1)[1:]
+                hits[sel + 1] += np.bincount(owner[np.isin(cover, codes)], minlength=sel.size + 1)[1:]
+        hits, valid = hits[1:], valid[1:]
+        share = np.full(n, np.nan)
+        counted = valid > 0
+        share[counted] = hits[counted] / valid[counted]
+    small = np.flatnonzero(on_map & (valid == 0))
+    if small.size:  # thinner than a cell: the cell under a point inside the polygon
+        points = shapely.point_on_surface(geoms[small])
+        lon, lat = shapely.get_x(points), shapely.get_y(points)
+        if ds.crs.to_epsg() != 4326:  # landcover_at takes longitude/latitude
+            from pyproj import Transformer
+
+            lon, lat = Transformer.from_crs(ds.crs, "EPSG:4326", always_xy=True).transform(lon, lat)
+        cover = landcover_at(lon, lat, raster_path, fill=-1)
+        share[small] = np.where(cover < 0, np.nan, np.isin(cover, codes).astype(float))
+    return share

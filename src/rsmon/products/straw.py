@@ -42,7 +42,7 @@ import pandas as pd
 
 from rsmon.errors import InputError, NoDataError
 from rsmon.io.stations_firms import fire_times_utc
-from rsmon.io.landcover import EARTH_RADIUS_M, class_fraction_in_pixel, landcover_at
+from rsmon.io.landcover import EARTH_RADIUS_M, class_fraction_in_pixel, class_shares_in_polygons, landcover_at
 
 log = logging.getLogger(__name__)
 
@@ -607,20 +607,9 @@ def cropland_area_by_admin(admin, landcover_path: str | os.PathLike, classes: It
 
 
 def _area_exactextract(gdf, landcover_path, codes: list[int], weight: str) -> np.ndarray:
-    from exactextract import exact_extract
-
-    # "frac" = share of each distinct value in the covered (area-weighted) valid cells, "count" =
-    # their covered area: class area = frac * count. Nodata cells take part in neither.
-    ops = [f"count(coverage_weight={weight})", f"frac(coverage_weight={weight})", "unique"]
-    res = exact_extract(str(landcover_path), gdf.reset_index(drop=True), ops, output="pandas")
-    out = np.zeros(len(res))
-    for i, (total, fracs, values) in enumerate(zip(res["count"], res["frac"], res["unique"])):
-        if fracs is None or values is None or not np.size(values):
-            continue
-        fr = np.asarray(fracs, float)
-        vals = np.asarray(values).astype(np.int64)
-        out[i] = float(total) * fr[np.isin(vals, codes)].sum()
-    return out
+    # class area = covered valid area x the classes' share of it (nodata cells take part in neither)
+    covered, share = class_shares_in_polygons(gdf, landcover_path, codes, coverage_weight=weight)
+    return covered * np.nan_to_num(share)
 
 
 def _area_rasterio(gdf, landcover_path, codes: list[int]) -> np.ndarray:

@@ -52,6 +52,7 @@ from affine import Affine
 from rsmon.errors import InputError
 from rsmon.io.atomic import atomic_output, check_output_dir
 from rsmon.sim.s2_scene import (
+    BARE,
     BUILT,
     CHANGE_CLASSES,
     COVER_NAMES,
@@ -122,6 +123,8 @@ class SimulatedPair:
     crs: str
     transform: Affine
     datetimes: tuple[str, str]
+    #: The before land cover in ESA WorldCover's layout (``landcover=True``), else None.
+    landcover: Path | None = None
 
 
 # --------------------------------------------------------------------------------------------------
@@ -393,7 +396,7 @@ def _write_all(plan: _Plan, outputs: dict, workers: int) -> None:
 def simulate_s2_l2a_pair(out_dir: str | Path, *, size: int = 10980, seed: int = 0, n_changes: int = 200,
                          tile: str = "T50SMF", dates: Sequence[str] = ("2023-05-01", "2023-06-01"),
                          cloud_fraction: float = 0.08, harvest_fraction: float = 0.1,
-                         workers: int = 2) -> SimulatedPair:
+                         workers: int = 2, landcover: bool = False) -> SimulatedPair:
     """Write a before/after Sentinel-2 L2A pair with known change patches.
 
     Parameters
@@ -416,6 +419,9 @@ def simulate_s2_l2a_pair(out_dir: str | Path, *, size: int = 10980, seed: int = 
         Share of cropland parcels harvested between the dates (not a human-activity change).
     workers : int
         Threads computing strips (and compressing tiles).
+    landcover : bool
+        Also write ``landcover.tif``, the before land cover as an ESA WorldCover map would show it
+        (:func:`write_worldcover`): the truth a crop-cycle screen is measured with.
 
     Returns
     -------
@@ -463,9 +469,61 @@ def simulate_s2_l2a_pair(out_dir: str | Path, *, size: int = 10980, seed: int = 
         with atomic_output(folders[name] / "MTD_MSIL2A.xml") as tmp:
             tmp.write_text(_mtd_xml(tile, stamp))
     _write_truth_csv(out / "truth.csv", plan.patches, transform, crs)
+    cover_map = write_worldcover(land, out / "landcover.tif", crs, transform, workers) if landcover else None
     log.info("simulated S2 L2A pair %s (%d x %d, %d change patches) in %s", tile, size, size, len(plan.patches), out)
     return SimulatedPair(folders["before"], folders["after"], out / "truth.tif", out / "truth.csv", plan.patches,
-                         int(size), tile, crs, transform, tuple(s.strftime("%Y-%m-%dT%H:%M:%SZ") for s in stamps))
+                         int(size), tile, crs, transform, tuple(s.strftime("%Y-%m-%dT%H:%M:%SZ") for s in stamps),
+                         cover_map)
+
+
+#: Simulator cover class -> ESA WorldCover 2021 v200 code (rsmon.io.landcover.WORLDCOVER_CLASSES):
+#: water 80, cropland 40, forest 10 (tree cover), built-up 50, bare 60.
+WORLDCOVER_CODES = {WATER: 80, CROP: 40, FOREST: 10, BUILT: 50, BARE: 60}
+#: ESA WorldCover's grid: EPSG:4326, 1/12000 degree (~10 m at the equator), origin on whole degrees.
+WORLDCOVER_DEG = 1.0 / 12000.0
+
+
+def write_worldcover(land: Landscape, path: Path, crs: str, transform: Affine, workers: int = 2) -> Path:
+    """Write the landscape's before cover as an ESA WorldCover map: uint8 WorldCover codes
+    (:data:`WORLDCOVER_CODES`), EPSG:4326 on WorldCover's 1/12000-degree grid, 1024-pixel DEFLATE
+    tiles, nodata 0 (as the real tiles, e.g. shared/data/esa-worldcover-tile), covering the tile.
+
+    The map is exact (no classification error) and dated before the change: what it measures is
+    the screen's rule, not a real map's errors. The 10 m UTM cover is resampled by nearest neighbour.
+    """
+    import rasterio
+    from rasterio.enums import Resampling
+    from rasterio.warp import reproject, transform_bounds
+    from rasterio.windows import Window
+
+    lut = np.zeros(256, dtype=np.uint8)
+    for code, value in WORLDCOVER_CODES.items():
+        lut[code] = value
+    size = land.size
+    utm_path = path.with_name(f".{path.stem}-utm.tif")
+    try:
+        with rasterio.open(utm_path, "w", **(_profile(size, "uint8", crs, transform, workers) | {"nodata": 0})) as utm:
+            cols = np.arange(size)
+            for _, r0, r1 in _strips(size):
+                codes = lut[land.cover(np.arange(r0, r1), cols).cls]
+                utm.write(codes, 1, window=Window(0, r0, size, r1 - r0))
+        west, south, east, north = transform_bounds(crs, "EPSG:4326", transform.c, transform.f + size * transform.e,
+                                                    transform.c + size * transform.a, transform.f, densify_pts=21)
+        d = WORLDCOVER_DEG
+        c0, c1 = math.floor(west / d), math.ceil(east / d)
+        r0, r1 = math.floor(-north / d), math.ceil(-south / d)
+        dst_transform = Affine(d, 0.0, c0 * d, 0.0, -d, -r0 * d)
+        profile = {"driver": "GTiff", "width": c1 - c0, "height": r1 - r0, "count": 1, "dtype": "uint8",
+                   "crs": "EPSG:4326", "transform": dst_transform, "nodata": 0, "tiled": True,
+                   "blockxsize": 1024, "blockysize": 1024, "compress": "deflate", "num_threads": max(workers, 1)}
+        with atomic_output(path) as tmp, rasterio.open(utm_path) as src, rasterio.open(tmp, "w", **profile) as dst:
+            reproject(rasterio.band(src, 1), rasterio.band(dst, 1), resampling=Resampling.nearest,
+                      src_nodata=0, dst_nodata=0, warp_mem_limit=256, num_threads=max(workers, 1))
+            dst.update_tags(SOURCE="rsmon sim s2: simulated before land cover in ESA WorldCover 2021 v200 codes",
+                            legend="10 tree cover, 40 cropland, 50 built-up, 60 bare, 80 water")
+    finally:
+        utm_path.unlink(missing_ok=True)
+    return path
 
 
 # --------------------------------------------------------------------------------------------------
@@ -490,10 +548,15 @@ def main(argv: Iterable[str] | None = None) -> int:
     parser.add_argument("--tile", default="T50SMF", help="MGRS tile (default T50SMF)")
     parser.add_argument("--dates", default="2023-05-01,2023-06-01", help="BEFORE,AFTER sensing dates")
     parser.add_argument("--clouds", type=float, default=0.08, help="cloud fraction of the after scene (default 0.08)")
+    parser.add_argument("--landcover", action="store_true",
+                        help="also write landcover.tif, the before land cover as an ESA WorldCover map")
     args = parser.parse_args(list(argv) if argv is not None else sys.argv[1:])
     dates = tuple(d.strip() for d in args.dates.split(","))
     pair = simulate_s2_l2a_pair(args.out, size=512 if args.small else args.size, seed=args.seed,
-                                n_changes=args.changes, tile=args.tile, dates=dates, cloud_fraction=args.clouds)
-    for path in (pair.before, pair.after, pair.truth_raster, pair.truth_csv):
+                                n_changes=args.changes, tile=args.tile, dates=dates, cloud_fraction=args.clouds,
+                                landcover=args.landcover)
+    for path in (pair.before, pair.after, pair.truth_raster, pair.truth_csv, pair.landcover):
+        if path is None:
+            continue
         print(path)
     return 0

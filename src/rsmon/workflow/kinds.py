@@ -233,7 +233,10 @@ def _redline_parameters() -> dict:
             "whole_scene": {"type": "boolean",
                             "description": "with redlines, examine the whole scene, not only the blocks near them"},
             "redline_margin_m": {"type": "number", "minimum": 0,
-                                 "description": "examine the blocks within this many metres of a redline (1000)"}}
+                                 "description": "examine the blocks within this many metres of a redline (1000)"},
+            "landcover": {**_PATH, "description": "land-cover raster: patches on its cropland that did not persist "
+                                                  "are screened as the crop cycle (screened.gpkg)"},
+            "screen": _fields_schema("rsmon.products.change_screen.ScreenParams")}
 
 
 def _redline_validation() -> dict:
@@ -254,19 +257,24 @@ def _run_redline(task: JobTask, inputs, out: Path, catalog: Path) -> dict:
         from rsmon.products.change_params import ChangeParams
 
         params = ChangeParams(**p["change"])
+    screen = None
+    if p.get("screen"):
+        from rsmon.products.change_screen import ScreenParams
+
+        screen = ScreenParams(**{k: tuple(v) if k == "cropland_codes" else v for k, v in p["screen"].items()})
     options = dict(redlines=p.get("redlines"), mmu_px=p.get("mmu_px"), params=params, band_map=p.get("band_map"),
                    previous=task.previous_patches, quicklooks=p.get("quicklooks", True),
                    max_quicklooks=p.get("max_quicklooks", 200), checksums=p.get("checksums", True),
                    stream=p.get("stream"), whole_scene=p.get("whole_scene", False),
-                   margin_m=p.get("redline_margin_m"))
+                   margin_m=p.get("redline_margin_m"), landcover=p.get("landcover"), screen=screen)
     plan = plan_tiles(inputs["before"], inputs["after"])
     if plan.multi:  # scenes of several tiles: one run per tile, the patches merged
         s = run_redline_tiles(plan, out, **options)
         return {k: s[k] for k in ("n_patches", "area_m2", "n_change_pixels", "by_class", "reason", "skipped_tiles",
-                                  "duplicates_dropped")} | {"tiles": sorted(s["tiles"])}
+                                  "duplicates_dropped", "screened")} | {"tiles": sorted(s["tiles"])}
     result = run_redline_detect(before, after, out, **options)
     return {"n_patches": result.n_patches, "area_m2": result.area_m2, "n_change_pixels": result.n_change_pixels,
-            "by_class": result.by_class, "reason": result.reason}
+            "by_class": result.by_class, "reason": result.reason, "screened": result.screened or None}
 
 
 def _validate_redline(task: JobTask, out: Path, report_dir: Path) -> dict:
@@ -298,7 +306,7 @@ JOB_KINDS: dict[str, JobKind] = {
     "redline": JobKind(
         name="redline", description="human-activity change patches in redlines from optical scene pairs",
         roles=(Role("before", 1, "earlier scene(s)"), Role("after", 1, "later scene(s)")),
-        parameters=_redline_parameters, required=(), paths=("redlines",), validation=_redline_validation,
+        parameters=_redline_parameters, required=(), paths=("redlines", "landcover"), validation=_redline_validation,
         validation_required=("reference",), validation_paths=("reference",), run=_run_redline,
         validate=_validate_redline, collection="rsmon-redline", alerts=True),
 }

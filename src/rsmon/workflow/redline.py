@@ -82,6 +82,7 @@ import xarray as xr
 from rsmon.errors import FormatError, InputError, RsmonError
 from rsmon.io.atomic import atomic_output
 from rsmon.io.change_output import CHANGE_COG_PROFILE, ChangeCogJobs, write_quicklooks
+from rsmon.io.landcover import check_landcover_raster, class_share_of_polygons
 from rsmon.io.optical import align_pair, open_optical
 from rsmon.io.spill import ChangeSpill
 from rsmon.io.vectors import read_vectors, write_patches
@@ -91,6 +92,7 @@ from rsmon.products.change_composite import latest_clear_composite
 from rsmon.products.change_extent import DEFAULT_MARGIN_M, blocks_reached, reaching_pixels
 from rsmon.products.change_indices import BANDS
 from rsmon.products.change_params import ChangeParams
+from rsmon.products.change_screen import CROP_CYCLE, ScreenParams, screen_patches
 from rsmon.products.patch_regions import kernel_threads
 from rsmon.products.patches import RedlineColumns, patches_from_change
 from rsmon.products.redlines import PREPARED_COLUMNS, prepare_redlines
@@ -141,6 +143,8 @@ class RedlineResult:
     #: Share of the scene's pixels examined (1.0: the whole scene; less: only the blocks near
     #: the redlines, :mod:`rsmon.products.change_extent`).
     examined_fraction: float = 1.0
+    #: Patches screened out as pseudo-change (``screened.gpkg``), by reason.
+    screened: dict[str, int] = field(default_factory=dict)
 
     def summary(self) -> str:
         text = (f"{self.n_patches} change patch(es), {self.area_m2 / 1e4:.2f} ha, "
@@ -149,6 +153,8 @@ class RedlineResult:
             text += " (" + ", ".join(f"{k} {v}" for k, v in sorted(self.by_class.items())) + ")"
         if self.examined_fraction < 1.0:
             text += f"; {100 * self.examined_fraction:.1f} % of the scene examined (near the redlines)"
+        for reason, n in sorted(self.screened.items()):
+            text += f"; {n} patch(es) screened as {reason.replace('_', ' ')} (screened.gpkg)"
         if self.reason:
             text += f"; {self.reason}"
         return text
@@ -248,6 +254,8 @@ def run_redline_detect(
     stream: bool | None = None,
     whole_scene: bool = False,
     margin_m: float | None = None,
+    landcover: _PathLike | None = None,
+    screen: ScreenParams | None = None,
 ) -> RedlineResult:
     """Detect human-activity change between optical scenes and write the change products.
 
@@ -285,6 +293,14 @@ def run_redline_detect(
     margin_m : float, optional
         That margin, metres (None: :data:`~rsmon.products.change_extent.DEFAULT_MARGIN_M`); at
         least 1.5 x (the clean-up's halo + 1) pixels are used whatever is given.
+    landcover : path, optional
+        A categorical land-cover raster (ESA WorldCover, a provincial land-use map; any CRS) for the
+        crop-cycle screen (:mod:`rsmon.products.change_screen`): patches mostly on its cropland
+        that did not persist ``screen.crop_cycle_days`` are moved from ``patches.*`` to
+        ``screened.gpkg`` / ``screened.geojson`` (with ``screen_reason``); both tables gain
+        ``cropland_fraction``. Checked before the pass.
+    screen : ScreenParams, optional
+        The screen's cropland codes and thresholds (default WorldCover class 40, majority, 60 days).
 
     Raises
     ------
@@ -323,6 +339,11 @@ def run_redline_detect(
                                      "multi-band stack's file name must hold one, e.g. scene_20230601T030551.tif)")
         zones = (prepare_redlines(read_vectors(redlines), grid.rio.crs, redline_columns) if redlines is not None
                  else None)
+        sp = screen or ScreenParams()
+        if landcover is not None:
+            if grid.rio.crs is None:
+                raise InputError(f"--after {after_paths[0]}: the scene has no CRS, so the land cover cannot be placed on it")
+            check_landcover_raster(landcover, grid.rio.bounds(), grid.rio.crs)
         within = None if zones is None or whole_scene else zones.geometry.to_numpy()
         margin = _grid_distance(grid, margin_m) if within is not None else 0.0
         prev = _previous_patches(out, previous)
@@ -361,7 +382,9 @@ def run_redline_detect(
                 prov = Provenance(inputs=inputs.result(),
                                   parameters={"change_params": json.loads(ds.attrs.get("change_params", "{}")),
                                               "threshold": _json_float(ds.attrs.get("threshold")),
-                                              "redlines": os.fspath(redlines) if redlines is not None else None})
+                                              "redlines": os.fspath(redlines) if redlines is not None else None,
+                                              "landcover": os.fspath(landcover) if landcover is not None else None,
+                                              "screen": sp.as_dict() if landcover is not None else None})
 
             # 3. into a staging folder, then moved into place; the COGs are written in the background while
             #    the patch table is built (both mostly outside the GIL), and this thread helps with those
@@ -395,22 +418,34 @@ def run_redline_detect(
                              "blocks: examining %d more block(s) and running the pass again", reached.size,
                              int(more.sum()))
                     raise _MoreBlocks(blocks.examined | more)
+                screened = None
+                if landcover is not None:  # pseudo-change removal: the crop cycle on mapped cropland
+                    with _stage(seconds, "screen"):
+                        fraction = class_share_of_polygons(patches, landcover, sp.cropland_codes)
+                        patches, screened = screen_patches(patches, fraction, sp)
                 result = RedlineResult(
                     seconds=seconds, n_patches=len(patches), n_change_pixels=n_change, n_valid_pixels=n_valid,
                     area_m2=float(patches["area_m2"].sum()) if len(patches) else 0.0,
                     reason=ds.attrs.get("no_data_reason"),
                     by_class={str(k): int(v) for k, v in patches["change_class"].value_counts().items()}
-                    if len(patches) else {}, examined_fraction=float(ds.attrs.get("examined_fraction", 1.0)))
+                    if len(patches) else {}, examined_fraction=float(ds.attrs.get("examined_fraction", 1.0)),
+                    screened={CROP_CYCLE: len(screened)} if screened is not None else {})
                 if result.reason is None and result.n_patches == 0:
                     if within is not None and not ds.attrs.get("examined_blocks"):
                         result.reason = "no redline polygon lies on the scene: nothing examined"
                     else:
                         result.reason = ("no change patch inside the redlines" if zones is not None and n_change
                                          else "no change above the automatic threshold and the minimum mapping unit")
+                    if screened is not None and len(screened):
+                        result.reason = (f"every change patch ({len(screened)}) lies on cropland and did not persist: "
+                                         "screened as the crop cycle (screened.gpkg)")
                 written: dict[str, Path] = {}
                 with _stage(seconds, "vectors"):
                     gpkg, geojson = write_patches(patches, stage / "patches.gpkg", stage / "patches.geojson")
-                written["patches_gpkg"], written["patches_geojson"] = gpkg, geojson
+                    written["patches_gpkg"], written["patches_geojson"] = gpkg, geojson
+                    if screened is not None:
+                        written["screened_gpkg"], written["screened_geojson"] = write_patches(
+                            screened, stage / "screened.gpkg", stage / "screened.geojson", layer="screened")
                 written.update(rasters.result())
                 seconds["rasters"] = round(time.perf_counter() - t_rasters, 3)
                 log.info("redline stage rasters: %.2f s (alongside the patches)", seconds["rasters"])
@@ -426,6 +461,11 @@ def run_redline_detect(
                     (stage / "quicklooks").mkdir(exist_ok=True)
                     written["quicklooks"] = stage / "quicklooks"
                 result.paths = publish(written, out)
+                if screened is None:  # an older run's screened patches would describe patches of another run
+                    for name in ("screened.gpkg", "screened.geojson"):
+                        if (out / name).exists():
+                            log.info("removing %s of an earlier run (this run screened nothing)", out / name)
+                            (out / name).unlink()
             return result
 
     extra, passes = None, 1
@@ -512,6 +552,7 @@ def _write_summary(path: Path, result: RedlineResult, ds: xr.Dataset, before, af
         "n_patches": result.n_patches, "area_m2": result.area_m2, "by_class": result.by_class,
         "n_change_pixels": result.n_change_pixels, "n_valid_pixels": result.n_valid_pixels,
         "reason": result.reason, "stage_seconds": result.seconds, "streamed": streamed,
+        "screened": result.screened or None,
         "examined": {"fraction": result.examined_fraction,
                      **{k: ds.attrs[f"examined_{k}"] for k in ("blocks", "margin", "added", "passes")
                         if f"examined_{k}" in ds.attrs},

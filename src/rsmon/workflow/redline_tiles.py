@@ -154,6 +154,8 @@ def run_redline_tiles(plan: TilePlan, out: Path, **kwargs) -> dict[str, Any]:
     ``kwargs`` go to :func:`rsmon.workflow.redline.run_redline_detect` (the same redlines,
     parameters and previous patches for every tile). Writes ``out/patches.gpkg``,
     ``out/patches.geojson`` (column ``tile`` added) and ``out/summary.json``; returns the summary.
+    With a land-cover screen, the tiles' ``screened.gpkg`` are merged the same way into
+    ``out/screened.gpkg`` / ``.geojson``.
 
     Raises
     ------
@@ -276,6 +278,11 @@ def merge_runs(runs: dict[str, Path], out: Path, *, tiles: dict[str, dict] | Non
     table = merged.table
     out.mkdir(parents=True, exist_ok=True)
     write_patches(table, out / "patches.gpkg", out / "patches.geojson")
+    screened = {tile: read_vectors(Path(folder) / "screened.gpkg") for tile, folder in runs.items()
+                if (Path(folder) / "screened.gpkg").is_file()}
+    if screened:  # the tiles' pseudo-changes, merged by the same rules (each change once)
+        screened_table = merge_tile_patches(screened, {t: centres[t] for t in screened}).table
+        write_patches(screened_table, out / "screened.gpkg", out / "screened.geojson", layer="screened")
     by_class = {str(k): int(v) for k, v in table["change_class"].value_counts().items()} if len(table) else {}
     summary = {
         "tiles": tiles, "skipped_tiles": dict(skipped or {}), "n_patches": len(table),
@@ -284,6 +291,8 @@ def merge_runs(runs: dict[str, Path], out: Path, *, tiles: dict[str, dict] | Non
         "n_valid_pixels": sum(int(t.get("n_valid_pixels") or 0) for t in tiles.values()),
         "duplicates_dropped": merged.n_dropped, "ids_renamed": merged.n_renamed,
         "reason": None if len(table) else "no change patch in any tile",
+        "screened": ({str(k): int(v) for k, v in screened_table["screen_reason"].value_counts().items()}
+                     if screened else None),
         **({"tile_runs": tile_runs} if tile_runs else {}),
     }
     with atomic_output(out / "summary.json") as tmp:
@@ -313,5 +322,6 @@ def _run_summary(folder: Path) -> dict[str, Any]:
         body = json.loads((folder / "summary.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
-    keys = ("n_patches", "area_m2", "n_change_pixels", "n_valid_pixels", "by_class", "reason", "before", "after")
+    keys = ("n_patches", "area_m2", "n_change_pixels", "n_valid_pixels", "by_class", "reason", "before", "after",
+            "screened")
     return {k: body.get(k) for k in keys} if isinstance(body, dict) else {}

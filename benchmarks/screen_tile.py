@@ -1,0 +1,137 @@
+#!/usr/bin/env python
+"""The crop-cycle screen on the simulated Sentinel-2 tile: what it removes, what it costs (issue 5).
+
+Input: the simulated tile pair of ``benchmarks/bench_change_tile.py`` (``<data>/s2tile``: May ->
+June on the North China Plain, 10 % of the wheat parcels harvested, 200 planted changes) and its
+before land cover as an ESA WorldCover map (``<data>/s2tile/landcover.tif``, written once by
+:func:`rsmon.sim.s2.write_worldcover`: EPSG:4326, 1/12000 degree, exact).
+
+Runs, alternating, each its own process under GNU time: the one-off CLI ``rsmon redline detect
+--no-quicklooks --no-checksums`` without and with ``--landcover``. Then scores both runs' patches
+against the truth raster (patches burnt onto the 10 m grid):
+
+- pixel precision and recall of the patches (kept patches only for the screened run);
+- patches overlapping a planted change, and patch counts / area kept and screened;
+- per planted class: truth regions found by a kept patch, found only by a screened one, missed.
+
+Usage::
+
+    .venv/bin/python benchmarks/screen_tile.py [--data benchmarks/data] [--repeat 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+RSMON = str(Path(sys.executable).with_name("rsmon"))
+TRUTH_NAMES = {1: "construction", 2: "mining", 3: "new water", 4: "vegetation clearing"}
+
+
+def landcover(folder: Path) -> Path:
+    path = folder / "landcover.tif"
+    if not path.exists():
+        from affine import Affine
+
+        from rsmon.sim.s2 import PIXEL_M, TILE_ORIGIN, _tile_crs, write_worldcover
+        from rsmon.sim.s2_scene import Landscape
+
+        print(f"writing {path} (~12 s) ...", file=sys.stderr)
+        _, crs = _tile_crs("T50SMF")  # bench_change_tile.py's tile: rsmon sim s2 defaults (seed 0)
+        write_worldcover(Landscape(10980, 0), path, crs,
+                         Affine(PIXEL_M, 0.0, TILE_ORIGIN[0], 0.0, -PIXEL_M, TILE_ORIGIN[1]))
+    return path
+
+
+def run(folder: Path, out: Path, extra: list[str]) -> dict:
+    shutil.rmtree(out, ignore_errors=True)
+    with tempfile.NamedTemporaryFile("r") as tf:
+        subprocess.run(["/usr/bin/time", "-o", tf.name, "-f", "%e %M", RSMON, "redline", "detect", "--before",
+                        str(folder / "before"), "--after", str(folder / "after"), "-o", str(out), "--no-quicklooks",
+                        "--no-checksums", *extra], check=True, capture_output=True, text=True)
+        wall, kb = tf.read().split()[-2:]
+    return {"wall": float(wall), "peak_mb": float(kb) / 1024}
+
+
+def scores(folder: Path, out: Path) -> dict:
+    import geopandas as gpd
+    import rasterio
+    import scipy.ndimage as ndi
+    from rasterio.features import rasterize
+
+    with rasterio.open(folder / "truth.tif") as ds:
+        truth, transform = ds.read(1), ds.transform
+    planted = truth > 0
+    regions, _ = ndi.label(planted)
+
+    def burnt(name: str, layer: str):
+        path = out / name
+        if not path.exists():
+            return None, np.zeros(truth.shape, np.int32)
+        table = gpd.read_file(path, layer=layer)
+        labels = rasterize(((g, i + 1) for i, g in enumerate(table.geometry)), out_shape=truth.shape,
+                           transform=transform, dtype="int32") if len(table) else np.zeros(truth.shape, np.int32)
+        return table, labels
+
+    kept, k = burnt("patches.gpkg", "patches")
+    screened, s = burnt("screened.gpkg", "screened")
+    tp = int((planted & (k > 0)).sum())
+    result = {"patches": len(kept), "patches_on_truth": int(np.unique(k[planted & (k > 0)]).size),
+              "kept_ha": float(kept["area_m2"].sum() / 1e4), "precision": tp / max(int((k > 0).sum()), 1),
+              "recall": tp / int(planted.sum()),
+              "screened": 0 if screened is None else len(screened),
+              "screened_ha": 0.0 if screened is None else float(screened["area_m2"].sum() / 1e4), "by_class": {}}
+    for code, name in TRUTH_NAMES.items():
+        mine = truth == code
+        ids = set(np.unique(regions[mine])) - {0}
+        found_k = set(np.unique(regions[mine & (k > 0)])) - {0}
+        found_s = set(np.unique(regions[mine & (s > 0)])) - {0} - found_k
+        result["by_class"][name] = (len(ids), len(found_k), len(found_s), len(ids) - len(found_k) - len(found_s))
+    return result
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[1])
+    ap.add_argument("--data", type=Path, default=ROOT / "benchmarks" / "data")
+    ap.add_argument("--repeat", type=int, default=2)
+    args = ap.parse_args()
+    folder = args.data / "s2tile"
+    if not (folder / "after").is_dir():
+        print(f"no tile pair in {folder}: run benchmarks/bench_change_tile.py once first", file=sys.stderr)
+        return 2
+    lc = landcover(folder)
+    work = Path(tempfile.mkdtemp(prefix="rsmon-screen-"))
+    cases = {"no screen": [], "--landcover": ["--landcover", str(lc)]}
+    timings: dict[str, list[dict]] = {c: [] for c in cases}
+    try:
+        for _ in range(args.repeat):
+            for case, extra in cases.items():
+                timings[case].append(run(folder, work / case.strip("-").replace(" ", "_"), extra))
+        print("| run | wall s (each) | peak MB | patches | on a planted change | kept ha | pixel precision "
+              "| pixel recall | screened | screened ha |")
+        print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+        results = {}
+        for case in cases:
+            r = results[case] = scores(folder, work / case.strip("-").replace(" ", "_"))
+            walls = " / ".join(f"{t['wall']:.2f}" for t in timings[case])
+            peak = max(t["peak_mb"] for t in timings[case])
+            print(f"| {case} | {walls} | {peak:.0f} | {r['patches']} | {r['patches_on_truth']} | {r['kept_ha']:.1f} "
+                  f"| {r['precision']:.4f} | {r['recall']:.4f} | {r['screened']} | {r['screened_ha']:.1f} |")
+        print("\n| planted class | regions | found by a kept patch | only by a screened one | missed |")
+        print("|---|---:|---:|---:|---:|")
+        for name, (n, fk, fs, miss) in results["--landcover"]["by_class"].items():
+            print(f"| {name} | {n} | {fk} | {fs} | {miss} |")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,346 @@
+"""The crop-cycle screen: land-cover shares under polygons, the rule, and redline runs with --landcover."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from datetime import date
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import pytest
+import rasterio
+from affine import Affine
+from shapely.geometry import box
+
+from rsmon.errors import FormatError, InputError
+from rsmon.io.landcover import check_landcover_raster, class_share_of_polygons, class_shares_in_polygons
+from rsmon.products.change_screen import CROP_CYCLE, ScreenParams, crop_cycle, persisted_days, screen_patches
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+WORLDCOVER = DATA / "esa-worldcover-tile" / "ESA_WorldCover_10m_2021_v200_N00E006_Map.tif"
+UTM = "EPSG:32650"
+
+
+def _raster(path: Path, codes: np.ndarray, transform: Affine, crs: str = UTM, nodata=0) -> Path:
+    with rasterio.open(path, "w", driver="GTiff", width=codes.shape[1], height=codes.shape[0], count=1,
+                       dtype=codes.dtype, crs=crs, transform=transform, nodata=nodata) as ds:
+        ds.write(codes, 1)
+    return path
+
+
+@pytest.fixture
+def small_map(tmp_path):
+    """A 4 x 6 map of 10 m cells at (500000, 4000000): cropland 40, trees 10, water 80, nodata 0."""
+    codes = np.array([[40, 40, 10, 10, 80, 80],
+                      [40, 40, 10, 10, 80, 80],
+                      [40, 0, 40, 10, 40, 40],
+                      [40, 0, 40, 40, 40, 40]], dtype=np.uint8)
+    return _raster(tmp_path / "lc.tif", codes, Affine(10, 0, 500000, 0, -10, 4000000))
+
+
+def _cells(c0, r0, c1, r1):
+    """The box of cells [c0, c1) x [r0, r1) of the small map."""
+    return box(500000 + 10 * c0, 4000000 - 10 * r1, 500000 + 10 * c1, 4000000 - 10 * r0)
+
+
+# ---- shares under polygons: known answers ---------------------------------------------------------
+
+def test_class_share_of_polygons_known_answers(small_map):
+    polys = gpd.GeoDataFrame(geometry=[
+        _cells(0, 0, 2, 2),   # 4 cropland cells -> 1.0
+        _cells(2, 2, 5, 3),   # 40, 10, 40 -> 2 of 3
+        _cells(2, 0, 4, 2),   # trees only -> 0.0
+        _cells(1, 2, 2, 4),   # nodata only -> NaN
+        box(600000, 3000000, 600010, 3000010),  # off the map -> NaN
+        _cells(4, 3, 6, 4),   # 2 cropland cells
+    ], crs=UTM)  # (not overlapping, as change patches)
+    want = [1.0, 2 / 3, 0.0, np.nan, np.nan, 1.0]
+    for method in ("strips", "exactextract"):
+        got = class_share_of_polygons(polys, small_map, (40,), method=method)
+        np.testing.assert_allclose(got, want, atol=1e-9, err_msg=method)
+    # strips of one row give the same counts (polygons crossing strip edges counted once per cell)
+    np.testing.assert_allclose(class_share_of_polygons(polys, small_map, (40,), strip_rows=1), want, atol=1e-9)
+    # several codes: cropland or water
+    np.testing.assert_allclose(class_share_of_polygons(polys.iloc[[2]], small_map, (40, 10)), [1.0])
+
+
+def test_class_share_any_crs_and_thin_polygons(small_map):
+    polys = gpd.GeoDataFrame(geometry=[_cells(2, 2, 5, 3), _cells(4, 0, 6, 2)], crs=UTM)
+    in_utm = class_share_of_polygons(polys, small_map, (40,))
+    in_wgs84 = class_share_of_polygons(polys.to_crs("EPSG:4326"), small_map, (40,))
+    np.testing.assert_allclose(in_wgs84, in_utm, atol=1e-9)
+    np.testing.assert_allclose(in_utm, [2 / 3, 0.0])
+    # a polygon holding no cell centre takes the cell under a point inside it
+    thin = gpd.GeoDataFrame(geometry=[box(500001, 3999961, 500004, 3999969),   # inside cell (0, 3): 40
+                                      box(500021, 3999991, 500024, 3999999)], crs=UTM)  # cell (2, 0): 10
+    np.testing.assert_allclose(class_share_of_polygons(thin, small_map, (40,)), [1.0, 0.0])
+
+
+def test_exactextract_shares_are_coverage_weighted(small_map):
+    # half of cell (2, 0) [trees] and all of cell (1, 0) [cropland]: exact cover 1 / 1.5
+    poly = gpd.GeoDataFrame(geometry=[box(500010, 3999990, 500025, 4000000)], crs=UTM)
+    covered, share = class_shares_in_polygons(poly, small_map, (40,))
+    np.testing.assert_allclose(covered, [1.5])
+    np.testing.assert_allclose(share, [1 / 1.5])
+
+
+@pytest.mark.skipif(not WORLDCOVER.exists(), reason="shared/data/esa-worldcover-tile not present")
+def test_class_share_on_the_real_worldcover_tile():
+    """Real WorldCover tile N00E006: cell-aligned boxes in degrees, counted by hand from the window."""
+    d = 1 / 12000
+    with rasterio.open(WORLDCOVER) as ds:
+        # 300 x 300 cell windows on Principe island: tree cover with water, grass, built-up
+        windows = [(15700, 16400), (16000, 16800)]
+        boxes, want = [], []
+        for row0, col0 in windows:
+            data = ds.read(1, window=((row0, row0 + 300), (col0, col0 + 300)))
+            valid = data != 0
+            want.append((data[valid] == 10).sum() / valid.sum() if valid.any() else np.nan)
+            west, north = 6 + col0 * d, 3 - row0 * d
+            boxes.append(box(west, north - 300 * d, west + 300 * d, north))
+    assert any(np.isfinite(want)), "the windows hold no land"
+    polys = gpd.GeoDataFrame(geometry=boxes, crs="EPSG:4326")
+    np.testing.assert_allclose(class_share_of_polygons(polys, WORLDCOVER, (10,)), want, atol=1e-12)
+    np.testing.assert_allclose(class_share_of_polygons(polys, WORLDCOVER, (10,), method="exactextract"), want,
+                               atol=1e-6)
+    # the same boxes given in UTM (32N) answer within the reprojection of their edges
+    utm = class_share_of_polygons(polys.to_crs("EPSG:32632"), WORLDCOVER, (10,))
+    np.testing.assert_allclose(utm, want, atol=0.02)
+
+
+def test_check_landcover_raster(tmp_path, small_map):
+    bounds = (500000, 3999960, 500060, 4000000)
+    check_landcover_raster(small_map, bounds, UTM)  # fine
+    with pytest.raises(InputError, match="does not overlap"):
+        check_landcover_raster(small_map, (700000, 3000000, 700100, 3000100), UTM)
+    rgb = tmp_path / "rgb.tif"
+    with rasterio.open(rgb, "w", driver="GTiff", width=2, height=2, count=3, dtype="uint8", crs=UTM,
+                       transform=Affine(10, 0, 500000, 0, -10, 4000000)) as ds:
+        ds.write(np.zeros((3, 2, 2), np.uint8))
+    with pytest.raises(FormatError, match="one band of integer"):
+        check_landcover_raster(rgb, bounds, UTM)
+    bad = tmp_path / "lc.tif.txt"
+    bad.write_text("not a raster")
+    with pytest.raises(FormatError, match="lc.tif.txt"):
+        check_landcover_raster(bad, bounds, UTM)
+
+
+# ---- the rule ------------------------------------------------------------------------------------
+
+def _table(rows):
+    cols = ["class_code", "ndvi_after", "first_detected", "last_detected"]
+    return pd.DataFrame(rows, columns=cols)
+
+
+def test_crop_cycle_rule_known_answers():
+    p = ScreenParams()
+    rows = [
+        (1, 0.23, "2023-06-01", "2023-06-01"),  # 0 harvest-like construction on cropland -> screened
+        (1, 0.23, "2023-06-01", "2023-06-01"),  # 1 same, cropland 0.4 -> kept
+        (5, 0.23, "2023-06-01", "2023-06-01"),  # 2 water-body change -> kept
+        (1, 0.08, "2023-06-01", "2023-06-01"),  # 3 barren after (concrete/rock) -> kept
+        (1, 0.10, "2023-06-01", "2023-06-01"),  # 4 exactly at the barren limit -> kept
+        (1, np.nan, "2023-06-01", "2023-06-01"),  # 5 no after NDVI -> kept
+        (4, 0.30, "2023-06-01", "2023-07-31"),  # 6 persisted 60 days -> kept
+        (4, 0.30, "2023-06-01", "2023-07-30"),  # 7 persisted 59 days -> screened
+        (3, 0.60, "2023-06-01", None),          # 8 farmland class, no last date -> screened
+        (6, 0.20, "2023-06-01", "2023-06-01"),  # 9 cropland share unknown (NaN) -> kept
+    ]
+    frac = np.array([1.0, 0.4, 1.0, 1.0, 1.0, 1.0, 0.5, 0.5, 0.9, np.nan])
+    got = crop_cycle(_table(rows), frac, p)
+    assert got.tolist() == [True, False, False, False, False, False, False, True, True, False]
+    assert persisted_days(_table(rows)).tolist() == [0, 0, 0, 0, 0, 0, 60, 59, 0, 0]
+    # the thresholds move the decisions
+    assert crop_cycle(_table(rows), frac, ScreenParams(min_cropland_fraction=0.4))[1]
+    assert not crop_cycle(_table(rows), frac, ScreenParams(crop_cycle_days=59))[7]
+    assert crop_cycle(_table(rows), frac, ScreenParams(barren_ndvi_max=0.05))[3]
+    with pytest.raises(InputError, match="one per patch"):
+        crop_cycle(_table(rows), frac[:3], p)
+
+
+def test_screen_patches_splits_and_keeps_order():
+    table = _table([(1, 0.3, "2023-06-01", "2023-06-01"), (2, 0.05, "2023-06-01", "2023-06-01"),
+                    (1, 0.3, "2023-06-01", "2023-06-01")])
+    table["patch_id"] = ["a", "b", "c"]
+    kept, screened = screen_patches(table, np.array([0.9, 0.9, 0.1]), ScreenParams())
+    assert kept["patch_id"].tolist() == ["b", "c"] and screened["patch_id"].tolist() == ["a"]
+    assert screened["screen_reason"].tolist() == [CROP_CYCLE]
+    assert kept["cropland_fraction"].tolist() == [0.9, 0.1]
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"cropland_codes": ()}, "cropland-codes"), ({"cropland_codes": (40.5,)}, "cropland-codes"),
+    ({"min_cropland_fraction": 0.0}, "min_cropland_fraction"), ({"min_cropland_fraction": 1.5}, "min_cropland"),
+    ({"barren_ndvi_max": 2.0}, "barren_ndvi_max"), ({"crop_cycle_days": 0}, "crop_cycle_days"),
+    ({"crop_cycle_days": 1.5}, "crop_cycle_days"),
+])
+def test_screen_params_refused(kwargs, match):
+    with pytest.raises(InputError, match=match):
+        ScreenParams(**kwargs)
+
+
+# ---- redline runs with a land-cover map ----------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def sim_pair(tmp_path_factory):
+    from rsmon.sim.s2 import simulate_s2_l2a_pair
+
+    return simulate_s2_l2a_pair(tmp_path_factory.mktemp("screen") / "pair", size=512, seed=3, n_changes=12,
+                                landcover=True)
+
+
+def test_sim_landcover_is_worldcover_layout(sim_pair):
+    from rsmon.sim.s2 import WORLDCOVER_DEG
+
+    with rasterio.open(sim_pair.landcover) as ds:
+        assert ds.crs.to_epsg() == 4326 and ds.nodata == 0 and ds.dtypes[0] == "uint8"
+        assert ds.res == pytest.approx((WORLDCOVER_DEG, WORLDCOVER_DEG))
+        # on WorldCover's grid: the origin a whole number of cells from a whole degree
+        assert (ds.transform.c / WORLDCOVER_DEG) == pytest.approx(round(ds.transform.c / WORLDCOVER_DEG), abs=1e-6)
+        values = set(np.unique(ds.read(1)).tolist())
+    assert values <= {0, 10, 40, 50, 60, 80} and 40 in values
+
+
+def _ids(path: Path, layer: str) -> set[str]:
+    return set(gpd.read_file(path, layer=layer)["patch_id"]) if path.exists() else set()
+
+
+def test_redline_run_with_landcover_screens_harvest(sim_pair, tmp_path):
+    from rsmon.workflow.redline import run_redline_detect
+
+    plain = run_redline_detect(sim_pair.before, sim_pair.after, tmp_path / "plain", quicklooks=False,
+                               checksums=False)
+    res = run_redline_detect(sim_pair.before, sim_pair.after, tmp_path / "screened", quicklooks=False,
+                             checksums=False, landcover=sim_pair.landcover)
+    out = tmp_path / "screened"
+    kept, screened = _ids(out / "patches.gpkg", "patches"), _ids(out / "screened.gpkg", "screened")
+    # nothing lost or duplicated: the screen only moves patches, with their ids
+    assert kept | screened == _ids(tmp_path / "plain" / "patches.gpkg", "patches") and not kept & screened
+    assert res.screened == {CROP_CYCLE: len(screened)} and res.n_patches == len(kept) and len(screened) > 20
+    table = gpd.read_file(out / "screened.gpkg", layer="screened")
+    assert (table["cropland_fraction"] >= 0.5).all() and (table["ndvi_after"] > 0.1).all()
+    assert set(table["screen_reason"]) == {CROP_CYCLE} and (table["class_code"] != 5).all()
+    assert json.loads((out / "summary.json").read_text())["screened"] == {CROP_CYCLE: len(screened)}
+    assert json.loads((out / "screened.geojson").read_text())["name"] == "screened"
+    # what the screen buys: the kept patches' pixel precision against the truth
+    truth = rasterio.open(sim_pair.truth_raster).read(1) > 0
+
+    def precision(path: Path, layer: str) -> float:
+        from rasterio.features import rasterize
+
+        g = gpd.read_file(path, layer=layer)
+        mask = rasterize(((geom, 1) for geom in g.geometry), out_shape=truth.shape,
+                         transform=sim_pair.transform).astype(bool)
+        return (mask & truth).sum() / mask.sum()
+
+    before, after = precision(tmp_path / "plain" / "patches.gpkg", "patches"), precision(out / "patches.gpkg", "patches")
+    assert before < 0.1 and after > 0.8, (before, after)
+    # the planted concrete on cropland (construction) is kept: barren after, not a field
+    kept_table = gpd.read_file(out / "patches.gpkg", layer="patches")
+    assert ((kept_table["change_class"] == "construction") & (kept_table["cropland_fraction"] >= 0.5)).any()
+    # a rerun without the map removes the first run's screened files (they would describe other patches)
+    run_redline_detect(sim_pair.before, sim_pair.after, out, quicklooks=False, checksums=False)
+    assert not (out / "screened.gpkg").exists() and not (out / "screened.geojson").exists()
+    assert _ids(out / "patches.gpkg", "patches") == kept | screened
+
+
+def test_persisting_change_is_not_screened(sim_pair, tmp_path):
+    """A second after scene 75 days on (the same surface): every change persisted, nothing is the crop cycle."""
+    from rsmon.sim.s2 import simulate_s2_l2a_pair
+    from rsmon.workflow.redline import run_redline_detect
+
+    later = simulate_s2_l2a_pair(tmp_path / "later", size=512, seed=3, n_changes=12,
+                                 dates=("2023-05-01", "2023-08-15"))
+    res = run_redline_detect(sim_pair.before, [sim_pair.after, later.after], tmp_path / "series", quicklooks=False,
+                             checksums=False, landcover=sim_pair.landcover)
+    table = gpd.read_file(tmp_path / "series" / "patches.gpkg", layer="patches")
+    confirmed = table["last_detected"].astype(str).str.startswith("2023-08-15")
+    assert confirmed.any()
+    screened = gpd.read_file(tmp_path / "series" / "screened.gpkg", layer="screened")
+    # only changes not flagged again on 15 August may be screened
+    assert not screened["last_detected"].astype(str).str.startswith("2023-08-15").any()
+    assert res.screened[CROP_CYCLE] == len(screened)
+    # with a 90-day cycle the persisted ones are screened too
+    res90 = run_redline_detect(sim_pair.before, [sim_pair.after, later.after], tmp_path / "series90",
+                               quicklooks=False, checksums=False, landcover=sim_pair.landcover,
+                               screen=ScreenParams(crop_cycle_days=90))
+    assert res90.screened[CROP_CYCLE] > res.screened[CROP_CYCLE]
+
+
+def test_cli_landcover_errors(sim_pair, tmp_path, capsys):
+    from rsmon.cli import main
+
+    out = tmp_path / "out"
+    base = ["redline", "detect", "--before", str(sim_pair.before), "--after", str(sim_pair.after), "-o", str(out),
+            "--no-quicklooks", "--no-checksums"]
+    assert main([*base, "--cropland-codes", "40"]) == 2
+    assert "only with --landcover" in capsys.readouterr().err
+    assert main([*base, "--landcover", str(sim_pair.landcover), "--cropland-codes", "40,x"]) == 2
+    assert "--cropland-codes" in capsys.readouterr().err
+    if WORLDCOVER.exists():  # a real map of another continent: refused before the pass, named
+        assert main([*base, "--landcover", str(WORLDCOVER)]) == 2
+        err = capsys.readouterr().err
+        assert "does not overlap" in err and WORLDCOVER.name in err and len(err.strip().splitlines()) == 1
+    assert not out.exists() or not any(out.iterdir())
+    # and a run that works: codes given on the command line
+    assert main([*base, "--landcover", str(sim_pair.landcover), "--cropland-codes", "40", "--crop-cycle-days",
+                 "30"]) == 0
+    assert "screened as crop cycle" in capsys.readouterr().out
+    params = json.loads((out / "summary.json").read_text())
+    assert params["screened"][CROP_CYCLE] > 0
+
+
+def test_multi_tile_merge_carries_screened(sim_pair, tmp_path):
+    """rsmon redline merge merges the tiles' screened patches like their patches."""
+    from rsmon.workflow.redline import run_redline_detect
+    from rsmon.workflow.redline_tiles import merge_run_folders
+
+    run_redline_detect(sim_pair.before, sim_pair.after, tmp_path / "a", quicklooks=False, checksums=False,
+                       landcover=sim_pair.landcover)
+    shutil.copytree(tmp_path / "a", tmp_path / "b")  # the same tile twice: each change once after the merge
+    summary = merge_run_folders([tmp_path / "a", tmp_path / "b"], tmp_path / "m")
+    n = len(gpd.read_file(tmp_path / "a" / "screened.gpkg", layer="screened"))
+    merged = gpd.read_file(tmp_path / "m" / "screened.gpkg", layer="screened")
+    assert len(merged) == n and summary["screened"] == {CROP_CYCLE: n}
+
+
+def test_monthly_job_with_landcover_publishes_only_kept_patches(tmp_path):
+    """workflows/redline-monthly.yaml with a land-cover map: the alert store receives the kept
+    patches only; the screened ones stay in the run folder's screened.gpkg."""
+    import yaml
+
+    from rsmon.alerts.store import AlertQuery, open_store
+    from rsmon.cli import main as rsmon_main
+    from rsmon.workflow.runner import run_workflow
+
+    sims = tmp_path / "incoming"
+    assert rsmon_main(["sim", "s2", "--small", "--seed", "3", "--changes", "12", "--dates", "2023-05-20,2023-06-05",
+                       "--landcover", "-o", str(sims / "a")]) == 0
+    landcover = tmp_path / "reference" / "worldcover.tif"
+    landcover.parent.mkdir()
+    shutil.move(sims / "a" / "landcover.tif", landcover)
+    root = Path(__file__).resolve().parents[1]
+    spec = yaml.safe_load((root / "workflows" / "redline-monthly.yaml").read_text())
+    spec["sources"] = [str(sims)]
+    for role in ("before", "after"):
+        del spec["jobs"][0]["inputs"][role]["bbox"]  # the simulated tile lies elsewhere
+    spec["jobs"][0]["parameters"] = {"quicklooks": False, "landcover": str(landcover),
+                                     "screen": {"cropland_codes": [40], "crop_cycle_days": 60}}
+    store = tmp_path / "alerts.sqlite"
+    spec["jobs"][0]["alerts"] = {"store": f"sqlite:///{store}"}
+    wf = tmp_path / "monthly.yaml"
+    wf.write_text(yaml.safe_dump(spec))
+    [report] = run_workflow(wf, date(2023, 6, 1), home=tmp_path / "home")
+    assert report.status == "success", report.summary()
+    folder = tmp_path / "home" / "products" / "redline" / "v1" / "2023-06"
+    kept, screened = _ids(folder / "patches.gpkg", "patches"), _ids(folder / "screened.gpkg", "screened")
+    assert kept and len(screened) > 20 and report.jobs[0].summary["screened"] == {CROP_CYCLE: len(screened)}
+    s = open_store(f"sqlite:///{store}")
+    try:
+        page = s.query(AlertQuery(limit=10_000))
+    finally:
+        s.close()
+    assert {json.loads(row.feature)["id"] for row in page.rows} == kept and page.number_matched == len(kept)
