@@ -14,9 +14,14 @@ against the truth raster (patches burnt onto the 10 m grid):
 - patches overlapping a planted change, and patch counts / area kept and screened;
 - per planted class: truth regions found by a kept patch, found only by a screened one, missed.
 
+``--watch``: the next month as well. The same landscape on 15 August with no parcel harvested (the
+fields green again; ``<data>/s2tile_aug``, simulated once, ~25 s) against the June scene, with the
+screened run's patches as ``--previous``: the watch's outcomes, its time, and how many of the
+re-admitted patches lie on a planted change.
+
 Usage::
 
-    .venv/bin/python benchmarks/screen_tile.py [--data benchmarks/data] [--repeat 2]
+    .venv/bin/python benchmarks/screen_tile.py [--data benchmarks/data] [--repeat 2] [--watch]
 """
 
 from __future__ import annotations
@@ -97,10 +102,44 @@ def scores(folder: Path, out: Path) -> dict:
     return result
 
 
+def watch(data: Path, folder: Path, lc: Path, june: Path, out: Path) -> None:
+    import json
+
+    import geopandas as gpd
+    import rasterio
+    from rasterio.features import rasterize
+
+    aug = data / "s2tile_aug"
+    if not (aug / "after").is_dir():
+        print(f"simulating the August tile into {aug} (~25 s) ...", file=sys.stderr)
+        from rsmon.sim.s2 import simulate_s2_l2a_pair
+
+        simulate_s2_l2a_pair(aug, harvest_fraction=0.0, dates=("2023-05-01", "2023-08-15"))
+    shutil.rmtree(out, ignore_errors=True)
+    with tempfile.NamedTemporaryFile("r") as tf:
+        subprocess.run(["/usr/bin/time", "-o", tf.name, "-f", "%e %M", RSMON, "redline", "detect", "--before",
+                        str(folder / "after"), "--after", str(aug / "after"), "--landcover", str(lc), "--previous",
+                        str(june / "patches.gpkg"), "-o", str(out), "--no-quicklooks", "--no-checksums"],
+                       check=True, capture_output=True, text=True)
+        wall, kb = tf.read().split()[-2:]
+    summary = json.loads((out / "summary.json").read_text())
+    kept = gpd.read_file(out / "patches.gpkg", layer="patches")
+    back = kept[kept["first_detected"] < "2023-08-15"]
+    with rasterio.open(folder / "truth.tif") as ds:
+        truth, transform = ds.read(1) > 0, ds.transform
+    on = sum(bool(truth[rasterize([(g, 1)], out_shape=truth.shape, transform=transform).astype(bool)].any())
+             for g in back.geometry)
+    print(f"\nAugust against June with the June run as --previous: {float(wall):.2f} s, "
+          f"{float(kb) / 1024:.0f} MB; watch stage {summary['stage_seconds'].get('watch')} s; "
+          f"watch {summary['watch']}; kept {len(kept)} (re-admitted {len(back)}, {on} on a planted change); "
+          f"screened {summary['screened']}")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[1])
     ap.add_argument("--data", type=Path, default=ROOT / "benchmarks" / "data")
     ap.add_argument("--repeat", type=int, default=2)
+    ap.add_argument("--watch", action="store_true", help="also the next month's run and its watch")
     args = ap.parse_args()
     folder = args.data / "s2tile"
     if not (folder / "after").is_dir():
@@ -128,6 +167,8 @@ def main() -> int:
         print("|---|---:|---:|---:|---:|")
         for name, (n, fk, fs, miss) in results["--landcover"]["by_class"].items():
             print(f"| {name} | {n} | {fk} | {fs} | {miss} |")
+        if args.watch:
+            watch(args.data, folder, lc, work / "landcover", work / "august")
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return 0

@@ -148,15 +148,18 @@ def test_crop_cycle_rule_known_answers():
         (4, 0.30, "2023-06-01", "2023-07-30"),  # 7 persisted 59 days -> screened
         (3, 0.60, "2023-06-01", None),          # 8 farmland class, no last date -> screened
         (6, 0.20, "2023-06-01", "2023-06-01"),  # 9 cropland share unknown (NaN) -> kept
+        (3, 0.55, "2023-06-01", "2023-08-15"),  # 10 green after 75 days: sown again -> screened
     ]
-    frac = np.array([1.0, 0.4, 1.0, 1.0, 1.0, 1.0, 0.5, 0.5, 0.9, np.nan])
+    frac = np.array([1.0, 0.4, 1.0, 1.0, 1.0, 1.0, 0.5, 0.5, 0.9, np.nan, 1.0])
     got = crop_cycle(_table(rows), frac, p)
-    assert got.tolist() == [True, False, False, False, False, False, False, True, True, False]
-    assert persisted_days(_table(rows)).tolist() == [0, 0, 0, 0, 0, 0, 60, 59, 0, 0]
+    assert got.tolist() == [True, False, False, False, False, False, False, True, True, False, True]
+    assert persisted_days(_table(rows)).tolist() == [0, 0, 0, 0, 0, 0, 60, 59, 0, 0, 75]
     # the thresholds move the decisions
     assert crop_cycle(_table(rows), frac, ScreenParams(min_cropland_fraction=0.4))[1]
     assert not crop_cycle(_table(rows), frac, ScreenParams(crop_cycle_days=59))[7]
     assert crop_cycle(_table(rows), frac, ScreenParams(barren_ndvi_max=0.05))[3]
+    assert not crop_cycle(_table(rows), frac, ScreenParams(regreen_ndvi_min=0.6))[10]
+    assert crop_cycle(_table(rows), frac, ScreenParams(regreen_ndvi_min=0.29))[6]
     with pytest.raises(InputError, match="one per patch"):
         crop_cycle(_table(rows), frac[:3], p)
 
@@ -248,7 +251,7 @@ def test_redline_run_with_landcover_screens_harvest(sim_pair, tmp_path):
 
 
 def test_persisting_change_is_not_screened(sim_pair, tmp_path):
-    """A second after scene 75 days on (the same surface): every change persisted, nothing is the crop cycle."""
+    """A second after scene 75 days on (the same surface): the bare changes persisted and are kept."""
     from rsmon.sim.s2 import simulate_s2_l2a_pair
     from rsmon.workflow.redline import run_redline_detect
 
@@ -260,8 +263,13 @@ def test_persisting_change_is_not_screened(sim_pair, tmp_path):
     confirmed = table["last_detected"].astype(str).str.startswith("2023-08-15")
     assert confirmed.any()
     screened = gpd.read_file(tmp_path / "series" / "screened.gpkg", layer="screened")
-    # only changes not flagged again on 15 August may be screened
-    assert not screened["last_detected"].astype(str).str.startswith("2023-08-15").any()
+    # a change flagged again on 15 August is screened only when it ends green (a field grown again)
+    again = screened["last_detected"].astype(str).str.startswith("2023-08-15")
+    assert (screened.loc[again, "ndvi_after"] > 0.3).all()
+    # the bare ones on cropland that persisted (stubble unchanged for 75 days here) are kept
+    bare_kept = table[(table["cropland_fraction"] >= 0.5) & table["ndvi_after"].between(0.1, 0.3, inclusive="right")
+                      & confirmed]
+    assert len(bare_kept) > 10
     assert res.screened[CROP_CYCLE] == len(screened)
     # with a 90-day cycle the persisted ones are screened too
     res90 = run_redline_detect(sim_pair.before, [sim_pair.after, later.after], tmp_path / "series90",
@@ -344,3 +352,116 @@ def test_monthly_job_with_landcover_publishes_only_kept_patches(tmp_path):
     finally:
         s.close()
     assert {json.loads(row.feature)["id"] for row in page.rows} == kept and page.number_matched == len(kept)
+
+
+# ---- the watch across runs -----------------------------------------------------------------------
+
+def test_review_watch_known_answers():
+    from rsmon.products.change_screen import PERSISTED, REGREENED, WATCHED, review_watch
+
+    watched = pd.DataFrame({"first_detected": ["2023-06-01"] * 6 + [None]})
+    ndvi = np.array([0.55, 0.2, 0.2, 0.2, np.nan, 0.05, 0.1])
+    clear = np.array([0.9, 0.9, 0.9, 0.3, 0.0, 0.5, 1.0])
+    seen = ["2023-08-15", "2023-08-15", "2023-07-15", "2023-08-15", None, "2023-07-31", "2023-08-15"]
+    got = review_watch(watched, ndvi, clear, seen, ScreenParams())
+    # green again; bare 75 days on; bare 44 days on (too early); seen but mostly cloudy; never seen;
+    # bare exactly 60 days on; no first date
+    assert got.tolist() == [REGREENED, PERSISTED, WATCHED, WATCHED, WATCHED, PERSISTED, WATCHED]
+    assert review_watch(watched, ndvi, clear, seen, ScreenParams(watch_clear_min=0.2))[3] == PERSISTED
+    with pytest.raises(InputError, match="one NDVI"):
+        review_watch(watched, ndvi[:2], clear, seen, ScreenParams())
+
+
+def test_watch_observation_known_answer(tmp_path):
+    """Mean NDVI over the clear pixels of each polygon, latest clear scene first."""
+    import xarray as xr
+
+    from rsmon.products.change_screen import watch_observation
+
+    def scene(date, nir, red, cloudy_rows=0):
+        y, x = 4000000 - 10 * np.arange(6) - 5, 500000 + 10 * np.arange(6) + 5
+        bands = {"blue": 0.05, "green": 0.08, "red": red, "nir": nir, "swir1": 0.2, "swir2": 0.15}
+        data = {k: (("y", "x"), np.full((6, 6), v, np.float32)) for k, v in bands.items()}
+        ds = xr.Dataset(data, coords={"y": y, "x": x}, attrs={"datetime": date, "radiometry": "reflectance"})
+        if cloudy_rows:
+            ds["clear"] = (("y", "x"), np.arange(6)[:, None].repeat(6, 1) >= cloudy_rows)
+        return ds.rio.write_crs(UTM).rio.write_transform(Affine(10, 0, 500000, 0, -10, 4000000))
+
+    later = scene("2023-08-15T03:05:51Z", nir=0.4, red=0.1, cloudy_rows=3)   # NDVI 0.6, rows 0-2 clouded
+    earlier = scene("2023-07-20T03:05:51Z", nir=0.3, red=0.2)                # NDVI 0.2
+    polys = [_cells(0, 0, 2, 2), _cells(0, 4, 3, 6), _cells(0, 2, 2, 4), box(0, 0, 10, 10)]
+    ndvi, clear, seen = watch_observation([later, earlier], polys, clear_min=0.5)
+    # polygon 0: clouded in August, seen in July; 1: clear in August; 2: rows 2-3, half clear in August
+    np.testing.assert_allclose(ndvi[:3], [0.2, 0.6, 0.6], atol=1e-6)
+    np.testing.assert_allclose(clear[:3], [1.0, 1.0, 0.5])
+    assert seen[:3] == ["2023-07-20", "2023-08-15", "2023-08-15"]
+    assert np.isnan(ndvi[3]) and clear[3] == 0 and seen[3] is None  # off the grid
+
+
+def test_monthly_watch_readmits_bare_changes_and_drops_regrown_fields(sim_pair, tmp_path):
+    """Month 1 (May -> June): harvest and cropland changes screened. Month 2 (June -> 15 August, the
+    fields green again): the run compares August with June, so the bare changes are not detected
+    again; the watch re-admits those still bare 75 days on, and the harvested parcels, green again,
+    end their watch."""
+    from rsmon.sim.s2 import simulate_s2_l2a_pair
+    from rsmon.workflow.redline import run_redline_detect
+
+    first = tmp_path / "june"
+    run_redline_detect(sim_pair.before, sim_pair.after, first, quicklooks=False, checksums=False,
+                       landcover=sim_pair.landcover)
+    screened1 = gpd.read_file(first / "screened.gpkg", layer="screened")
+    august = simulate_s2_l2a_pair(tmp_path / "aug", size=512, seed=3, n_changes=12, harvest_fraction=0.0,
+                                  dates=("2023-05-01", "2023-08-15"))
+    second = tmp_path / "august"
+    res = run_redline_detect(sim_pair.after, august.after, second, quicklooks=False, checksums=False,
+                             landcover=sim_pair.landcover, previous=first / "patches.gpkg")
+    w = res.watch
+    assert w is not None and sum(w.values()) == len(screened1), w
+    assert w["persisted"] >= 2 and w["regreened"] >= 10, w
+    kept = gpd.read_file(second / "patches.gpkg", layer="patches")
+    back = kept[kept["patch_id"].isin(set(screened1["patch_id"]))]
+    assert len(back) == w["persisted"]
+    assert (back["last_detected"] == "2023-08-15").all() and (back["first_detected"] == "2023-06-01").all()
+    assert set(back["confidence"]) <= {"high", "highest"}
+    # what comes back is planted change (the truth raster), not harvest
+    truth = rasterio.open(sim_pair.truth_raster).read(1)
+    from rasterio.features import rasterize
+
+    on_truth = [bool((truth[rasterize([(g, 1)], out_shape=truth.shape, transform=sim_pair.transform).astype(bool)]
+                      > 0).any()) for g in back.geometry]
+    assert all(on_truth), on_truth
+    summary = json.loads((second / "summary.json").read_text())
+    assert summary["watch"] == w
+    # the parcels grown again were detected again (June -> August regrowth, with the June id and
+    # first detection carried over) and screened as green, or end their watch as regreened; those
+    # not yet decided are carried in this run's screened table
+    screened2 = gpd.read_file(second / "screened.gpkg", layer="screened")
+    ids1, ids2 = set(screened1["patch_id"]), set(screened2["patch_id"])
+    again = screened2[screened2["patch_id"].isin(ids1)]
+    assert len(again) and (again["first_detected"] == "2023-06-01").all() and (again["ndvi_after"] > 0.3).all()
+    assert len(ids1 - ids2 - set(kept["patch_id"])) >= w["regreened"] and len(ids1 & ids2) >= w["watched"]
+
+
+def test_watch_carries_undecided_patches_to_the_next_month(sim_pair, tmp_path):
+    """June -> 10 July (39 days: too early to tell) -> 15 August: the bare changes are carried in
+    July's screened table with their June first detection, and re-admitted in August."""
+    from rsmon.sim.s2 import simulate_s2_l2a_pair
+    from rsmon.workflow.redline import run_redline_detect
+
+    months = {}
+    for name, day in (("jul", "2023-07-10"), ("aug", "2023-08-15")):
+        months[name] = simulate_s2_l2a_pair(tmp_path / name, size=512, seed=3, n_changes=12, harvest_fraction=0.0,
+                                            dates=("2023-05-01", day)).after
+    run_redline_detect(sim_pair.before, sim_pair.after, tmp_path / "r-jun", quicklooks=False, checksums=False,
+                       landcover=sim_pair.landcover)
+    july = run_redline_detect(sim_pair.after, months["jul"], tmp_path / "r-jul", quicklooks=False, checksums=False,
+                              landcover=sim_pair.landcover, previous=tmp_path / "r-jun" / "patches.gpkg")
+    assert july.watch["persisted"] == 0 and july.watch["watched"] >= 2, july.watch
+    carried = gpd.read_file(tmp_path / "r-jul" / "screened.gpkg", layer="screened")
+    carried = carried[carried["ndvi_after"] <= 0.3]
+    assert len(carried) >= july.watch["watched"] and (carried["first_detected"] == "2023-06-01").all()
+    august = run_redline_detect(months["jul"], months["aug"], tmp_path / "r-aug", quicklooks=False, checksums=False,
+                                landcover=sim_pair.landcover, previous=tmp_path / "r-jul" / "patches.gpkg")
+    assert august.watch["persisted"] >= 2, august.watch
+    kept = gpd.read_file(tmp_path / "r-aug" / "patches.gpkg", layer="patches")
+    assert set(carried["patch_id"]) & set(kept["patch_id"])

@@ -382,7 +382,8 @@ def build_parser() -> argparse.ArgumentParser:
     rdet.add_argument("--crop-cycle-days", type=int, default=None, metavar="D",
                       help="a change still flagged D days after its first detection is not the crop cycle (default 60)")
     rdet.add_argument("--previous", default=None, metavar="FILE",
-                      help="earlier patches to keep ids from (default OUTDIR/patches.gpkg)")
+                      help="earlier patches to keep ids from (default OUTDIR/patches.gpkg); with --landcover the "
+                           "screened.gpkg beside it is watched")
     rdet.add_argument("--max-quicklooks", type=int, default=200, metavar="N", help="quicklook PNGs for the N largest patches")
     rdet.add_argument("--no-quicklooks", action="store_true", help="write no quicklook PNGs")
     rdet.add_argument("--no-checksums", action="store_true", help="skip SHA-256 of inputs in provenance")

@@ -14,13 +14,28 @@ Rule (:func:`crop_cycle`): a patch is a crop-cycle pseudo-change when
 - its class is not water-body change (a pond dug in a field is a human activity to report), and
 - its after surface is not barren: mean after NDVI above ``barren_ndvi_max`` (a harvested or
   ploughed field keeps soil and stubble; concrete, rock and sand fall below), and
-- it did not persist: fewer than ``crop_cycle_days`` days lie between its first and its last
-  flagging observation (a pair has one, so 0 days).
+- it ends green (mean after NDVI above ``regreen_ndvi_min``: a field sown or grown again, which on
+  cropland is agriculture whatever its history), or it did not persist: fewer than
+  ``crop_cycle_days`` days lie between its first and its last flagging observation (a pair has
+  one, so 0 days).
 
 What the rule gives up, stated plainly: construction on cropland that is still bare earth, seen in
 one pair, is screened with the harvests; it comes back as a kept patch once a later observation, ``crop_cycle_days`` after
 the first, still flags it (a series run), because a harvested field is green again by then. Screened
 patches are never dropped silently: they are written apart, with their reason, for audit.
+
+**The watch across runs.** A monthly job compares each month with the month before, so a bare
+construction site is flagged in the month it appears and not again: within one run it cannot
+persist 60 days. The screened patches of the previous run are therefore *watched*
+(:func:`review_watch`): one the current run detects again takes part in this run's screen with its
+first detection date carried over (the patch-id reconciliation does that); one it does not detect
+is looked at in the latest after scene that sees it clear (:func:`watch_observation`):
+
+- green again (mean NDVI above ``regreen_ndvi_min``): it was the crop cycle; the watch ends;
+- still not green, ``crop_cycle_days`` or more after its first detection: a field would have been
+  sown and green by now, so it is **re-admitted** as a change patch (confidence at least high: a
+  later clear observation confirmed it);
+- otherwise (too early, or not seen clear): it stays watched, in this run's screened table.
 """
 
 from __future__ import annotations
@@ -35,10 +50,13 @@ import pandas as pd
 from rsmon.errors import InputError
 from rsmon.products.change_classes import WATER
 
-__all__ = ["CROP_CYCLE", "ScreenParams", "crop_cycle", "persisted_days", "screen_patches"]
+__all__ = ["CROP_CYCLE", "PERSISTED", "REGREENED", "ScreenParams", "WATCHED", "crop_cycle", "persisted_days",
+           "review_watch", "screen_patches", "watch_observation"]
 
 #: Reason recorded for a patch screened as the crop cycle (``screen_reason`` column).
 CROP_CYCLE = "crop_cycle"
+#: Outcomes of the watch on a previous run's screened patch (:func:`review_watch`).
+REGREENED, PERSISTED, WATCHED = "regreened", "persisted", "watched"
 
 
 @dataclass(frozen=True)
@@ -69,12 +87,22 @@ class ScreenParams:
         its average by the end of July (CropWatch bulletins: Huanghuaihai April-July,
         cloud.cropwatch.com.cn report 217; "summer maize at jointing", cropwatch.com.cn update 64,
         July 2020), about 45 days after the harvest.
+    regreen_ndvi_min : float
+        A watched patch whose mean NDVI is above this in a later clear scene is green again: the
+        crop cycle. Default 0.3, as :attr:`ChangeParams.veg_ndvi_min` ("vegetated"): within the
+        0.2-0.4 that Sentinel Hub's NDVI guide gives for shrub and grassland, the sparsest cover
+        (same page as ``barren_ndvi_max``) [rsmon choice].
+    watch_clear_min : float
+        Share of a watched patch's pixels that must be clear in a scene for the scene to count
+        as seeing it. Default 0.5 (the majority) [rsmon choice].
     """
 
     cropland_codes: tuple[int, ...] = (40,)
     min_cropland_fraction: float = 0.5
     barren_ndvi_max: float = 0.1
     crop_cycle_days: int = 60
+    regreen_ndvi_min: float = 0.3
+    watch_clear_min: float = 0.5
 
     def __post_init__(self) -> None:
         codes = tuple(self.cropland_codes)
@@ -87,6 +115,11 @@ class ScreenParams:
         ndvi = self.barren_ndvi_max
         if not (isinstance(ndvi, (int, float)) and math.isfinite(ndvi) and -1.0 <= ndvi <= 1.0):
             raise InputError(f"ScreenParams.barren_ndvi_max: expected an NDVI in [-1, 1], got {ndvi!r}")
+        for name in ("regreen_ndvi_min", "watch_clear_min"):
+            value = getattr(self, name)
+            low = -1.0 if name == "regreen_ndvi_min" else 0.0
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and low <= value <= 1.0):
+                raise InputError(f"ScreenParams.{name}: expected a value in [{low:g}, 1], got {value!r}")
         days = self.crop_cycle_days
         if not isinstance(days, (int, np.integer)) or isinstance(days, bool) or days < 1:
             raise InputError(f"ScreenParams.crop_cycle_days: expected a whole number of days >= 1, got {days!r}")
@@ -131,10 +164,12 @@ def crop_cycle(table: pd.DataFrame, cropland_fraction: np.ndarray, params: Scree
         return np.zeros(0, dtype=bool)
     on_cropland = np.nan_to_num(frac, nan=-1.0) >= params.min_cropland_fraction
     not_water = table["class_code"].to_numpy() != WATER
+    ndvi_after = table["ndvi_after"].to_numpy(dtype=float)
     with np.errstate(invalid="ignore"):
-        not_barren = table["ndvi_after"].to_numpy(dtype=float) > params.barren_ndvi_max  # NaN: False
+        not_barren = ndvi_after > params.barren_ndvi_max  # NaN: False
+        green = ndvi_after > params.regreen_ndvi_min
     transient = persisted_days(table) < params.crop_cycle_days
-    return on_cropland & not_water & not_barren & transient
+    return on_cropland & not_water & not_barren & (green | transient)
 
 
 def screen_patches(table, cropland_fraction: np.ndarray, params: ScreenParams):
@@ -150,3 +185,139 @@ def screen_patches(table, cropland_fraction: np.ndarray, params: ScreenParams):
     out = table[screened].reset_index(drop=True)
     out["screen_reason"] = pd.Series([CROP_CYCLE] * len(out), dtype="object")
     return kept, out
+
+
+def review_watch(watched: pd.DataFrame, ndvi: np.ndarray, clear: np.ndarray, seen: list, params: ScreenParams
+                 ) -> np.ndarray:
+    """Outcome of the watch for each previous screened patch the current run did not detect again.
+
+    Parameters
+    ----------
+    watched : DataFrame
+        The patches (``first_detected`` is read).
+    ndvi, clear : arrays, one value per patch
+        Mean NDVI over its clear pixels and the share of its pixels that were clear, in the latest
+        scene that saw it clear (:func:`watch_observation`); NaN / 0 when none did.
+    seen : list of str or None
+        That scene's date (ISO), per patch.
+
+    Returns
+    -------
+    array of str
+        :data:`REGREENED`, :data:`PERSISTED` or :data:`WATCHED` (module docstring).
+    """
+    n = len(watched)
+    ndvi, clear = np.asarray(ndvi, dtype=float), np.asarray(clear, dtype=float)
+    if ndvi.shape != (n,) or clear.shape != (n,) or len(seen) != n:
+        raise InputError(f"watch: expected one NDVI, clear share and date per watched patch ({n})")
+    out = np.full(n, WATCHED, dtype=object)
+    for i, first in enumerate(watched["first_detected"] if n else []):
+        if not (clear[i] >= params.watch_clear_min) or not np.isfinite(ndvi[i]):
+            continue
+        if ndvi[i] > params.regreen_ndvi_min:
+            out[i] = REGREENED
+            continue
+        a, b = _day(first), _day(seen[i])
+        if a is not None and b is not None and (b - a).days >= params.crop_cycle_days:
+            out[i] = PERSISTED
+    return out
+
+
+def watch_observation(scenes: list, polygons, clear_min: float = 0.5, params=None, strip_rows: int = 1024):
+    """Mean NDVI over the clear pixels of each polygon, in the latest scene that sees it clear.
+
+    Parameters
+    ----------
+    scenes : list of xarray.Dataset
+        Scenes on one grid (the run's after scenes, aligned), latest first; each with the six
+        bands and an ``attrs["datetime"]``.
+    polygons : GeoSeries or array of shapely geometries
+        In the scenes' CRS. Cells whose centre lies in a polygon are its pixels (polygons should
+        not overlap; where they do, a cell counts for the last).
+    clear_min : float
+        Share of a polygon's pixels that must be clear for a scene to see it
+        (:attr:`ScreenParams.watch_clear_min`).
+    params : ChangeParams, optional
+        Clear-sky tests (:func:`rsmon.products.change_indices.spectral_masks`), used when a scene
+        has no product QA ``clear`` layer; with one (Sentinel-2 SCL, Landsat QA_PIXEL) that layer
+        alone decides, so only red, NIR and QA are read (a tile: 11.8 s with the spectral tests
+        on all six bands, see docs/validation_change.md).
+    strip_rows : int
+        Rows read at a time: only the strips and columns holding polygons are read.
+
+    Returns
+    -------
+    (ndvi, clear, seen)
+        Float arrays and a list of ISO dates (None where no scene saw the polygon clear; then
+        ``clear`` is the best share seen and ``ndvi`` NaN). The share counts clear pixels against
+        all the polygon's pixels on the grid.
+    """
+    import dask
+    import shapely
+    from affine import Affine
+    from rasterio.features import rasterize
+
+    from rsmon.products.change_indices import spectral_indices, spectral_masks
+
+    geoms = np.asarray(getattr(polygons, "values", polygons), dtype=object)
+    n = len(geoms)
+    ndvi, clear, seen = np.full(n, np.nan), np.zeros(n), [None] * n
+    if not n or not scenes:
+        return ndvi, clear, seen
+    grid = scenes[0]
+    transform, height, width = grid.rio.transform(), grid.sizes["y"], grid.sizes["x"]
+    inv = ~transform
+    box = shapely.bounds(geoms)
+    ok = np.isfinite(box).all(axis=1)
+    c0, r0 = inv @ (np.where(ok, box[:, 0], 0), np.where(ok, box[:, 3], 0))
+    c1, r1 = inv @ (np.where(ok, box[:, 2], 0), np.where(ok, box[:, 1], 0))
+    rows0 = np.clip(np.floor(np.minimum(r0, r1)), 0, height).astype(np.int64)
+    rows1 = np.clip(np.ceil(np.maximum(r0, r1)), 0, height).astype(np.int64)
+    cols0 = np.clip(np.floor(np.minimum(c0, c1)), 0, width).astype(np.int64)
+    cols1 = np.clip(np.ceil(np.maximum(c0, c1)), 0, width).astype(np.int64)
+    on_grid = ok & (rows1 > rows0) & (cols1 > cols0)
+    for scene in scenes:
+        qa = "clear" in scene.data_vars and scene["clear"].dtype == bool
+        todo = on_grid & np.array([d is None for d in seen])
+        if not todo.any():
+            break
+        pixels = np.zeros(n + 1, dtype=np.int64)
+        clear_px = np.zeros(n + 1, dtype=np.int64)
+        ndvi_sum = np.zeros(n + 1)
+        for top in range(int(rows0[todo].min()), int(rows1[todo].max()), strip_rows):
+            bottom = min(top + strip_rows, height)
+            sel = np.flatnonzero(todo & (rows0 < bottom) & (rows1 > top))
+            if not sel.size:
+                continue
+            left, right = int(cols0[sel].min()), int(cols1[sel].max())
+            labels = rasterize(zip(geoms[sel], range(1, sel.size + 1)), out_shape=(bottom - top, right - left),
+                               transform=transform * Affine.translation(left, top), fill=0, dtype="int32")
+            at = np.flatnonzero(labels.ravel())
+            if not at.size:
+                continue
+            window = scene.isel(y=slice(top, bottom), x=slice(left, right))
+            if qa:  # the product's clear flag: only red, NIR and the QA layer are read
+                red, nir, c = dask.compute(window["red"].data, window["nir"].data, window["clear"].data)
+                red, nir = np.asarray(red, dtype=np.float32).ravel()[at], np.asarray(nir, dtype=np.float32).ravel()[at]
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    v = (nir - red) / (nir + red)
+                c = np.asarray(c).ravel()[at]
+            else:  # no QA layer: the spectral cloud, shadow and snow tests need all six bands
+                v, c = dask.compute(spectral_indices(window)["ndvi"].data, spectral_masks(window, params)["clear"].data)
+                v, c = np.asarray(v).ravel()[at], np.asarray(c).ravel()[at]
+            owner = labels.ravel()[at]
+            c = c & np.isfinite(v)
+            pixels[sel + 1] += np.bincount(owner, minlength=sel.size + 1)[1:]
+            clear_px[sel + 1] += np.bincount(owner[c], minlength=sel.size + 1)[1:]
+            ndvi_sum[sel + 1] += np.bincount(owner[c], weights=v[c], minlength=sel.size + 1)[1:]
+        pixels, clear_px, ndvi_sum = pixels[1:], clear_px[1:], ndvi_sum[1:]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            share = np.where(pixels > 0, clear_px / np.maximum(pixels, 1), 0.0)
+            mean = np.where(clear_px > 0, ndvi_sum / np.maximum(clear_px, 1), np.nan)
+        date = str(scene.attrs.get("datetime") or "")[:10] or None
+        for i in np.flatnonzero(todo):
+            if share[i] >= clear_min and date is not None:
+                ndvi[i], clear[i], seen[i] = mean[i], share[i], date
+            else:
+                clear[i] = max(clear[i], share[i])
+    return ndvi, clear, seen

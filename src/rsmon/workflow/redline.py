@@ -92,9 +92,17 @@ from rsmon.products.change_composite import latest_clear_composite
 from rsmon.products.change_extent import DEFAULT_MARGIN_M, blocks_reached, reaching_pixels
 from rsmon.products.change_indices import BANDS
 from rsmon.products.change_params import ChangeParams
-from rsmon.products.change_screen import CROP_CYCLE, ScreenParams, screen_patches
+from rsmon.products.change_screen import (
+    CROP_CYCLE,
+    PERSISTED,
+    WATCHED,
+    ScreenParams,
+    review_watch,
+    screen_patches,
+    watch_observation,
+)
 from rsmon.products.patch_regions import kernel_threads
-from rsmon.products.patches import RedlineColumns, patches_from_change
+from rsmon.products.patches import Confidence, RedlineColumns, patches_from_change
 from rsmon.products.redlines import PREPARED_COLUMNS, prepare_redlines
 from rsmon.provenance import InputRef, Provenance
 from rsmon.workflow.staging import precheck_output_dir, publish, staging
@@ -145,6 +153,8 @@ class RedlineResult:
     examined_fraction: float = 1.0
     #: Patches screened out as pseudo-change (``screened.gpkg``), by reason.
     screened: dict[str, int] = field(default_factory=dict)
+    #: Outcomes of the watch on the previous run's screened patches (None: nothing watched).
+    watch: dict[str, int] | None = None
 
     def summary(self) -> str:
         text = (f"{self.n_patches} change patch(es), {self.area_m2 / 1e4:.2f} ha, "
@@ -155,6 +165,8 @@ class RedlineResult:
             text += f"; {100 * self.examined_fraction:.1f} % of the scene examined (near the redlines)"
         for reason, n in sorted(self.screened.items()):
             text += f"; {n} patch(es) screened as {reason.replace('_', ' ')} (screened.gpkg)"
+        if self.watch and self.watch.get(PERSISTED):
+            text += f"; {self.watch[PERSISTED]} earlier screened patch(es) still bare: re-admitted"
         if self.reason:
             text += f"; {self.reason}"
         return text
@@ -218,6 +230,65 @@ def _previous_patches(out: Path, previous) -> Any:
     return gdf
 
 
+def _previous_screened(out: Path, previous, prev) -> Any:
+    """The screened patches beside the previous patches (``screened.gpkg``), to watch; None if none."""
+    if prev is None:
+        return None
+    path = (Path(previous) if previous is not None else out / "patches.gpkg").with_name("screened.gpkg")
+    if not path.is_file():
+        return None
+    gdf = read_vectors(path)
+    log.info("watching %d patch(es) screened as the crop cycle in %s", len(gdf), path)
+    return gdf
+
+
+def _with_watched(prev, watched):
+    """The previous patches and the previous screened ones, as one table to reconcile ids against."""
+    import pandas as pd
+
+    other = watched.to_crs(prev.crs) if prev.crs is not None and watched.crs != prev.crs else watched
+    return pd.concat([prev, other.drop(columns=["screen_reason"], errors="ignore")], ignore_index=True)
+
+
+def _review_watch(patches, screened, watched, afters, params: ChangeParams, screen: ScreenParams):
+    """Apply the watch (:func:`rsmon.products.change_screen.review_watch`) to the previous run's
+    screened patches that this run did not detect again: re-admit those still bare after
+    ``crop_cycle_days``, carry those not yet decided, drop those green again. Returns the new
+    (patches, screened) and the outcome counts."""
+    import pandas as pd
+    import shapely
+
+    w = watched.to_crs(patches.crs).reset_index(drop=True)
+    current = np.concatenate([patches.geometry.to_numpy(), screened.geometry.to_numpy()])
+    again = w["patch_id"].isin(set(patches["patch_id"]) | set(screened["patch_id"])).to_numpy().copy()
+    if len(current):
+        hit, _ = shapely.STRtree(current).query(w.geometry.to_numpy(), predicate="intersects")
+        again[hit] = True
+    # only those on this run's scene: a multi-tile job gives every tile the job's screened patches
+    here = shapely.intersects(w.geometry.to_numpy(), shapely.box(*afters[0].rio.bounds()))
+    rest = w[~again & here].reset_index(drop=True)
+    ndvi, clear, seen = watch_observation(list(reversed(afters)), rest.geometry, screen.watch_clear_min, params)
+    outcome = review_watch(rest, ndvi, clear, seen, screen)
+    back = rest[outcome == PERSISTED].drop(columns=["screen_reason"], errors="ignore").copy()
+    if len(back):
+        back["last_detected"] = [d for d, o in zip(seen, outcome) if o == PERSISTED]
+        codes = np.maximum(back["confidence_code"].to_numpy(dtype=np.int64), int(Confidence.high))
+        back["confidence_code"] = codes
+        back["confidence"] = [Confidence(int(c)).name for c in codes]
+        log.info("%d patch(es) screened earlier are still bare %d+ days after their first detection: re-admitted",
+                 len(back), screen.crop_cycle_days)
+    carried = rest[outcome == WATCHED]
+    if len(back):
+        patches = pd.concat([patches, back[[c for c in patches.columns if c in back.columns]]], ignore_index=True)
+        patches = patches.sort_values("area_m2", ascending=False, kind="stable").reset_index(drop=True)
+    if len(carried):
+        screened = pd.concat([screened, carried[[c for c in screened.columns if c in carried.columns]]],
+                             ignore_index=True)
+    counts = {"detected_again": int(again.sum()), "elsewhere": int((~again & ~here).sum()),
+              **{k: int((outcome == k).sum()) for k in ("regreened", PERSISTED, WATCHED)}}
+    return patches, screened, counts
+
+
 @contextmanager
 def _gc_paused():
     """Python's cyclic garbage collector off while a run lasts (on again after, if it was).
@@ -277,6 +348,9 @@ def run_redline_detect(
         Every other threshold (one parameter set for all sites, see docs/validation_change.md).
     previous : path, optional
         Patches of an earlier run to keep ids from (default: ``out_dir/patches.gpkg`` if present).
+        With ``landcover``, the ``screened.gpkg`` beside it is watched
+        (:mod:`rsmon.products.change_screen`): its patches still bare ``crop_cycle_days`` after their
+        first detection are re-admitted; ``summary.json`` ``watch`` counts the outcomes.
     quicklooks : bool
         Write one before/after PNG per patch (the largest ``max_quicklooks``).
     stream : bool, optional
@@ -347,6 +421,10 @@ def run_redline_detect(
         within = None if zones is None or whole_scene else zones.geometry.to_numpy()
         margin = _grid_distance(grid, margin_m) if within is not None else 0.0
         prev = _previous_patches(out, previous)
+        watched = _previous_screened(out, previous, prev) if landcover is not None else None
+        if watched is not None and len(watched):
+            # changes screened last time and detected again keep their id and first detection date
+            prev = _with_watched(prev, watched)
         reference = befores[0] if len(befores) == 1 else latest_clear_composite(befores, p)
 
     # 2. compute the change rasters in one pass over the blocks (a pair, or every pair of a series at once);
@@ -418,18 +496,22 @@ def run_redline_detect(
                              "blocks: examining %d more block(s) and running the pass again", reached.size,
                              int(more.sum()))
                     raise _MoreBlocks(blocks.examined | more)
-                screened = None
+                screened, watch_counts = None, None
                 if landcover is not None:  # pseudo-change removal: the crop cycle on mapped cropland
                     with _stage(seconds, "screen"):
                         fraction = class_share_of_polygons(patches, landcover, sp.cropland_codes)
                         patches, screened = screen_patches(patches, fraction, sp)
+                    if watched is not None and len(watched):
+                        with _stage(seconds, "watch"):
+                            patches, screened, watch_counts = _review_watch(patches, screened, watched,
+                                                                            afters, p, sp)
                 result = RedlineResult(
                     seconds=seconds, n_patches=len(patches), n_change_pixels=n_change, n_valid_pixels=n_valid,
                     area_m2=float(patches["area_m2"].sum()) if len(patches) else 0.0,
                     reason=ds.attrs.get("no_data_reason"),
                     by_class={str(k): int(v) for k, v in patches["change_class"].value_counts().items()}
                     if len(patches) else {}, examined_fraction=float(ds.attrs.get("examined_fraction", 1.0)),
-                    screened={CROP_CYCLE: len(screened)} if screened is not None else {})
+                    screened={CROP_CYCLE: len(screened)} if screened is not None else {}, watch=watch_counts)
                 if result.reason is None and result.n_patches == 0:
                     if within is not None and not ds.attrs.get("examined_blocks"):
                         result.reason = "no redline polygon lies on the scene: nothing examined"
@@ -552,7 +634,7 @@ def _write_summary(path: Path, result: RedlineResult, ds: xr.Dataset, before, af
         "n_patches": result.n_patches, "area_m2": result.area_m2, "by_class": result.by_class,
         "n_change_pixels": result.n_change_pixels, "n_valid_pixels": result.n_valid_pixels,
         "reason": result.reason, "stage_seconds": result.seconds, "streamed": streamed,
-        "screened": result.screened or None,
+        "screened": result.screened or None, "watch": result.watch,
         "examined": {"fraction": result.examined_fraction,
                      **{k: ds.attrs[f"examined_{k}"] for k in ("blocks", "margin", "added", "passes")
                         if f"examined_{k}" in ds.attrs},
