@@ -133,6 +133,24 @@ def watch(data: Path, folder: Path, lc: Path, june: Path, out: Path) -> None:
           f"{float(kb) / 1024:.0f} MB; watch stage {summary['stage_seconds'].get('watch')} s; "
           f"watch {summary['watch']}; kept {len(kept)} (re-admitted {len(back)}, {on} on a planted change); "
           f"screened {summary['screened']}")
+    import scipy.ndimage as ndi
+
+    codes = rasterio.open(folder / "truth.tif").read(1)
+    regions, _ = ndi.label(codes > 0)
+
+    def burnt(path: Path):
+        table = gpd.read_file(path)
+        return rasterize(((g, 1) for g in table.geometry), out_shape=codes.shape, transform=transform).astype(bool)
+
+    k1, s1, k2 = burnt(june / "patches.gpkg"), burnt(june / "screened.gpkg"), burnt(out / "patches.gpkg")
+    print("\n| planted class | regions | kept in June | re-admitted in August | still only screened | missed |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for code, name in TRUTH_NAMES.items():
+        mine = codes == code
+        found = [set(np.unique(regions[mine & m])) - {0} for m in (k1, k2, s1)]
+        n = len(set(np.unique(regions[mine])) - {0})
+        print(f"| {name} | {n} | {len(found[0])} | {len(found[1] - found[0])} | "
+              f"{len(found[2] - found[0] - found[1])} | {n - len(found[0] | found[1] | found[2])} |")
 
 
 def main() -> int:

@@ -12,15 +12,16 @@ import numpy as np
 import pandas as pd
 import pytest
 import rasterio
+import rioxarray  # noqa: F401  (the .rio accessor of the hand-made scenes)
 from affine import Affine
+from paths import SEEDS
 from shapely.geometry import box
 
 from rsmon.errors import FormatError, InputError
 from rsmon.io.landcover import check_landcover_raster, class_share_of_polygons, class_shares_in_polygons
 from rsmon.products.change_screen import CROP_CYCLE, ScreenParams, crop_cycle, persisted_days, screen_patches
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-WORLDCOVER = DATA / "esa-worldcover-tile" / "ESA_WorldCover_10m_2021_v200_N00E006_Map.tif"
+WORLDCOVER = SEEDS / "esa-worldcover-tile" / "ESA_WorldCover_10m_2021_v200_N00E006_Map.tif"
 UTM = "EPSG:32650"
 
 
@@ -87,7 +88,7 @@ def test_exactextract_shares_are_coverage_weighted(small_map):
     np.testing.assert_allclose(share, [1 / 1.5])
 
 
-@pytest.mark.skipif(not WORLDCOVER.exists(), reason="shared/data/esa-worldcover-tile not present")
+@pytest.mark.skipif(not WORLDCOVER.exists(), reason="seeds/esa-worldcover-tile not present")
 def test_class_share_on_the_real_worldcover_tile():
     """Real WorldCover tile N00E006: cell-aligned boxes in degrees, counted by hand from the window."""
     d = 1 / 12000
@@ -465,3 +466,50 @@ def test_watch_carries_undecided_patches_to_the_next_month(sim_pair, tmp_path):
     assert august.watch["persisted"] >= 2, august.watch
     kept = gpd.read_file(tmp_path / "r-aug" / "patches.gpkg", layer="patches")
     assert set(carried["patch_id"]) & set(kept["patch_id"])
+
+
+def _patch_rows(geoms, ids, first="2023-06-01", crs=UTM):
+    from rsmon.products.patches import PATCH_COLUMNS
+
+    n = len(geoms)
+    data = {}
+    for name, dtype in PATCH_COLUMNS.items():
+        data[name] = pd.Series([0.2 if dtype == "float64" else (1 if dtype.startswith("int") else None)] * n,
+                               dtype=dtype)
+    data.update(patch_id=ids, first_detected=[first] * n, last_detected=[first] * n, confidence=["low"] * n,
+                change_class=["construction"] * n, cropland_fraction=[1.0] * n)
+    return gpd.GeoDataFrame(data, geometry=list(geoms), crs=crs)
+
+
+def test_watch_reviews_the_part_not_detected_again():
+    """A watched patch of 10 x 10 pixels whose left half this run detects again (a regrown field):
+    its right half, still bare 75 days on, is re-admitted with its own area and a new id; a watched
+    patch covered but for a sliver narrower than half a pixel counts as detected again."""
+    import xarray as xr
+
+    from rsmon.workflow.redline import _review_watch
+
+    y, x = 4000000 - 10 * np.arange(30) - 5, 500000 + 10 * np.arange(30) + 5
+    bands = {"blue": 0.1, "green": 0.12, "red": 0.2, "nir": 0.25, "swir1": 0.3, "swir2": 0.25}  # NDVI 0.11
+    scene = xr.Dataset({k: (("y", "x"), np.full((30, 30), v, np.float32)) for k, v in bands.items()},
+                       coords={"y": y, "x": x}, attrs={"datetime": "2023-08-15T03:05:51Z",
+                                                       "radiometry": "reflectance"})
+    scene["clear"] = (("y", "x"), np.ones((30, 30), bool))
+    scene = scene.rio.write_crs(UTM).rio.write_transform(Affine(10, 0, 500000, 0, -10, 4000000))
+    watched = _patch_rows([_cells(0, 0, 10, 10), _cells(15, 15, 25, 25)], ["w-1", "w-2"])
+    watched["screen_reason"] = CROP_CYCLE
+    # this run: the left half of w-1 screened again under w-1's id (the reconciliation gave it);
+    # w-2 covered but for a 3 m strip
+    screened = _patch_rows([_cells(0, 0, 5, 10)], ["w-1"], first="2023-06-01")
+    screened["screen_reason"] = CROP_CYCLE
+    kept = _patch_rows([box(500150, 3999750, 500247, 3999850)], ["k-1"], first="2023-08-15")
+    from rsmon.products.change_params import ChangeParams
+
+    patches, screened2, counts = _review_watch(kept, screened, watched, [scene], ChangeParams(), ScreenParams())
+    assert counts == {"detected_again": 1, "in_part": 1, "elsewhere": 0, "regreened": 0, "persisted": 1,
+                      "watched": 0}, counts
+    back = patches[patches["patch_id"] == "w-1-2"]
+    assert len(back) == 1 and back["n_pixels"].iloc[0] == 50 and back["confidence"].iloc[0] == "high"
+    assert back["area_m2"].iloc[0] == pytest.approx(5000, rel=2e-3)  # EASE-Grid 2.0 area of 50 10 m cells
+    assert back.geometry.iloc[0].equals(_cells(5, 0, 10, 10)) and back["last_detected"].iloc[0] == "2023-08-15"
+    assert list(screened2["patch_id"]) == ["w-1"]  # nothing carried

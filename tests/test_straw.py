@@ -24,7 +24,7 @@ from rsmon.products.straw import (
     static_source_mask,
 )
 
-WORLDCOVER = SHARED_DATA / "esa-worldcover-tile" / "ESA_WorldCover_10m_2021_v200_N00E006_Map.tif"
+WORLDCOVER = SEEDS / "esa-worldcover-tile" / "ESA_WorldCover_10m_2021_v200_N00E006_Map.tif"
 PROVINCES = SEEDS / "china-admin" / "100000_full.json"
 BEIJING_DISTRICTS = SHARED_DATA / "china-admin-datav" / "110100_full.json"
 GERMANY_VIIRS = SHARED_DATA / "firms-germany-2023" / "viirs-snpp_2023_Germany.csv"

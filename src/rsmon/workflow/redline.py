@@ -95,6 +95,7 @@ from rsmon.products.change_params import ChangeParams
 from rsmon.products.change_screen import (
     CROP_CYCLE,
     PERSISTED,
+    REGREENED,
     WATCHED,
     ScreenParams,
     review_watch,
@@ -252,23 +253,59 @@ def _with_watched(prev, watched):
 
 def _review_watch(patches, screened, watched, afters, params: ChangeParams, screen: ScreenParams):
     """Apply the watch (:func:`rsmon.products.change_screen.review_watch`) to the previous run's
-    screened patches that this run did not detect again: re-admit those still bare after
-    ``crop_cycle_days``, carry those not yet decided, drop those green again. Returns the new
-    (patches, screened) and the outcome counts."""
+    screened patches, or the parts of them, that this run did not detect again: re-admit those
+    still bare after ``crop_cycle_days``, carry those not yet decided, drop those green again.
+    Returns the new (patches, screened) and the outcome counts.
+
+    A watched patch this run's patches overlap only in part (a harvested parcel detected again as
+    it regrows, beside a quarry that stays bare) is reviewed for its remainder: what no current
+    patch covers, opened by half a pixel (slivers along edges detected again are not a change of
+    their own) and at least the minimum mapping unit."""
     import pandas as pd
     import shapely
 
+    from rsmon.products.patches import _equal_area
+
     w = watched.to_crs(patches.crs).reset_index(drop=True)
+    geoms = w.geometry.to_numpy().copy()
+    res = float(abs(afters[0].rio.resolution()[0]))
     current = np.concatenate([patches.geometry.to_numpy(), screened.geometry.to_numpy()])
-    again = w["patch_id"].isin(set(patches["patch_id"]) | set(screened["patch_id"])).to_numpy().copy()
-    if len(current):
-        hit, _ = shapely.STRtree(current).query(w.geometry.to_numpy(), predicate="intersects")
-        again[hit] = True
+    taken = set(patches["patch_id"]) | set(screened["patch_id"])
+    again = np.zeros(len(w), dtype=bool)
+    cut = np.zeros(len(w), dtype=bool)
+    if len(current) and len(w):
+        iw, ic = shapely.STRtree(current).query(geoms, predicate="intersects")
+        touched = np.unique(iw)
+        for i in touched:
+            geoms[i] = shapely.difference(geoms[i], shapely.union_all(current[ic[iw == i]]))
+        opened = shapely.buffer(shapely.buffer(geoms[touched], -res / 2, join_style="mitre"), res / 2,
+                                join_style="mitre")
+        geoms[touched] = opened
+        big = shapely.area(opened) >= params.mmu_px * res * res
+        again[touched[~big]] = True
+        cut[touched[big]] = True
+    again |= w["patch_id"].isin(taken).to_numpy() & ~cut
     # only those on this run's scene: a multi-tile job gives every tile the job's screened patches
-    here = shapely.intersects(w.geometry.to_numpy(), shapely.box(*afters[0].rio.bounds()))
-    rest = w[~again & here].reset_index(drop=True)
-    ndvi, clear, seen = watch_observation(list(reversed(afters)), rest.geometry, screen.watch_clear_min, params)
+    here = shapely.intersects(geoms, shapely.box(*afters[0].rio.bounds()))
+    look = ~again & here
+    rest = w[look].reset_index(drop=True)
+    rest_geoms, rest_cut = geoms[look], cut[look]
+    ndvi, clear, seen = watch_observation(list(reversed(afters)), rest_geoms, screen.watch_clear_min, params)
     outcome = review_watch(rest, ndvi, clear, seen, screen)
+    if rest_cut.any():  # the remainders: their own geometry, area, pixel count, centroid and (if taken) id
+        rest = rest.set_geometry(pd.Series(rest_geoms, name="geometry"), crs=patches.crs)
+        rest = rest.rename_geometry("geometry") if rest.geometry.name != "geometry" else rest
+        _, area, _, (lon, lat) = _equal_area(rest_geoms[rest_cut], patches.crs, res)
+        rest.loc[rest_cut, "area_m2"] = area
+        rest.loc[rest_cut, "n_pixels"] = np.rint(shapely.area(rest_geoms[rest_cut]) / (res * res)).astype(np.int64)
+        rest.loc[rest_cut, "centroid_lon"], rest.loc[rest_cut, "centroid_lat"] = lon, lat
+        ids = rest["patch_id"].tolist()
+        for i in np.flatnonzero(rest_cut & (outcome != REGREENED)):
+            base, k = ids[i], 2
+            while ids[i] in taken:
+                ids[i], k = f"{base}-{k}", k + 1
+            taken.add(ids[i])
+        rest["patch_id"] = ids
     back = rest[outcome == PERSISTED].drop(columns=["screen_reason"], errors="ignore").copy()
     if len(back):
         back["last_detected"] = [d for d, o in zip(seen, outcome) if o == PERSISTED]
@@ -284,8 +321,8 @@ def _review_watch(patches, screened, watched, afters, params: ChangeParams, scre
     if len(carried):
         screened = pd.concat([screened, carried[[c for c in screened.columns if c in carried.columns]]],
                              ignore_index=True)
-    counts = {"detected_again": int(again.sum()), "elsewhere": int((~again & ~here).sum()),
-              **{k: int((outcome == k).sum()) for k in ("regreened", PERSISTED, WATCHED)}}
+    counts = {"detected_again": int(again.sum()), "in_part": int(cut.sum()), "elsewhere": int((~again & ~here).sum()),
+              **{k: int((outcome == k).sum()) for k in (REGREENED, PERSISTED, WATCHED)}}
     return patches, screened, counts
 
 
@@ -519,8 +556,8 @@ def run_redline_detect(
                         result.reason = ("no change patch inside the redlines" if zones is not None and n_change
                                          else "no change above the automatic threshold and the minimum mapping unit")
                     if screened is not None and len(screened):
-                        result.reason = (f"every change patch ({len(screened)}) lies on cropland and did not persist: "
-                                         "screened as the crop cycle (screened.gpkg)")
+                        result.reason = (f"every change patch ({len(screened)}) is the crop cycle on cropland: "
+                                         "screened (screened.gpkg)")
                 written: dict[str, Path] = {}
                 with _stage(seconds, "vectors"):
                     gpkg, geojson = write_patches(patches, stage / "patches.gpkg", stage / "patches.geojson")
