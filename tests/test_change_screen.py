@@ -513,3 +513,16 @@ def test_watch_reviews_the_part_not_detected_again():
     assert back["area_m2"].iloc[0] == pytest.approx(5000, rel=2e-3)  # EASE-Grid 2.0 area of 50 10 m cells
     assert back.geometry.iloc[0].equals(_cells(5, 0, 10, 10)) and back["last_detected"].iloc[0] == "2023-08-15"
     assert list(screened2["patch_id"]) == ["w-1"]  # nothing carried
+
+
+def test_a_bad_screened_table_beside_previous_is_refused(sim_pair, tmp_path):
+    from rsmon.workflow.redline import run_redline_detect
+
+    prev = tmp_path / "prev"
+    run_redline_detect(sim_pair.before, sim_pair.after, prev, quicklooks=False, checksums=False)
+    gpd.GeoDataFrame({"name": ["x"]}, geometry=[box(0, 0, 1, 1)], crs=UTM).to_file(prev / "screened.gpkg")
+    out = tmp_path / "out"
+    with pytest.raises(InputError, match=r"screened.gpkg: not a table of screened patches .*patch_id"):
+        run_redline_detect(sim_pair.before, sim_pair.after, out, quicklooks=False, checksums=False,
+                           landcover=sim_pair.landcover, previous=prev / "patches.gpkg")
+    assert not out.exists() or not any(out.iterdir())

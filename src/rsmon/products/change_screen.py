@@ -241,7 +241,9 @@ def watch_observation(scenes: list, polygons, clear_min: float = 0.5, params=Non
         Clear-sky tests (:func:`rsmon.products.change_indices.spectral_masks`), used when a scene
         has no product QA ``clear`` layer; with one (Sentinel-2 SCL, Landsat QA_PIXEL) that layer
         alone decides, so only red, NIR and QA are read (a tile: 11.8 s with the spectral tests
-        on all six bands, see docs/validation_change.md).
+        on all six bands, see docs/validation_change.md), by the reader's direct window access
+        when the scene's variables are still its own (:class:`rsmon.io.optical_raster.BlockSource`),
+        two strips at a time.
     strip_rows : int
         Rows read at a time: only the strips and columns holding polygons are read.
 
@@ -252,11 +254,14 @@ def watch_observation(scenes: list, polygons, clear_min: float = 0.5, params=Non
         ``clear`` is the best share seen and ``ndvi`` NaN). The share counts clear pixels against
         all the polygon's pixels on the grid.
     """
+    from concurrent.futures import ThreadPoolExecutor
+
     import dask
     import shapely
     from affine import Affine
     from rasterio.features import rasterize
 
+    from rsmon.io.optical_raster import BlockSource
     from rsmon.products.change_indices import spectral_indices, spectral_masks
 
     geoms = np.asarray(getattr(polygons, "values", polygons), dtype=object)
@@ -278,38 +283,60 @@ def watch_observation(scenes: list, polygons, clear_min: float = 0.5, params=Non
     on_grid = ok & (rows1 > rows0) & (cols1 > cols0)
     for scene in scenes:
         qa = "clear" in scene.data_vars and scene["clear"].dtype == bool
+        # the reader's direct window access (no dask graph) while the variables are its own arrays
+        direct = BlockSource.of(scene, ("red", "nir", "clear"), scene["red"].chunks) if qa and scene["red"].chunks \
+            else None
         todo = on_grid & np.array([d is None for d in seen])
         if not todo.any():
             break
         pixels = np.zeros(n + 1, dtype=np.int64)
         clear_px = np.zeros(n + 1, dtype=np.int64)
         ndvi_sum = np.zeros(n + 1)
-        for top in range(int(rows0[todo].min()), int(rows1[todo].max()), strip_rows):
+
+        def strip(top: int):
             bottom = min(top + strip_rows, height)
             sel = np.flatnonzero(todo & (rows0 < bottom) & (rows1 > top))
             if not sel.size:
-                continue
+                return None
             left, right = int(cols0[sel].min()), int(cols1[sel].max())
             labels = rasterize(zip(geoms[sel], range(1, sel.size + 1)), out_shape=(bottom - top, right - left),
                                transform=transform * Affine.translation(left, top), fill=0, dtype="int32")
             at = np.flatnonzero(labels.ravel())
             if not at.size:
-                continue
-            window = scene.isel(y=slice(top, bottom), x=slice(left, right))
-            if qa:  # the product's clear flag: only red, NIR and the QA layer are read
-                red, nir, c = dask.compute(window["red"].data, window["nir"].data, window["clear"].data)
-                red, nir = np.asarray(red, dtype=np.float32).ravel()[at], np.asarray(nir, dtype=np.float32).ravel()[at]
+                return None
+            rows, cols = slice(top, bottom), slice(left, right)
+            if direct is not None:
+                got = direct.read(rows, cols, bands=("red", "nir"))
+                red, nir, c = got["red"], got["nir"], got["clear"]
+            elif qa:  # the product's clear flag: only red, NIR and the QA layer are read
+                window = scene.isel(y=rows, x=cols)
+                red, nir, c = dask.compute(window["red"].data, window["nir"].data, window["clear"].data,
+                                           scheduler="sync")
+            else:  # no QA layer: the spectral cloud, shadow and snow tests need all six bands
+                window = scene.isel(y=rows, x=cols)
+                v, c = dask.compute(spectral_indices(window)["ndvi"].data, spectral_masks(window, params)["clear"].data,
+                                    scheduler="sync")
+            if qa:
+                red = np.asarray(red, dtype=np.float32).ravel()[at]
+                nir = np.asarray(nir, dtype=np.float32).ravel()[at]
                 with np.errstate(invalid="ignore", divide="ignore"):
                     v = (nir - red) / (nir + red)
-                c = np.asarray(c).ravel()[at]
-            else:  # no QA layer: the spectral cloud, shadow and snow tests need all six bands
-                v, c = dask.compute(spectral_indices(window)["ndvi"].data, spectral_masks(window, params)["clear"].data)
-                v, c = np.asarray(v).ravel()[at], np.asarray(c).ravel()[at]
+            else:
+                v = np.asarray(v).ravel()[at]
+            c = np.asarray(c).ravel()[at] & np.isfinite(v)
             owner = labels.ravel()[at]
-            c = c & np.isfinite(v)
-            pixels[sel + 1] += np.bincount(owner, minlength=sel.size + 1)[1:]
-            clear_px[sel + 1] += np.bincount(owner[c], minlength=sel.size + 1)[1:]
-            ndvi_sum[sel + 1] += np.bincount(owner[c], weights=v[c], minlength=sel.size + 1)[1:]
+            return (sel, np.bincount(owner, minlength=sel.size + 1)[1:],
+                    np.bincount(owner[c], minlength=sel.size + 1)[1:],
+                    np.bincount(owner[c], weights=v[c], minlength=sel.size + 1)[1:])
+
+        tops = range(int(rows0[todo].min()), int(rows1[todo].max()), strip_rows)
+        with ThreadPoolExecutor(2) as pool:  # reading and decoding release the GIL: two strips at once
+            for got in pool.map(strip, tops):
+                if got is not None:
+                    sel, npx, nclear, vsum = got
+                    pixels[sel + 1] += npx
+                    clear_px[sel + 1] += nclear
+                    ndvi_sum[sel + 1] += vsum
         pixels, clear_px, ndvi_sum = pixels[1:], clear_px[1:], ndvi_sum[1:]
         with np.errstate(invalid="ignore", divide="ignore"):
             share = np.where(pixels > 0, clear_px / np.maximum(pixels, 1), 0.0)

@@ -239,6 +239,11 @@ def _previous_screened(out: Path, previous, prev) -> Any:
     if not path.is_file():
         return None
     gdf = read_vectors(path)
+    missing = [c for c in ("patch_id", "first_detected", "confidence_code", "area_m2") if c not in gdf.columns]
+    if missing:
+        raise InputError(f"{path}: not a table of screened patches (missing column(s) {', '.join(missing)})")
+    if gdf.crs is None:
+        raise InputError(f"{path}: screened patches without a CRS")
     log.info("watching %d patch(es) screened as the crop cycle in %s", len(gdf), path)
     return gdf
 
