@@ -347,9 +347,9 @@ def build_parser() -> argparse.ArgumentParser:
     fdet.add_argument("inputs", nargs="+", metavar="IMG", help="VNP02IMG/VJ102IMG/VJ202IMG files")
     fdet.add_argument("--geo", nargs="+", default=None, metavar="GEO",
                       help="matching 03IMG files, same order (default: found beside each IMG)")
-    fdet.add_argument("--landcover", default=None, metavar="TIF",
-                      help="land-cover raster (ESA WorldCover) for straw-burning categories "
-                           "(without it: category 'unclassified')")
+    fdet.add_argument("--landcover", nargs="+", default=None, metavar="TIF",
+                      help="land-cover raster (ESA WorldCover), several tiles or a folder of them, for straw-burning "
+                           "categories (without it: category 'unclassified')")
     fdet.add_argument("--admin", default=None, metavar="FILE", help="admin polygons: counts_by_admin.csv, map outlines")
     fdet.add_argument("--admin-level-name", default="name", help="column naming the admin units (default name)")
     fdet.add_argument("--history", nargs="+", default=None, metavar="FIRMS_CSV",
@@ -374,9 +374,10 @@ def build_parser() -> argparse.ArgumentParser:
                       help="examine the blocks within M metres of a redline polygon (default 1000; at least "
                            "1.5 x (clean-up halo + 1) pixels, 180 m at 10 m)")
     rdet.add_argument("--mmu-px", type=int, default=None, metavar="N", help="minimum mapping unit, pixels (default 4)")
-    rdet.add_argument("--landcover", default=None, metavar="TIF",
-                      help="land-cover raster (ESA WorldCover or a land-use map, any CRS): patches mostly on its "
-                           "cropland that did not persist are screened as the crop cycle into screened.gpkg")
+    rdet.add_argument("--landcover", nargs="+", default=None, metavar="TIF",
+                      help="land-cover raster (ESA WorldCover or a land-use map, any CRS), several tiles of one grid "
+                           "or a folder of them: patches mostly on its cropland that did not persist are screened as "
+                           "the crop cycle into screened.gpkg")
     rdet.add_argument("--cropland-codes", default=None, metavar="C[,C...]",
                       help="land-cover codes of cropland (default 40, WorldCover)")
     rdet.add_argument("--crop-cycle-days", type=int, default=None, metavar="D",

@@ -15,10 +15,13 @@ GeoTIFF ``legend`` tag (checked on tile N00E006, ``shared/data/esa-worldcover-ti
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
+import shutil
 from collections.abc import Iterable
+from pathlib import Path
 
 import numpy as np
 import rasterio
@@ -30,7 +33,8 @@ from rsmon.errors import FormatError, InputError
 log = logging.getLogger(__name__)
 
 __all__ = ["EARTH_RADIUS_M", "WORLDCOVER_CLASSES", "check_landcover_raster", "class_fraction_in_pixel",
-           "class_share_of_polygons", "class_shares_in_polygons", "footprint_bounds", "landcover_at"]
+           "class_share_of_polygons", "class_shares_in_polygons", "footprint_bounds", "landcover_at",
+           "landcover_files", "landcover_mosaic", "LandcoverPath", "with_landcover_mosaic"]
 
 #: ESA WorldCover 2021 v200 legend (map code -> class name); see the module docstring for the source.
 WORLDCOVER_CLASSES: dict[int, str] = {
@@ -405,3 +409,141 @@ def class_share_of_polygons(polygons, raster_path: str | os.PathLike, class_code
         cover = landcover_at(lon, lat, raster_path, fill=-1)
         share[small] = np.where(cover < 0, np.nan, np.isin(cover, codes).astype(float))
     return share
+
+
+_VRT_TYPES = {"uint8": "Byte", "int8": "Int8", "uint16": "UInt16", "int16": "Int16", "uint32": "UInt32",
+              "int32": "Int32"}
+
+
+def landcover_files(paths) -> list[Path]:
+    """The raster files a ``--landcover`` names: files, or folders (their ``*.tif``/``*.tiff``, sorted).
+
+    Raises
+    ------
+    InputError
+        A path that does not exist, or a folder without a GeoTIFF.
+    """
+    items = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
+    if not items:
+        raise InputError("--landcover: give a raster, several rasters or a folder of them")
+    files: list[Path] = []
+    for item in map(Path, items):
+        if item.is_dir():
+            found = sorted(p for p in item.iterdir() if p.suffix.lower() in (".tif", ".tiff") and p.is_file())
+            if not found:
+                raise InputError(f"--landcover {item}: the folder holds no GeoTIFF (*.tif)")
+            files.extend(found)
+        elif item.exists():
+            files.append(item)
+        else:
+            raise InputError(f"--landcover {item}: no such file or folder")
+    return files
+
+
+@contextlib.contextmanager
+def landcover_mosaic(paths):
+    """One raster path for a ``--landcover`` of one or several tiles (e.g. the ESA WorldCover 3 x 3
+    degree tiles of a province): the file itself, or a GDAL VRT mosaic of the tiles, written to a
+    temporary folder that is removed on exit. Yields ``(path, files)``.
+
+    The tiles must share CRS, data type and pixel size and lie on one grid (WorldCover's do: one
+    1/12000-degree grid anchored on whole degrees); where tiles overlap, a tile's nodata lets the
+    others show through (VRT ``ComplexSource`` with ``NODATA``).
+
+    Raises
+    ------
+    InputError
+        Missing paths; tiles of different CRS, data type or pixel size, or off each other's grid
+        (named).
+    FormatError
+        A tile that cannot be opened, or not one band of integer codes (named).
+    """
+    from xml.sax.saxutils import escape
+
+    files = landcover_files(paths)
+    if len(files) == 1:
+        yield LandcoverPath(files[0], files), files
+        return
+    tiles = []
+    for f in files:
+        with _open(f) as ds:
+            if ds.crs is None:
+                raise FormatError(f"{f}: the land-cover raster has no CRS")
+            if ds.count != 1 or ds.dtypes[0] not in _VRT_TYPES:
+                raise FormatError(f"{f}: expected one band of integer land-cover codes, got {ds.count} band(s) "
+                                  f"of {ds.dtypes[0]}")
+            tiles.append((f, ds.crs, ds.dtypes[0], ds.transform, ds.width, ds.height, ds.nodata))
+    first = tiles[0]
+    t0 = first[3]
+    for f, crs, dtype, t, w, h, _ in tiles[1:]:
+        if crs != first[1] or dtype != first[2]:
+            raise InputError(f"--landcover {f}: CRS or data type differ from {first[0].name} "
+                             f"({crs.to_string()} {dtype} against {first[1].to_string()} {first[2]}); "
+                             "reproject the tiles onto one grid first")
+        if not (math.isclose(t.a, t0.a, rel_tol=1e-9) and math.isclose(t.e, t0.e, rel_tol=1e-9)) or t.b or t.d:
+            raise InputError(f"--landcover {f}: pixel size {t.a:g} x {t.e:g} differs from {first[0].name} "
+                             f"({t0.a:g} x {t0.e:g})")
+    offsets = []
+    for f, _, _, t, w, h, _ in tiles:
+        col, row = (t.c - t0.c) / t0.a, (t.f - t0.f) / t0.e
+        if abs(col - round(col)) > 1e-3 or abs(row - round(row)) > 1e-3:
+            raise InputError(f"--landcover {f}: not on the grid of {first[0].name} (offset {col:.3f}, {row:.3f} px)")
+        offsets.append((int(round(col)), int(round(row)), w, h))
+    c_min = min(o[0] for o in offsets)
+    r_min = min(o[1] for o in offsets)
+    width = max(o[0] + o[2] for o in offsets) - c_min
+    height = max(o[1] + o[3] for o in offsets) - r_min
+    nodata = first[6]
+    x0, y0 = t0.c + c_min * t0.a, t0.f + r_min * t0.e
+    sources = []
+    for (f, *_), (col, row, w, h) in zip(tiles, offsets):
+        sources.append(
+            f'    <ComplexSource><SourceFilename relativeToVRT="0">{escape(str(Path(f).resolve()))}</SourceFilename>'
+            f'<SourceBand>1</SourceBand><SrcRect xOff="0" yOff="0" xSize="{w}" ySize="{h}"/>'
+            f'<DstRect xOff="{col - c_min}" yOff="{row - r_min}" xSize="{w}" ySize="{h}"/>'
+            + (f"<NODATA>{nodata:g}</NODATA>" if nodata is not None else "") + "</ComplexSource>")
+    axis = ' dataAxisToSRSAxisMapping="2,1"' if first[1].is_geographic else ""
+    text = (f'<VRTDataset rasterXSize="{width}" rasterYSize="{height}">\n'
+            f"  <SRS{axis}>{escape(first[1].to_wkt())}</SRS>\n"
+            f"  <GeoTransform>{x0!r}, {t0.a!r}, 0.0, {y0!r}, 0.0, {t0.e!r}</GeoTransform>\n"
+            f'  <VRTRasterBand dataType="{_VRT_TYPES[first[2]]}" band="1">\n'
+            + (f"    <NoDataValue>{nodata:g}</NoDataValue>\n" if nodata is not None else "")
+            + "\n".join(sources) + "\n  </VRTRasterBand>\n</VRTDataset>\n")
+    import tempfile
+
+    folder = Path(tempfile.mkdtemp(prefix="rsmon-landcover-"))
+    try:
+        vrt = folder / "landcover.vrt"
+        vrt.write_text(text, encoding="utf-8")
+        log.info("land cover: a mosaic of %d tiles (%d x %d cells)", len(files), width, height)
+        yield LandcoverPath(vrt, files), files
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+class LandcoverPath(str):
+    """The path of a land-cover raster (a file or a mosaic VRT) that remembers the tiles it stands
+    for (``files``), for provenance."""
+
+    files: list[Path]
+
+    def __new__(cls, path, files):
+        obj = super().__new__(cls, os.fspath(path))
+        obj.files = [Path(f) for f in files]
+        return obj
+
+
+def with_landcover_mosaic(func):
+    """Decorator: the function's ``landcover`` keyword may name one raster, several tiles or a
+    folder of them (:func:`landcover_mosaic`); the function receives one :class:`LandcoverPath`,
+    valid while the call lasts."""
+    import functools
+
+    @functools.wraps(func)
+    def wrapper(*args, landcover=None, **kwargs):
+        if landcover is None:
+            return func(*args, **kwargs)
+        with landcover_mosaic(landcover) as (path, _):
+            return func(*args, landcover=path, **kwargs)
+
+    return wrapper

@@ -40,6 +40,7 @@ import pandas as pd
 
 from rsmon.errors import FormatError, InputError, NoDataError, OutputError, RsmonError
 from rsmon.io.atomic import atomic_output, check_output_dir
+from rsmon.io.landcover import with_landcover_mosaic
 from rsmon.io.maps import save_figure
 from rsmon.workflow.staging import precheck_output_dir, publish, staging
 
@@ -199,6 +200,7 @@ def _counts(fires: pd.DataFrame, admin_gdf, level_name: str, landcover, straw_pa
     return counts[[c for c in columns if c in counts.columns]]
 
 
+@with_landcover_mosaic
 def run_fire_detection(img_paths: Sequence[_PathLike] | _PathLike, out_dir: _PathLike, *,
                        geo_paths: Sequence[_PathLike] | None = None, landcover: _PathLike | None = None,
                        admin=None, admin_level_name: str = "name", history=None, params=None,
@@ -213,9 +215,11 @@ def run_fire_detection(img_paths: Sequence[_PathLike] | _PathLike, out_dir: _Pat
         Output folder (created if needed).
     geo_paths : sequence of paths, optional
         The matching ``03IMG`` files, in the same order (default: found beside each 02 file).
-    landcover : path, optional
-        Categorical land-cover raster (e.g. ESA WorldCover) for the straw-burning categories
-        (:func:`rsmon.products.straw.classify`). Without it every fire is ``"unclassified"``.
+    landcover : path or sequence of paths, optional
+        Categorical land-cover raster (e.g. ESA WorldCover), or several tiles on one grid, or a
+        folder of them (mosaicked, :func:`rsmon.io.landcover.landcover_mosaic`), for the
+        straw-burning categories (:func:`rsmon.products.straw.classify`). Without it every fire is
+        ``"unclassified"``.
     admin : path or GeoDataFrame, optional
         Administrative polygons; writes ``counts_by_admin.csv`` (with cropland area and the
         per-1000-ha intensities when ``landcover`` is given) and draws their outlines on the map.

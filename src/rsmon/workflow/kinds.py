@@ -47,6 +47,8 @@ BBOX_SCHEMA = {"type": "array", "items": _NUM, "minItems": 4, "maxItems": 4,
                "description": "west, south, east, north in degrees"}
 _PATH = {"type": "string"}
 _PATHS = {"type": "array", "items": _PATH, "minItems": 1}
+#: A land-cover raster, a folder of tiles, or a list of tiles (mosaicked: rsmon.io.landcover.landcover_mosaic).
+_LANDCOVER = {"anyOf": [_PATH, _PATHS]}
 
 
 def _fields_schema(cls_path: str) -> dict:
@@ -177,7 +179,7 @@ def _validate_no2(task: JobTask, out: Path, report_dir: Path) -> dict:
 # ---- fire ----------------------------------------------------------------------------------------
 
 def _fire_parameters() -> dict:
-    return {"admin": _PATH, "admin_level_name": {"type": "string"}, "landcover": _PATH, "history": _PATHS,
+    return {"admin": _PATH, "admin_level_name": {"type": "string"}, "landcover": _LANDCOVER, "history": _PATHS,
             "map_png": {"type": "boolean"}, "detector": _fields_schema("rsmon.products.fire_params.FireParams"),
             "straw": _fields_schema("rsmon.products.straw.StrawParams")}
 
@@ -234,8 +236,9 @@ def _redline_parameters() -> dict:
                             "description": "with redlines, examine the whole scene, not only the blocks near them"},
             "redline_margin_m": {"type": "number", "minimum": 0,
                                  "description": "examine the blocks within this many metres of a redline (1000)"},
-            "landcover": {**_PATH, "description": "land-cover raster: patches on its cropland that did not persist "
-                                                  "are screened as the crop cycle (screened.gpkg)"},
+            "landcover": {**_LANDCOVER, "description": "land-cover raster, folder or list of tiles: patches on its "
+                                                       "cropland that did not persist are screened as the crop cycle "
+                                                       "(screened.gpkg)"},
             "screen": _fields_schema("rsmon.products.change_screen.ScreenParams")}
 
 

@@ -82,7 +82,7 @@ import xarray as xr
 from rsmon.errors import FormatError, InputError, RsmonError
 from rsmon.io.atomic import atomic_output
 from rsmon.io.change_output import CHANGE_COG_PROFILE, ChangeCogJobs, write_quicklooks
-from rsmon.io.landcover import check_landcover_raster, class_share_of_polygons
+from rsmon.io.landcover import check_landcover_raster, class_share_of_polygons, with_landcover_mosaic
 from rsmon.io.optical import align_pair, open_optical
 from rsmon.io.spill import ChangeSpill
 from rsmon.io.vectors import read_vectors, write_patches
@@ -350,6 +350,7 @@ def _gc_paused():
 
 
 @_gc_paused()
+@with_landcover_mosaic
 def run_redline_detect(
     before: _PathLike | Sequence[_PathLike],
     after: _PathLike | Sequence[_PathLike],
@@ -409,8 +410,9 @@ def run_redline_detect(
     margin_m : float, optional
         That margin, metres (None: :data:`~rsmon.products.change_extent.DEFAULT_MARGIN_M`); at
         least 1.5 x (the clean-up's halo + 1) pixels are used whatever is given.
-    landcover : path, optional
-        A categorical land-cover raster (ESA WorldCover, a provincial land-use map; any CRS) for the
+    landcover : path or sequence of paths, optional
+        A categorical land-cover raster (ESA WorldCover, a provincial land-use map; any CRS), or
+        several tiles on one grid, or a folder of them (mosaicked, :func:`rsmon.io.landcover.landcover_mosaic`), for the
         crop-cycle screen (:mod:`rsmon.products.change_screen`): patches mostly on its cropland
         that did not persist ``screen.crop_cycle_days`` are moved from ``patches.*`` to
         ``screened.gpkg`` / ``screened.geojson`` (with ``screen_reason``); both tables gain
@@ -503,7 +505,9 @@ def run_redline_detect(
                                   parameters={"change_params": json.loads(ds.attrs.get("change_params", "{}")),
                                               "threshold": _json_float(ds.attrs.get("threshold")),
                                               "redlines": os.fspath(redlines) if redlines is not None else None,
-                                              "landcover": os.fspath(landcover) if landcover is not None else None,
+                                              "landcover": [os.fspath(f) for f in getattr(landcover, "files",
+                                                                                          [landcover])]
+                                              if landcover is not None else None,
                                               "screen": sp.as_dict() if landcover is not None else None})
 
             # 3. into a staging folder, then moved into place; the COGs are written in the background while
