@@ -20,9 +20,10 @@ Rule (:func:`crop_cycle`): a patch is a crop-cycle pseudo-change when
   one, so 0 days).
 
 What the rule gives up, stated plainly: construction on cropland that is still bare earth, seen in
-one pair, is screened with the harvests; it comes back as a kept patch once a later observation, ``crop_cycle_days`` after
-the first, still flags it (a series run), because a harvested field is green again by then. Screened
-patches are never dropped silently: they are written apart, with their reason, for audit.
+one pair, is screened with the harvests. It comes back as a kept patch once it has stayed bare
+``crop_cycle_days`` after its first detection (a later scene of a series flags it again, or the
+watch below sees it bare), because a harvested field is green again by then. Screened patches are
+never dropped silently: they are written apart, with their reason, for audit.
 
 **The watch across runs.** A monthly job compares each month with the month before, so a bare
 construction site is flagged in the month it appears and not again: within one run it cannot
@@ -82,7 +83,7 @@ class ScreenParams:
     crop_cycle_days : int
         A change still flagged this many days after its first detection is not the crop cycle.
         Default 60: **an rsmon choice** with a margin over the wheat-maize rotation of the North
-        China Plain, the fastest cycle of the plan's regions: winter wheat is harvested by mid-June
+        China Plain (the double cropping of the monitored plains): winter wheat is harvested by mid-June
         and the maize sown right after is at jointing in mid-to-late July, the regional NDVI back to
         its average by the end of July (CropWatch bulletins: Huanghuaihai April-July,
         cloud.cropwatch.com.cn report 217; "summer maize at jointing", cropwatch.com.cn update 64,
