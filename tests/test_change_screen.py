@@ -505,7 +505,9 @@ def test_watch_reviews_the_part_not_detected_again():
     kept = _patch_rows([box(500150, 3999750, 500247, 3999850)], ["k-1"], first="2023-08-15")
     from rsmon.products.change_params import ChangeParams
 
-    patches, screened2, counts = _review_watch(kept, screened, watched, [scene], ChangeParams(), ScreenParams())
+    patches, screened2, counts, back_ids = _review_watch(kept, screened, watched, [scene], ChangeParams(),
+                                                         ScreenParams())
+    assert back_ids == ["w-1-2"]
     assert counts == {"detected_again": 1, "in_part": 1, "elsewhere": 0, "regreened": 0, "persisted": 1,
                       "watched": 0}, counts
     back = patches[patches["patch_id"] == "w-1-2"]
@@ -526,3 +528,50 @@ def test_a_bad_screened_table_beside_previous_is_refused(sim_pair, tmp_path):
         run_redline_detect(sim_pair.before, sim_pair.after, out, quicklooks=False, checksums=False,
                            landcover=sim_pair.landcover, previous=prev / "patches.gpkg")
     assert not out.exists() or not any(out.iterdir())
+
+
+def test_readmitted_patches_quicklooks_show_the_scene_before_their_change(sim_pair, tmp_path):
+    """The August run's before scene (June) was taken after the change; a re-admitted patch's
+    quicklook is drawn against its own before scene (May, its before_source) instead."""
+    from rsmon.io.change_output import write_quicklooks
+    from rsmon.io.optical import open_optical
+    from rsmon.sim.s2 import simulate_s2_l2a_pair
+    from rsmon.workflow.redline import run_redline_detect
+
+    run_redline_detect(sim_pair.before, sim_pair.after, tmp_path / "june", quicklooks=False, checksums=False,
+                       landcover=sim_pair.landcover)
+    august = simulate_s2_l2a_pair(tmp_path / "aug", size=512, seed=3, n_changes=12, harvest_fraction=0.0,
+                                  dates=("2023-05-01", "2023-08-15"))
+    res = run_redline_detect(sim_pair.after, august.after, tmp_path / "august", checksums=False,
+                             landcover=sim_pair.landcover, previous=tmp_path / "june" / "patches.gpkg")
+    assert res.watch["persisted"] >= 1
+    kept = gpd.read_file(tmp_path / "august" / "patches.gpkg", layer="patches")
+    back = kept[kept["first_detected"] == "2023-06-01"]
+    assert len(back) == res.watch["persisted"] and set(back["before_source"]) == {str(sim_pair.before)}
+    for before, name in ((sim_pair.before, "may"), (sim_pair.after, "june")):
+        write_quicklooks(back, open_optical(before), open_optical(august.after), tmp_path / name)
+    for pid in back["patch_id"]:
+        got = (tmp_path / "august" / "quicklooks" / f"{pid}.png").read_bytes()
+        assert got == (tmp_path / "may" / "quicklooks" / f"{pid}.png").read_bytes()
+        assert got != (tmp_path / "june" / "quicklooks" / f"{pid}.png").read_bytes()
+
+
+def test_readmitted_quicklooks_when_the_earlier_scene_is_gone(sim_pair, tmp_path, caplog):
+    from rsmon.sim.s2 import simulate_s2_l2a_pair
+    from rsmon.workflow.redline import run_redline_detect
+
+    may = tmp_path / "may"
+    shutil.copytree(sim_pair.before, may)
+    run_redline_detect(may, sim_pair.after, tmp_path / "june", quicklooks=False, checksums=False,
+                       landcover=sim_pair.landcover)
+    shutil.rmtree(may)  # the archive no longer holds the May scene
+    august = simulate_s2_l2a_pair(tmp_path / "aug", size=512, seed=3, n_changes=12, harvest_fraction=0.0,
+                                  dates=("2023-05-01", "2023-08-15"))
+    with caplog.at_level("WARNING", logger="rsmon.workflow.redline"):
+        res = run_redline_detect(sim_pair.after, august.after, tmp_path / "august", checksums=False,
+                                 landcover=sim_pair.landcover, previous=tmp_path / "june" / "patches.gpkg")
+    assert res.watch["persisted"] >= 1
+    assert any("earlier before scene" in r.getMessage() and "may" in r.getMessage() for r in caplog.records)
+    kept = gpd.read_file(tmp_path / "august" / "patches.gpkg", layer="patches")
+    for pid in kept.loc[kept["first_detected"] == "2023-06-01", "patch_id"]:
+        assert (tmp_path / "august" / "quicklooks" / f"{pid}.png").is_file()  # this run's picture stays

@@ -328,7 +328,26 @@ def _review_watch(patches, screened, watched, afters, params: ChangeParams, scre
                              ignore_index=True)
     counts = {"detected_again": int(again.sum()), "in_part": int(cut.sum()), "elsewhere": int((~again & ~here).sum()),
               **{k: int((outcome == k).sum()) for k in (REGREENED, PERSISTED, WATCHED)}}
-    return patches, screened, counts
+    return patches, screened, counts, list(back["patch_id"])
+
+
+def _earlier_quicklooks(patches, ids: list, after: xr.Dataset, stage: Path, band_map, max_patches: int) -> int:
+    """Quicklooks of re-admitted patches against the scene before their first detection (their
+    ``before_source``), replacing those drawn with this run's before scene, which was taken after
+    the change. A source that is gone or unreadable keeps this run's picture (logged). Returns the
+    number redrawn."""
+    back = patches[patches["patch_id"].isin(ids)]
+    done = 0
+    for source, group in back.groupby("before_source"):
+        path = Path(str(source))
+        try:
+            scene = _open(path, band_map, "earlier before")
+        except (RsmonError, OSError) as exc:
+            log.warning("quicklooks of %d re-admitted patch(es): their earlier before scene %s cannot be read "
+                        "(%s); they show this run's before scene", len(group), path, exc)
+            continue
+        done += len(write_quicklooks(group, scene, after, stage, max_patches=max_patches))
+    return done
 
 
 @contextmanager
@@ -542,15 +561,15 @@ def run_redline_detect(
                              "blocks: examining %d more block(s) and running the pass again", reached.size,
                              int(more.sum()))
                     raise _MoreBlocks(blocks.examined | more)
-                screened, watch_counts = None, None
+                screened, watch_counts, readmitted = None, None, []
                 if landcover is not None:  # pseudo-change removal: the crop cycle on mapped cropland
                     with _stage(seconds, "screen"):
                         fraction = class_share_of_polygons(patches, landcover, sp.cropland_codes)
                         patches, screened = screen_patches(patches, fraction, sp)
                     if watched is not None and len(watched):
                         with _stage(seconds, "watch"):
-                            patches, screened, watch_counts = _review_watch(patches, screened, watched,
-                                                                            afters, p, sp)
+                            patches, screened, watch_counts, readmitted = _review_watch(patches, screened, watched,
+                                                                                        afters, p, sp)
                 result = RedlineResult(
                     seconds=seconds, n_patches=len(patches), n_change_pixels=n_change, n_valid_pixels=n_valid,
                     area_m2=float(patches["area_m2"].sum()) if len(patches) else 0.0,
@@ -581,6 +600,8 @@ def run_redline_detect(
                     (stage / "quicklooks").mkdir()
                     with _stage(seconds, "quicklooks"):
                         write_quicklooks(patches, reference, afters[-1], stage, max_patches=max_quicklooks)
+                        if readmitted:  # their change happened before this run's before scene
+                            _earlier_quicklooks(patches, readmitted, afters[-1], stage, band_map, max_quicklooks)
                     written["quicklooks"] = stage / "quicklooks"
                 written["summary"] = _write_summary(stage / "summary.json", result, ds, before_paths, after_paths,
                                                     streamed=spill is not None)
