@@ -113,6 +113,20 @@ def test_fire_detect_with_landcover_and_admin(granules, detected, tmp_path, caps
     counts = pd.read_csv(out / "counts_by_admin.csv")
     assert {"name", "date", "n_fires", "straw_burning_suspected", "cropland_area_ha", "straw_per_1000ha"} <= set(counts)
     assert counts["n_fires"].sum() == len(rich)
+    # the same map as two tiles in a folder (mosaicked for the run): the same categories and counts
+    tiles = tmp_path / "lc_tiles"
+    tiles.mkdir()
+    for name, cols, x0 in (("w.tif", slice(0, nx // 2), west), ("e.tif", slice(nx // 2, nx), west + (nx // 2) * res)):
+        part = data[:, cols]
+        with rasterio.open(tiles / name, "w", driver="GTiff", width=part.shape[1], height=ny, count=1, dtype="uint8",
+                           crs="EPSG:4326", transform=from_origin(x0, north, res, res), nodata=0) as dst:
+            dst.write(part, 1)
+    out2 = tmp_path / "out2"
+    rc, _, err = _run(capsys, "fire", "detect", str(granules["a"]["img"]), "--geo", str(granules["a"]["geo"]),
+                      "--landcover", str(tiles), "--admin", str(admin_path), "-o", str(out2))
+    assert rc == 0, err
+    pd.testing.assert_series_equal(pd.read_csv(out2 / "fires_rsmon.csv")["category"], rich["category"])
+    pd.testing.assert_frame_equal(pd.read_csv(out2 / "counts_by_admin.csv"), counts)
 
 
 def test_zero_fires_is_a_valid_result(tmp_path, capsys):
