@@ -179,6 +179,7 @@ def test_screen_patches_splits_and_keeps_order():
     ({"cropland_codes": ()}, "cropland-codes"), ({"cropland_codes": (40.5,)}, "cropland-codes"),
     ({"min_cropland_fraction": 0.0}, "min_cropland_fraction"), ({"min_cropland_fraction": 1.5}, "min_cropland"),
     ({"barren_ndvi_max": 2.0}, "barren_ndvi_max"), ({"crop_cycle_days": 0}, "crop_cycle_days"),
+    ({"regrowth_ndvi_gain": -0.1}, "regrowth_ndvi_gain"),
     ({"crop_cycle_days": 1.5}, "crop_cycle_days"),
 ])
 def test_screen_params_refused(kwargs, match):
@@ -360,14 +361,20 @@ def test_monthly_job_with_landcover_publishes_only_kept_patches(tmp_path):
 def test_review_watch_known_answers():
     from rsmon.products.change_screen import PERSISTED, REGREENED, WATCHED, review_watch
 
-    watched = pd.DataFrame({"first_detected": ["2023-06-01"] * 6 + [None]})
-    ndvi = np.array([0.55, 0.2, 0.2, 0.2, np.nan, 0.05, 0.1])
-    clear = np.array([0.9, 0.9, 0.9, 0.3, 0.0, 0.5, 1.0])
-    seen = ["2023-08-15", "2023-08-15", "2023-07-15", "2023-08-15", None, "2023-07-31", "2023-08-15"]
+    watched = pd.DataFrame({"first_detected": ["2023-06-01"] * 6 + [None] + ["2023-10-05"] * 2,
+                            "ndvi_after": [0.2] * 7 + [0.15, 0.15]})
+    ndvi = np.array([0.55, 0.2, 0.2, 0.2, np.nan, 0.05, 0.1, 0.26, 0.22])
+    clear = np.array([0.9, 0.9, 0.9, 0.3, 0.0, 0.5, 1.0, 1.0, 1.0])
+    seen = ["2023-08-15", "2023-08-15", "2023-07-15", "2023-08-15", None, "2023-07-31", "2023-08-15",
+            "2023-12-10", "2023-12-10"]
     got = review_watch(watched, ndvi, clear, seen, ScreenParams())
     # green again; bare 75 days on; bare 44 days on (too early); seen but mostly cloudy; never seen;
-    # bare exactly 60 days on; no first date
-    assert got.tolist() == [REGREENED, PERSISTED, WATCHED, WATCHED, WATCHED, PERSISTED, WATCHED]
+    # bare exactly 60 days on; no first date; autumn-sown field greening (+0.11, below 0.3) in
+    # December; +0.07 only, 66 days on
+    assert got.tolist() == [REGREENED, PERSISTED, WATCHED, WATCHED, WATCHED, PERSISTED, WATCHED, REGREENED,
+                            PERSISTED]
+    assert review_watch(watched, ndvi, clear, seen, ScreenParams(regrowth_ndvi_gain=0.2))[7] == PERSISTED
+    assert review_watch(watched.drop(columns="ndvi_after"), ndvi, clear, seen, ScreenParams())[7] == PERSISTED
     assert review_watch(watched, ndvi, clear, seen, ScreenParams(watch_clear_min=0.2))[3] == PERSISTED
     with pytest.raises(InputError, match="one NDVI"):
         review_watch(watched, ndvi[:2], clear, seen, ScreenParams())

@@ -32,7 +32,9 @@ persist 60 days. The screened patches of the previous run are therefore *watched
 first detection date carried over (the patch-id reconciliation does that); one it does not detect
 is looked at in the latest after scene that sees it clear (:func:`watch_observation`):
 
-- green again (mean NDVI above ``regreen_ndvi_min``): it was the crop cycle; the watch ends;
+- green again (mean NDVI above ``regreen_ndvi_min``), or greening (NDVI up by ``regrowth_ndvi_gain``
+  or more since the detection, as winter wheat sown after the maize harvest is before its winter
+  dormancy): it was the crop cycle; the watch ends;
 - still not green, ``crop_cycle_days`` or more after its first detection: a field would have been
   sown and green by now, so it is **re-admitted** as a change patch (confidence at least high: a
   later clear observation confirmed it);
@@ -93,6 +95,12 @@ class ScreenParams:
         crop cycle. Default 0.3, as :attr:`ChangeParams.veg_ndvi_min` ("vegetated"): within the
         0.2-0.4 that Sentinel Hub's NDVI guide gives for shrub and grassland, the sparsest cover
         (same page as ``barren_ndvi_max``) [rsmon choice].
+    regrowth_ndvi_gain : float
+        A watched patch whose mean NDVI has risen by at least this since its detection (its
+        ``ndvi_after``) is greening: the crop cycle, even below ``regreen_ndvi_min`` (a field sown
+        in autumn stays sparse through winter). Default 0.10, the smallest NDVI change a recent
+        RADD/Sentinel-2 study counted as a vegetation change (its minimum NDVI drop;
+        redline_eqi.md section 3, [V]) [rsmon choice to use it for a rise].
     watch_clear_min : float
         Share of a watched patch's pixels that must be clear in a scene for the scene to count
         as seeing it. Default 0.5 (the majority) [rsmon choice].
@@ -103,6 +111,7 @@ class ScreenParams:
     barren_ndvi_max: float = 0.1
     crop_cycle_days: int = 60
     regreen_ndvi_min: float = 0.3
+    regrowth_ndvi_gain: float = 0.10
     watch_clear_min: float = 0.5
 
     def __post_init__(self) -> None:
@@ -116,7 +125,7 @@ class ScreenParams:
         ndvi = self.barren_ndvi_max
         if not (isinstance(ndvi, (int, float)) and math.isfinite(ndvi) and -1.0 <= ndvi <= 1.0):
             raise InputError(f"ScreenParams.barren_ndvi_max: expected an NDVI in [-1, 1], got {ndvi!r}")
-        for name in ("regreen_ndvi_min", "watch_clear_min"):
+        for name in ("regreen_ndvi_min", "regrowth_ndvi_gain", "watch_clear_min"):
             value = getattr(self, name)
             low = -1.0 if name == "regreen_ndvi_min" else 0.0
             if not (isinstance(value, (int, float)) and math.isfinite(value) and low <= value <= 1.0):
@@ -195,7 +204,7 @@ def review_watch(watched: pd.DataFrame, ndvi: np.ndarray, clear: np.ndarray, see
     Parameters
     ----------
     watched : DataFrame
-        The patches (``first_detected`` is read).
+        The patches (``first_detected`` and, when present, ``ndvi_after`` are read).
     ndvi, clear : arrays, one value per patch
         Mean NDVI over its clear pixels and the share of its pixels that were clear, in the latest
         scene that saw it clear (:func:`watch_observation`); NaN / 0 when none did.
@@ -212,10 +221,12 @@ def review_watch(watched: pd.DataFrame, ndvi: np.ndarray, clear: np.ndarray, see
     if ndvi.shape != (n,) or clear.shape != (n,) or len(seen) != n:
         raise InputError(f"watch: expected one NDVI, clear share and date per watched patch ({n})")
     out = np.full(n, WATCHED, dtype=object)
+    then = (watched["ndvi_after"].to_numpy(dtype=float) if "ndvi_after" in watched.columns and n
+            else np.full(n, np.nan))
     for i, first in enumerate(watched["first_detected"] if n else []):
         if not (clear[i] >= params.watch_clear_min) or not np.isfinite(ndvi[i]):
             continue
-        if ndvi[i] > params.regreen_ndvi_min:
+        if ndvi[i] > params.regreen_ndvi_min or (np.isfinite(then[i]) and ndvi[i] - then[i] >= params.regrowth_ndvi_gain):
             out[i] = REGREENED
             continue
         a, b = _day(first), _day(seen[i])
