@@ -582,3 +582,54 @@ def test_readmitted_quicklooks_when_the_earlier_scene_is_gone(sim_pair, tmp_path
     kept = gpd.read_file(tmp_path / "august" / "patches.gpkg", layer="patches")
     for pid in kept.loc[kept["first_detected"] == "2023-06-01", "patch_id"]:
         assert (tmp_path / "august" / "quicklooks" / f"{pid}.png").is_file()  # this run's picture stays
+
+
+def test_validate_scores_the_patches_within_the_products_data(tmp_path, capsys):
+    """Known answer: a 4 x 6 change raster, one patch, a reference; then the screened simulated run."""
+    from rsmon.cli import main
+    from rsmon.workflow.redline import run_change_validation
+
+    transform = Affine(10, 0, 500000, 0, -10, 4000000)
+    product = np.array([[1, 1, 0, 0, 255, 255],
+                        [1, 1, 0, 0, 255, 255],
+                        [0, 0, 0, 1, 1, 0],
+                        [0, 0, 0, 1, 1, 0]], dtype=np.uint8)
+    reference = np.array([[1, 1, 0, 0, 0, 0],
+                          [0, 0, 0, 0, 0, 0],
+                          [0, 0, 0, 1, 1, 0],
+                          [0, 0, 0, 1, 1, 0]], dtype=np.uint8)
+    prod, ref = _raster(tmp_path / "change.tif", product, transform, nodata=255), \
+        _raster(tmp_path / "ref.tif", reference, transform, nodata=255)
+    # the patches: the lower-right block only (the upper-left one was screened); the patch reaching
+    # into the no-data columns counts only where the product has data
+    patches = gpd.GeoDataFrame({"patch_id": ["p"]}, geometry=[_cells(3, 2, 6, 4).union(_cells(4, 0, 6, 1))],
+                               crs=UTM).to_crs("EPSG:4326")
+    patches.to_file(tmp_path / "patches.gpkg", layer="patches")
+    raster_scores = run_change_validation(prod, ref).scores
+    assert (raster_scores.tp, raster_scores.fp, raster_scores.fn) == (6, 2, 0)
+    s = run_change_validation(prod, ref, tmp_path / "val", patches=tmp_path / "patches.gpkg").scores
+    # patch cells with data: (3..5, rows 2-3) = 6, of which 4 are reference change; (4..5, row 0) no data
+    assert (s.tp, s.fp, s.fn, s.n_scored) == (4, 2, 2, 20)
+    body = json.loads((tmp_path / "val" / "change_scores.json").read_text())
+    assert body["patches"].endswith("patches.gpkg") and "the patches of" in body["scored_on"]
+    assert main(["validate", "--kind", "change", "--product", str(prod), "--reference", str(ref), "--patches",
+                 str(tmp_path / "nosuch.gpkg")]) == 2
+    assert "--patches" in capsys.readouterr().err
+    assert main(["validate", "--kind", "fire", "--product", str(prod), "--stations", str(prod), "--patches",
+                 str(tmp_path / "patches.gpkg"), "--out", str(tmp_path / "x")]) == 2
+    assert "--patches applies to --kind change" in capsys.readouterr().err
+
+
+def test_validate_patches_of_a_screened_run(sim_pair, tmp_path):
+    """On the simulated pair, against its truth: the screened patches' precision far above the raster's."""
+    from rsmon.workflow.redline import run_change_validation, run_redline_detect
+
+    run_redline_detect(sim_pair.before, sim_pair.after, tmp_path / "run", quicklooks=False, checksums=False,
+                       landcover=sim_pair.landcover)
+    with rasterio.open(sim_pair.truth_raster) as ds:  # truth codes 1-4 -> 1 change
+        ref = _raster(tmp_path / "truth01.tif", (ds.read(1) > 0).astype(np.uint8), ds.transform, crs=ds.crs.to_wkt(),
+                      nodata=255)
+    raster = run_change_validation(tmp_path / "run" / "change.tif", ref).scores
+    kept = run_change_validation(tmp_path / "run" / "change.tif", ref, patches=tmp_path / "run" / "patches.gpkg").scores
+    assert raster.precision < 0.1 and kept.precision > 0.8, (raster.precision, kept.precision)
+    assert kept.n_scored == raster.n_scored  # the same pixels are scored, only the prediction differs

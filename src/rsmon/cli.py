@@ -83,6 +83,8 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         return _cmd_validate_change(args)
     if args.reference is not None:
         raise InputError(f"validate --kind {args.kind}: --reference applies to --kind change; use --stations")
+    if args.patches is not None:
+        raise InputError(f"validate --kind {args.kind}: --patches applies to --kind change")
     for opt, value in (("--stations", args.stations), ("--out", args.out)):
         if value is None:
             raise InputError(f"validate --kind {args.kind}: {opt} is required")
@@ -131,7 +133,7 @@ def _cmd_validate_change(args: argparse.Namespace) -> int:
                                                   "stamp", "ee"))
     if args.reference is None:
         raise InputError("validate --kind change: --reference MASK is required")
-    result = run_change_validation(args.product, args.reference, args.out)
+    result = run_change_validation(args.product, args.reference, args.out, patches=args.patches)
     print(result.summary())
     for name, path in result.paths.items():
         print(f"{name}: {path}")
@@ -320,6 +322,9 @@ def build_parser() -> argparse.ArgumentParser:
                           "0/1/255 raster, or change.bmp + unchanged.bmp); without a CRS it must be on the "
                           "product's grid, with one it may be on any grid and be scored against several "
                           "change.tif (--product, e.g. one per tile)")
+    val.add_argument("--patches", default=None, metavar="GPKG",
+                     help="change: score these patches (patches.gpkg, after the redline clip, the minimum mapping "
+                          "unit and the crop-cycle screen) within the --product rasters' data, not the rasters' change")
     val.add_argument("--sites", default=None, metavar="SITELIST", help="site list for station files without coordinates")
     val.add_argument("--radius-km", type=_number("--radius-km"), default=None,
                      help="mean of pixels/cells within R km (default: the one containing the station)")

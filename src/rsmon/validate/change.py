@@ -227,9 +227,23 @@ def _check_change_values(data: np.ndarray, what: str) -> np.ndarray:
     return data
 
 
-def _change_raster(path: str | Path, what: str, read: bool) -> tuple[MaskGrid, np.ndarray | None]:
+def _patch_values(data: np.ndarray, grid: MaskGrid, patches, what: str) -> np.ndarray:
+    """A change raster's values with its change replaced by the patches: 1 inside a patch (cell
+    centre), 0 elsewhere, 255 where the raster has no data."""
+    from rasterio.features import rasterize
+
+    if not grid.georeferenced:
+        raise InputError(f"{what}: no CRS, so the patches cannot be placed on it")
+    geoms = [g for g in patches.to_crs(grid.crs).geometry if g is not None and not g.is_empty]
+    inside = (rasterize(((g, 1) for g in geoms), out_shape=data.shape, transform=grid.transform, fill=0,
+                        dtype="uint8") if geoms else np.zeros(data.shape, np.uint8))
+    return np.where(data == UNLABELLED, np.uint8(UNLABELLED), inside).astype(np.uint8)
+
+
+def _change_raster(path: str | Path, what: str, read: bool, patches=None) -> tuple[MaskGrid, np.ndarray | None]:
     """The grid of a change raster, checked to be one uint8 band, and with ``read`` its values,
-    checked to be 0/1/255; one open of the file."""
+    checked to be 0/1/255 (with ``patches``, a GeoDataFrame: change inside them, see
+    :func:`masks_to_score`); one open of the file."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{what} {path}: no such file")
@@ -239,7 +253,10 @@ def _change_raster(path: str | Path, what: str, read: bool) -> tuple[MaskGrid, n
                              f"255 no data), got {src.count} band(s) of {src.dtypes[0]}")
         grid = _grid_of(src)
         data = src.read(1) if read else None
-    return grid, (_check_change_values(data, f"{what} {path}") if read else None)
+    if not read:
+        return grid, None
+    data = _check_change_values(data, f"{what} {path}")
+    return grid, (_patch_values(data, grid, patches, f"{what} {path}") if patches is not None else data)
 
 
 def change_raster_grid(path: str | Path, what: str = "--product") -> MaskGrid:
@@ -255,8 +272,9 @@ def change_raster_grid(path: str | Path, what: str = "--product") -> MaskGrid:
     return _change_raster(path, what, read=False)[0]
 
 
-def read_change_raster(path: str | Path, what: str = "--product") -> np.ndarray:
-    """A change raster's values (uint8: 1 change, 0 none, 255 no data), checked.
+def read_change_raster(path: str | Path, what: str = "--product", patches=None) -> np.ndarray:
+    """A change raster's values (uint8: 1 change, 0 none, 255 no data), checked; with ``patches``
+    (a GeoDataFrame) its change replaced by theirs.
 
     Raises
     ------
@@ -265,7 +283,7 @@ def read_change_raster(path: str | Path, what: str = "--product") -> np.ndarray:
     FormatError
         Unreadable file.
     """
-    return _change_raster(path, what, read=True)[1]
+    return _change_raster(path, what, read=True, patches=patches)[1]
 
 
 def footprint_window(grids: list[MaskGrid], onto: MaskGrid) -> tuple[slice, slice] | None:
@@ -290,7 +308,7 @@ def footprint_window(grids: list[MaskGrid], onto: MaskGrid) -> tuple[slice, slic
     return slice(*rows), slice(*cols)
 
 
-def changes_on_grid(products: list[str | Path], onto: MaskGrid, what: str = "--product") -> np.ndarray:
+def changes_on_grid(products: list[str | Path], onto: MaskGrid, what: str = "--product", patches=None) -> np.ndarray:
     """Change rasters resampled (nearest) onto the grid ``onto`` and combined: 1 where any product
     says change, 0 where none does and one says no change, 255 where none has data.
 
@@ -306,7 +324,7 @@ def changes_on_grid(products: list[str | Path], onto: MaskGrid, what: str = "--p
     out = np.full(onto.shape, UNLABELLED, np.uint8)
     warped = np.empty(onto.shape, np.uint8)
     for path in products:
-        grid, data = _change_raster(path, what, read=True)
+        grid, data = _change_raster(path, what, read=True, patches=patches)
         if not grid.georeferenced:
             raise InputError(f"{what} {path}: no CRS, so it cannot be placed on the reference's grid")
         warped.fill(UNLABELLED)
@@ -318,7 +336,7 @@ def changes_on_grid(products: list[str | Path], onto: MaskGrid, what: str = "--p
     return out
 
 
-def masks_to_score(products, reference) -> tuple[np.ndarray, np.ndarray, str]:
+def masks_to_score(products, reference, patches=None) -> tuple[np.ndarray, np.ndarray, str]:
     """The prediction and the reference on one grid, ready for :func:`change_scores`.
 
     Parameters
@@ -327,6 +345,10 @@ def masks_to_score(products, reference) -> tuple[np.ndarray, np.ndarray, str]:
         Change rasters (1 change, 0 none, 255 no data), e.g. one ``change.tif`` per tile.
     reference : path, (change, unchanged) pair or folder
         What :func:`read_reference_mask` reads.
+    patches : GeoDataFrame, optional
+        Score these patches instead of the rasters' change: change where a pixel's centre lies in a
+        patch, no change elsewhere, within the rasters' data (e.g. ``patches.gpkg`` after the
+        crop-cycle screen, which the rasters do not show).
 
     Returns
     -------
@@ -359,7 +381,7 @@ def masks_to_score(products, reference) -> tuple[np.ndarray, np.ndarray, str]:
     one = grids[0]
     if len(paths) == 1 and one.shape == ref_grid.shape and not (ref_grid.georeferenced and one.georeferenced
                                                                   and not one.same_as(ref_grid)):
-        return read_change_raster(paths[0]), read_reference_mask(reference), "product grid"
+        return read_change_raster(paths[0], patches=patches), read_reference_mask(reference), "product grid"
     if not ref_grid.georeferenced:
         if len(paths) > 1:
             raise InputError(f"--reference {name}: has no georeference (CRS), so it cannot be scored against "
@@ -376,7 +398,7 @@ def masks_to_score(products, reference) -> tuple[np.ndarray, np.ndarray, str]:
     rows, cols = window
     onto = MaskGrid(ref_grid.crs, ref_grid.transform @ Affine.translation(cols.start, rows.start),
                     (rows.stop - rows.start, cols.stop - cols.start))
-    pred = changes_on_grid(paths, onto)
+    pred = changes_on_grid(paths, onto, patches=patches)
     ref = read_reference_mask(reference, window=(rows, cols))
     return pred, ref, f"reference grid, rows {rows.start}-{rows.stop}, columns {cols.start}-{cols.stop}"
 

@@ -732,7 +732,7 @@ class ChangeValidationResult:
 
 
 def run_change_validation(product: _PathLike | Sequence[_PathLike], reference, out_dir: _PathLike | None = None, *,
-                          iou_min: float = 0.5) -> ChangeValidationResult:
+                          iou_min: float = 0.5, patches: _PathLike | None = None) -> ChangeValidationResult:
     """Score change rasters against a reference mask (pixel P/R/F1/IoU/kappa, object P/R).
 
     Parameters
@@ -748,17 +748,30 @@ def run_change_validation(product: _PathLike | Sequence[_PathLike], reference, o
         it (:func:`rsmon.validate.change.masks_to_score`).
     out_dir : path, optional
         Folder for ``change_scores.json`` and ``change_scores.md``.
+    patches : path, optional
+        A patch table (``patches.gpkg``): score its patches, within the products' data, instead of
+        the products' change; the rasters hold every change the pass found, the patches what is left
+        after the redline clip, the minimum mapping unit and the crop-cycle screen.
 
     Raises
     ------
     RsmonError
-        Unreadable product or reference (named), grids that cannot be matched, bad values.
+        Unreadable product, patches or reference (named), grids that cannot be matched, bad values.
     """
     from rsmon.validate.change import change_scores, masks_to_score
 
     refs = [reference] if isinstance(reference, (str, os.PathLike)) else list(reference)
     products = [product] if isinstance(product, (str, os.PathLike)) else list(product)
-    pred, ref, scored_on = masks_to_score(products, refs[0] if len(refs) == 1 else tuple(refs))
+    table = None
+    if patches is not None:
+        if not Path(patches).is_file():
+            raise InputError(f"--patches {patches}: no such file")
+        table = read_vectors(patches)
+        if table.crs is None:
+            raise InputError(f"--patches {patches}: the patches have no CRS")
+    pred, ref, scored_on = masks_to_score(products, refs[0] if len(refs) == 1 else tuple(refs), patches=table)
+    if patches is not None:
+        scored_on += f"; the patches of {os.fspath(patches)} within the product's data"
     scores = change_scores(pred, ref, iou_min=iou_min)
     result = ChangeValidationResult(scores=scores, scored_on=scored_on)
     if out_dir is None:
@@ -766,7 +779,8 @@ def run_change_validation(product: _PathLike | Sequence[_PathLike], reference, o
     out = precheck_output_dir(out_dir)
     names = [os.fspath(p) for p in products]
     body = {"product": names[0] if len(names) == 1 else names, "reference": [os.fspath(r) for r in refs],
-            "scored_on": scored_on, **scores.as_dict()}
+            "patches": os.fspath(patches) if patches is not None else None, "scored_on": scored_on,
+            **scores.as_dict()}
     with staging(out, ".rsmon-change-") as stage:
         written = {}
         with atomic_output(stage / "change_scores.json") as tmp:
