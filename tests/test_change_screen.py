@@ -179,12 +179,17 @@ def test_screen_patches_splits_and_keeps_order():
     ({"cropland_codes": ()}, "cropland-codes"), ({"cropland_codes": (40.5,)}, "cropland-codes"),
     ({"min_cropland_fraction": 0.0}, "min_cropland_fraction"), ({"min_cropland_fraction": 1.5}, "min_cropland"),
     ({"barren_ndvi_max": 2.0}, "barren_ndvi_max"), ({"crop_cycle_days": 0}, "crop_cycle_days"),
-    ({"regrowth_ndvi_gain": -0.1}, "regrowth_ndvi_gain"),
+    ({"regrowth_ndvi_gain": -0.1}, "regrowth_ndvi_gain"), ({"cropland_codes": "40"}, "cropland-codes"),
     ({"crop_cycle_days": 1.5}, "crop_cycle_days"),
 ])
 def test_screen_params_refused(kwargs, match):
     with pytest.raises(InputError, match=match):
         ScreenParams(**kwargs)
+
+
+def test_screen_params_single_code():
+    assert ScreenParams(cropland_codes=40).cropland_codes == (40,)
+    assert ScreenParams(cropland_codes=[10, 40]).cropland_codes == (10, 40)
 
 
 # ---- redline runs with a land-cover map ----------------------------------------------------------

@@ -115,7 +115,9 @@ class ScreenParams:
     watch_clear_min: float = 0.5
 
     def __post_init__(self) -> None:
-        codes = tuple(self.cropland_codes)
+        given = self.cropland_codes
+        codes = (given,) if isinstance(given, (int, np.integer)) else tuple(given) if isinstance(given, (list, tuple)) \
+            else ()
         if not codes or not all(isinstance(c, (int, np.integer)) and not isinstance(c, bool) for c in codes):
             raise InputError(f"--cropland-codes: expected one or more whole land-cover codes, got {self.cropland_codes!r}")
         object.__setattr__(self, "cropland_codes", tuple(int(c) for c in codes))

@@ -264,7 +264,8 @@ def _run_redline(task: JobTask, inputs, out: Path, catalog: Path) -> dict:
     if p.get("screen"):
         from rsmon.products.change_screen import ScreenParams
 
-        screen = ScreenParams(**{k: tuple(v) if k == "cropland_codes" else v for k, v in p["screen"].items()})
+        screen = ScreenParams(**{k: tuple(v) if k == "cropland_codes" and isinstance(v, list) else v
+                                 for k, v in p["screen"].items()})
     options = dict(redlines=p.get("redlines"), mmu_px=p.get("mmu_px"), params=params, band_map=p.get("band_map"),
                    previous=task.previous_patches, quicklooks=p.get("quicklooks", True),
                    max_quicklooks=p.get("max_quicklooks", 200), checksums=p.get("checksums", True),
@@ -277,7 +278,8 @@ def _run_redline(task: JobTask, inputs, out: Path, catalog: Path) -> dict:
                                   "duplicates_dropped", "screened")} | {"tiles": sorted(s["tiles"])}
     result = run_redline_detect(before, after, out, **options)
     return {"n_patches": result.n_patches, "area_m2": result.area_m2, "n_change_pixels": result.n_change_pixels,
-            "by_class": result.by_class, "reason": result.reason, "screened": result.screened or None}
+            "by_class": result.by_class, "reason": result.reason, "screened": result.screened or None,
+            "watch": result.watch}
 
 
 def _validate_redline(task: JobTask, out: Path, report_dir: Path) -> dict:
