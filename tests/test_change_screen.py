@@ -499,7 +499,7 @@ def test_watch_reviews_the_part_not_detected_again():
     patch covered but for a sliver narrower than half a pixel counts as detected again."""
     import xarray as xr
 
-    from rsmon.workflow.redline import _review_watch
+    from rsmon.products.change_screen import apply_watch
 
     y, x = 4000000 - 10 * np.arange(30) - 5, 500000 + 10 * np.arange(30) + 5
     bands = {"blue": 0.1, "green": 0.12, "red": 0.2, "nir": 0.25, "swir1": 0.3, "swir2": 0.25}  # NDVI 0.11
@@ -517,8 +517,8 @@ def test_watch_reviews_the_part_not_detected_again():
     kept = _patch_rows([box(500150, 3999750, 500247, 3999850)], ["k-1"], first="2023-08-15")
     from rsmon.products.change_params import ChangeParams
 
-    patches, screened2, counts, back_ids = _review_watch(kept, screened, watched, [scene], ChangeParams(),
-                                                         ScreenParams())
+    patches, screened2, counts, back_ids = apply_watch(kept, screened, watched, [scene], ChangeParams(),
+                                                       ScreenParams())
     assert back_ids == ["w-1-2"]
     assert counts == {"detected_again": 1, "in_part": 1, "elsewhere": 0, "regreened": 0, "persisted": 1,
                       "watched": 0}, counts

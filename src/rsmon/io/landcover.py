@@ -298,6 +298,15 @@ def class_shares_in_polygons(polygons, raster_path: str | os.PathLike, class_cod
     return covered, share
 
 
+def _check_codes_raster(ds, path) -> None:
+    """FormatError naming ``path`` unless ``ds`` has a CRS and one band of integer codes."""
+    if ds.crs is None:
+        raise FormatError(f"{path}: the land-cover raster has no CRS")
+    if ds.count != 1 or not np.issubdtype(np.dtype(ds.dtypes[0]), np.integer):
+        raise FormatError(f"{path}: expected one band of integer land-cover codes, got {ds.count} band(s) of "
+                          f"{ds.dtypes[0]}")
+
+
 def check_landcover_raster(raster_path: str | os.PathLike, bounds: tuple[float, float, float, float], crs) -> None:
     """Refuse a land-cover raster that cannot serve a scene: unreadable, without CRS, not one band
     of integer codes, or not overlapping ``bounds`` (in ``crs``). Called before a long pass, so that
@@ -313,11 +322,7 @@ def check_landcover_raster(raster_path: str | os.PathLike, bounds: tuple[float, 
     from rasterio.warp import transform_bounds
 
     with _open(raster_path) as ds:
-        if ds.crs is None:
-            raise FormatError(f"{raster_path}: the land-cover raster has no CRS")
-        if ds.count != 1 or not np.issubdtype(np.dtype(ds.dtypes[0]), np.integer):
-            raise FormatError(f"{raster_path}: expected one band of integer land-cover codes, got "
-                              f"{ds.count} band(s) of {ds.dtypes[0]}")
+        _check_codes_raster(ds, raster_path)
         left, bottom, right, top = transform_bounds(crs, ds.crs, *bounds, densify_pts=21)
         b = ds.bounds
         if left >= b.right or right <= b.left or bottom >= b.top or top <= b.bottom:
@@ -343,8 +348,9 @@ def class_share_of_polygons(polygons, raster_path: str | os.PathLike, class_code
     the cross-check.
     """
     import shapely
-    from rasterio.features import rasterize
     from rasterio.windows import Window
+
+    from rsmon.polygon_cells import PolygonCells
 
     if method not in ("strips", "exactextract"):
         raise InputError(f"class_share_of_polygons: method must be 'strips' or 'exactextract', got {method!r}")
@@ -359,45 +365,21 @@ def class_share_of_polygons(polygons, raster_path: str | os.PathLike, class_code
         n = len(geoms)
         codes = np.asarray(sorted({int(c) for c in class_codes}))
         nodata = ds.nodata
-        inv = ~ds.transform
-        box = shapely.bounds(geoms)  # xmin, ymin, xmax, ymax (NaN for empty geometries)
-        ok = np.isfinite(box).all(axis=1)
-        c0, r0 = inv @ (box[:, 0], box[:, 3])
-        c1, r1 = inv @ (box[:, 2], box[:, 1])
-        if ds.transform.e > 0:  # a bottom-up raster
-            r0, r1 = r1, r0
-        rows0 = np.clip(np.floor(np.where(ok, r0, 0)), 0, ds.height).astype(np.int64)
-        rows1 = np.clip(np.ceil(np.where(ok, r1, 0)), 0, ds.height).astype(np.int64)
-        cols0 = np.clip(np.floor(np.where(ok, c0, 0)), 0, ds.width).astype(np.int64)
-        cols1 = np.clip(np.ceil(np.where(ok, c1, 0)), 0, ds.width).astype(np.int64)
-        on_map = ok & (rows1 > rows0) & (cols1 > cols0)
-        hits = np.zeros(n + 1, dtype=np.int64)
-        valid = np.zeros(n + 1, dtype=np.int64)
-        if on_map.any():
-            for top in range(int(rows0[on_map].min()), int(rows1[on_map].max()), strip_rows):
-                bottom = min(top + strip_rows, ds.height)
-                sel = np.flatnonzero(on_map & (rows0 < bottom) & (rows1 > top))
-                if not sel.size:
-                    continue
-                left, right = int(cols0[sel].min()), int(cols1[sel].max())
-                window = Window(left, top, right - left, bottom - top)
-                # labels 1..len(sel) local to the strip: uint16 when they fit (half the array to fill)
-                labels = rasterize(zip(geoms[sel], range(1, sel.size + 1)), out_shape=(bottom - top, right - left),
-                                   transform=ds.window_transform(window), fill=0,
-                                   dtype="uint16" if sel.size < 65535 else "int32")
-                at = np.flatnonzero(labels.ravel())  # only the cells inside a polygon are looked at
-                if not at.size:
-                    continue
-                owner, cover = labels.ravel()[at].astype(np.int64), ds.read(1, window=window).ravel()[at]
-                if nodata is not None:
-                    keep = cover != nodata
-                    owner, cover = owner[keep], cover[keep]
-                valid[sel + 1] += np.bincount(owner, minlength=sel.size + 1)[1:]
-                hits[sel + 1] += np.bincount(owner[np.isin(cover, codes)], minlength=sel.size + 1)[1:]
-        hits, valid = hits[1:], valid[1:]
+        cells = PolygonCells(geoms, ds.transform, (ds.height, ds.width), strip_rows)
+        hits = np.zeros(n, dtype=np.int64)
+        valid = np.zeros(n, dtype=np.int64)
+        for top in cells.tops():
+            strip = cells.strip(top)
+            if strip is None:
+                continue
+            cover = strip.values(ds.read(1, window=Window.from_slices(strip.rows, strip.cols)))
+            keep = cover != nodata if nodata is not None else np.ones(cover.shape, bool)
+            strip.add(valid, keep)
+            strip.add(hits, keep & np.isin(cover, codes))
         share = np.full(n, np.nan)
         counted = valid > 0
         share[counted] = hits[counted] / valid[counted]
+        on_map = cells.on_grid
     small = np.flatnonzero(on_map & (valid == 0))
     if small.size:  # thinner than a cell: the cell under a point inside the polygon
         points = shapely.point_on_surface(geoms[small])
@@ -467,11 +449,10 @@ def landcover_mosaic(paths):
     tiles = []
     for f in files:
         with _open(f) as ds:
-            if ds.crs is None:
-                raise FormatError(f"{f}: the land-cover raster has no CRS")
-            if ds.count != 1 or ds.dtypes[0] not in _VRT_TYPES:
-                raise FormatError(f"{f}: expected one band of integer land-cover codes, got {ds.count} band(s) "
-                                  f"of {ds.dtypes[0]}")
+            _check_codes_raster(ds, f)
+            if ds.dtypes[0] not in _VRT_TYPES:
+                raise FormatError(f"{f}: {ds.dtypes[0]} codes cannot be mosaicked (GDAL VRT types: "
+                                  f"{', '.join(_VRT_TYPES)})")
             tiles.append((f, ds.crs, ds.dtypes[0], ds.transform, ds.width, ds.height, ds.nodata))
     first = tiles[0]
     t0 = first[3]

@@ -53,8 +53,8 @@ import pandas as pd
 from rsmon.errors import InputError
 from rsmon.products.change_classes import WATER
 
-__all__ = ["CROP_CYCLE", "PERSISTED", "REGREENED", "ScreenParams", "WATCHED", "crop_cycle", "persisted_days",
-           "review_watch", "screen_patches", "watch_observation"]
+__all__ = ["CROP_CYCLE", "PERSISTED", "REGREENED", "ScreenParams", "WATCHED", "apply_watch", "crop_cycle",
+           "persisted_days", "review_watch", "screen_patches", "watch_observation"]
 
 #: Reason recorded for a patch screened as the crop cycle (``screen_reason`` column).
 CROP_CYCLE = "crop_cycle"
@@ -271,11 +271,9 @@ def watch_observation(scenes: list, polygons, clear_min: float = 0.5, params=Non
     from concurrent.futures import ThreadPoolExecutor
 
     import dask
-    import shapely
-    from affine import Affine
-    from rasterio.features import rasterize
 
     from rsmon.io.optical_raster import BlockSource
+    from rsmon.polygon_cells import PolygonCells
     from rsmon.products.change_indices import spectral_indices, spectral_masks
 
     geoms = np.asarray(getattr(polygons, "values", polygons), dtype=object)
@@ -284,74 +282,49 @@ def watch_observation(scenes: list, polygons, clear_min: float = 0.5, params=Non
     if not n or not scenes:
         return ndvi, clear, seen
     grid = scenes[0]
-    transform, height, width = grid.rio.transform(), grid.sizes["y"], grid.sizes["x"]
-    inv = ~transform
-    box = shapely.bounds(geoms)
-    ok = np.isfinite(box).all(axis=1)
-    c0, r0 = inv @ (np.where(ok, box[:, 0], 0), np.where(ok, box[:, 3], 0))
-    c1, r1 = inv @ (np.where(ok, box[:, 2], 0), np.where(ok, box[:, 1], 0))
-    rows0 = np.clip(np.floor(np.minimum(r0, r1)), 0, height).astype(np.int64)
-    rows1 = np.clip(np.ceil(np.maximum(r0, r1)), 0, height).astype(np.int64)
-    cols0 = np.clip(np.floor(np.minimum(c0, c1)), 0, width).astype(np.int64)
-    cols1 = np.clip(np.ceil(np.maximum(c0, c1)), 0, width).astype(np.int64)
-    on_grid = ok & (rows1 > rows0) & (cols1 > cols0)
+    cells = PolygonCells(geoms, grid.rio.transform(), (grid.sizes["y"], grid.sizes["x"]), strip_rows)
     for scene in scenes:
         qa = "clear" in scene.data_vars and scene["clear"].dtype == bool
         # the reader's direct window access (no dask graph) while the variables are its own arrays
         direct = BlockSource.of(scene, ("red", "nir", "clear"), scene["red"].chunks) if qa and scene["red"].chunks \
             else None
-        todo = on_grid & np.array([d is None for d in seen])
+        todo = cells.on_grid & np.array([d is None for d in seen])
         if not todo.any():
             break
-        pixels = np.zeros(n + 1, dtype=np.int64)
-        clear_px = np.zeros(n + 1, dtype=np.int64)
-        ndvi_sum = np.zeros(n + 1)
+        pixels = np.zeros(n, dtype=np.int64)
+        clear_px = np.zeros(n, dtype=np.int64)
+        ndvi_sum = np.zeros(n)
 
         def strip(top: int):
-            bottom = min(top + strip_rows, height)
-            sel = np.flatnonzero(todo & (rows0 < bottom) & (rows1 > top))
-            if not sel.size:
+            cut = cells.strip(top, todo)
+            if cut is None:
                 return None
-            left, right = int(cols0[sel].min()), int(cols1[sel].max())
-            labels = rasterize(zip(geoms[sel], range(1, sel.size + 1)), out_shape=(bottom - top, right - left),
-                               transform=transform * Affine.translation(left, top), fill=0, dtype="int32")
-            at = np.flatnonzero(labels.ravel())
-            if not at.size:
-                return None
-            rows, cols = slice(top, bottom), slice(left, right)
             if direct is not None:
-                got = direct.read(rows, cols, bands=("red", "nir"))
+                got = direct.read(cut.rows, cut.cols, bands=("red", "nir"))
                 red, nir, c = got["red"], got["nir"], got["clear"]
             elif qa:  # the product's clear flag: only red, NIR and the QA layer are read
-                window = scene.isel(y=rows, x=cols)
+                window = scene.isel(y=cut.rows, x=cut.cols)
                 red, nir, c = dask.compute(window["red"].data, window["nir"].data, window["clear"].data,
                                            scheduler="sync")
             else:  # no QA layer: the spectral cloud, shadow and snow tests need all six bands
-                window = scene.isel(y=rows, x=cols)
+                window = scene.isel(y=cut.rows, x=cut.cols)
                 v, c = dask.compute(spectral_indices(window)["ndvi"].data, spectral_masks(window, params)["clear"].data,
                                     scheduler="sync")
             if qa:
-                red = np.asarray(red, dtype=np.float32).ravel()[at]
-                nir = np.asarray(nir, dtype=np.float32).ravel()[at]
+                red, nir = cut.values(red).astype(np.float32), cut.values(nir).astype(np.float32)
                 with np.errstate(invalid="ignore", divide="ignore"):
                     v = (nir - red) / (nir + red)
             else:
-                v = np.asarray(v).ravel()[at]
-            c = np.asarray(c).ravel()[at] & np.isfinite(v)
-            owner = labels.ravel()[at]
-            return (sel, np.bincount(owner, minlength=sel.size + 1)[1:],
-                    np.bincount(owner[c], minlength=sel.size + 1)[1:],
-                    np.bincount(owner[c], weights=v[c], minlength=sel.size + 1)[1:])
+                v = cut.values(v)
+            return cut, v, cut.values(c) & np.isfinite(v)
 
-        tops = range(int(rows0[todo].min()), int(rows1[todo].max()), strip_rows)
         with ThreadPoolExecutor(2) as pool:  # reading and decoding release the GIL: two strips at once
-            for got in pool.map(strip, tops):
+            for got in pool.map(strip, cells.tops(todo)):
                 if got is not None:
-                    sel, npx, nclear, vsum = got
-                    pixels[sel + 1] += npx
-                    clear_px[sel + 1] += nclear
-                    ndvi_sum[sel + 1] += vsum
-        pixels, clear_px, ndvi_sum = pixels[1:], clear_px[1:], ndvi_sum[1:]
+                    cut, v, c = got
+                    cut.add(pixels)
+                    cut.add(clear_px, c)
+                    cut.add(ndvi_sum, c, v)
         with np.errstate(invalid="ignore", divide="ignore"):
             share = np.where(pixels > 0, clear_px / np.maximum(pixels, 1), 0.0)
             mean = np.where(clear_px > 0, ndvi_sum / np.maximum(clear_px, 1), np.nan)
@@ -362,3 +335,76 @@ def watch_observation(scenes: list, polygons, clear_min: float = 0.5, params=Non
             else:
                 clear[i] = max(clear[i], share[i])
     return ndvi, clear, seen
+
+
+def apply_watch(patches, screened, watched, afters: list, params, screen: ScreenParams):
+    """Apply the watch (:func:`review_watch`) to the previous run's screened patches (``watched``),
+    or the parts of them, that this run's ``patches`` and ``screened`` do not cover: re-admit those
+    still bare after ``crop_cycle_days``, carry those not yet decided, drop those green again.
+    ``afters`` are the run's after scenes on its grid (oldest first); ``params`` its ChangeParams.
+    Returns the new (patches, screened), the outcome counts and the re-admitted ids.
+
+    A watched patch this run's patches overlap only in part (a harvested parcel detected again as
+    it regrows, beside a quarry that stays bare) is reviewed for its remainder: what no current
+    patch covers, opened by half a pixel (slivers along edges detected again are not a change of
+    their own) and at least the minimum mapping unit."""
+    import shapely
+
+    from rsmon.products.patches import Confidence, _equal_area
+
+    w = watched.to_crs(patches.crs).reset_index(drop=True)
+    geoms = w.geometry.to_numpy().copy()
+    res = float(abs(afters[0].rio.resolution()[0]))
+    current = np.concatenate([patches.geometry.to_numpy(), screened.geometry.to_numpy()])
+    taken = set(patches["patch_id"]) | set(screened["patch_id"])
+    again = np.zeros(len(w), dtype=bool)
+    cut = np.zeros(len(w), dtype=bool)
+    if len(current) and len(w):
+        iw, ic = shapely.STRtree(current).query(geoms, predicate="intersects")
+        touched = np.unique(iw)
+        for i in touched:
+            geoms[i] = shapely.difference(geoms[i], shapely.union_all(current[ic[iw == i]]))
+        opened = shapely.buffer(shapely.buffer(geoms[touched], -res / 2, join_style="mitre"), res / 2,
+                                join_style="mitre")
+        geoms[touched] = opened
+        big = shapely.area(opened) >= params.mmu_px * res * res
+        again[touched[~big]] = True
+        cut[touched[big]] = True
+    again |= w["patch_id"].isin(taken).to_numpy() & ~cut
+    # only those on this run's scene: a multi-tile job gives every tile the job's screened patches
+    here = shapely.intersects(geoms, shapely.box(*afters[0].rio.bounds()))
+    look = ~again & here
+    rest = w[look].reset_index(drop=True)
+    rest_geoms, rest_cut = geoms[look], cut[look]
+    ndvi, clear, seen = watch_observation(list(reversed(afters)), rest_geoms, screen.watch_clear_min, params)
+    outcome = review_watch(rest, ndvi, clear, seen, screen)
+    if rest_cut.any():  # the remainders: their own geometry, area, pixel count, centroid and (if taken) id
+        rest = rest.set_geometry(pd.Series(rest_geoms, name="geometry"), crs=patches.crs)
+        rest = rest.rename_geometry("geometry") if rest.geometry.name != "geometry" else rest
+        _, area, _, (lon, lat) = _equal_area(rest_geoms[rest_cut], patches.crs, res)
+        rest.loc[rest_cut, "area_m2"] = area
+        rest.loc[rest_cut, "n_pixels"] = np.rint(shapely.area(rest_geoms[rest_cut]) / (res * res)).astype(np.int64)
+        rest.loc[rest_cut, "centroid_lon"], rest.loc[rest_cut, "centroid_lat"] = lon, lat
+        ids = rest["patch_id"].tolist()
+        for i in np.flatnonzero(rest_cut & (outcome != REGREENED)):
+            base, k = ids[i], 2
+            while ids[i] in taken:
+                ids[i], k = f"{base}-{k}", k + 1
+            taken.add(ids[i])
+        rest["patch_id"] = ids
+    back = rest[outcome == PERSISTED].drop(columns=["screen_reason"], errors="ignore").copy()
+    if len(back):
+        back["last_detected"] = [d for d, o in zip(seen, outcome) if o == PERSISTED]
+        codes = np.maximum(back["confidence_code"].to_numpy(dtype=np.int64), int(Confidence.high))
+        back["confidence_code"] = codes
+        back["confidence"] = [Confidence(int(c)).name for c in codes]
+    carried = rest[outcome == WATCHED]
+    if len(back):
+        patches = pd.concat([patches, back[[c for c in patches.columns if c in back.columns]]], ignore_index=True)
+        patches = patches.sort_values("area_m2", ascending=False, kind="stable").reset_index(drop=True)
+    if len(carried):
+        screened = pd.concat([screened, carried[[c for c in screened.columns if c in carried.columns]]],
+                             ignore_index=True)
+    counts = {"detected_again": int(again.sum()), "in_part": int(cut.sum()), "elsewhere": int((~again & ~here).sum()),
+              **{k: int((outcome == k).sum()) for k in (REGREENED, PERSISTED, WATCHED)}}
+    return patches, screened, counts, list(back["patch_id"])

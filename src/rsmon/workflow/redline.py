@@ -92,18 +92,9 @@ from rsmon.products.change_composite import latest_clear_composite
 from rsmon.products.change_extent import DEFAULT_MARGIN_M, blocks_reached, reaching_pixels
 from rsmon.products.change_indices import BANDS
 from rsmon.products.change_params import ChangeParams
-from rsmon.products.change_screen import (
-    CROP_CYCLE,
-    PERSISTED,
-    REGREENED,
-    WATCHED,
-    ScreenParams,
-    review_watch,
-    screen_patches,
-    watch_observation,
-)
+from rsmon.products.change_screen import CROP_CYCLE, PERSISTED, ScreenParams, apply_watch, screen_patches
 from rsmon.products.patch_regions import kernel_threads
-from rsmon.products.patches import Confidence, RedlineColumns, patches_from_change
+from rsmon.products.patches import RedlineColumns, patches_from_change
 from rsmon.products.redlines import PREPARED_COLUMNS, prepare_redlines
 from rsmon.provenance import InputRef, Provenance
 from rsmon.workflow.staging import precheck_output_dir, publish, staging
@@ -254,81 +245,6 @@ def _with_watched(prev, watched):
 
     other = watched.to_crs(prev.crs) if prev.crs is not None and watched.crs != prev.crs else watched
     return pd.concat([prev, other.drop(columns=["screen_reason"], errors="ignore")], ignore_index=True)
-
-
-def _review_watch(patches, screened, watched, afters, params: ChangeParams, screen: ScreenParams):
-    """Apply the watch (:func:`rsmon.products.change_screen.review_watch`) to the previous run's
-    screened patches, or the parts of them, that this run did not detect again: re-admit those
-    still bare after ``crop_cycle_days``, carry those not yet decided, drop those green again.
-    Returns the new (patches, screened) and the outcome counts.
-
-    A watched patch this run's patches overlap only in part (a harvested parcel detected again as
-    it regrows, beside a quarry that stays bare) is reviewed for its remainder: what no current
-    patch covers, opened by half a pixel (slivers along edges detected again are not a change of
-    their own) and at least the minimum mapping unit."""
-    import pandas as pd
-    import shapely
-
-    from rsmon.products.patches import _equal_area
-
-    w = watched.to_crs(patches.crs).reset_index(drop=True)
-    geoms = w.geometry.to_numpy().copy()
-    res = float(abs(afters[0].rio.resolution()[0]))
-    current = np.concatenate([patches.geometry.to_numpy(), screened.geometry.to_numpy()])
-    taken = set(patches["patch_id"]) | set(screened["patch_id"])
-    again = np.zeros(len(w), dtype=bool)
-    cut = np.zeros(len(w), dtype=bool)
-    if len(current) and len(w):
-        iw, ic = shapely.STRtree(current).query(geoms, predicate="intersects")
-        touched = np.unique(iw)
-        for i in touched:
-            geoms[i] = shapely.difference(geoms[i], shapely.union_all(current[ic[iw == i]]))
-        opened = shapely.buffer(shapely.buffer(geoms[touched], -res / 2, join_style="mitre"), res / 2,
-                                join_style="mitre")
-        geoms[touched] = opened
-        big = shapely.area(opened) >= params.mmu_px * res * res
-        again[touched[~big]] = True
-        cut[touched[big]] = True
-    again |= w["patch_id"].isin(taken).to_numpy() & ~cut
-    # only those on this run's scene: a multi-tile job gives every tile the job's screened patches
-    here = shapely.intersects(geoms, shapely.box(*afters[0].rio.bounds()))
-    look = ~again & here
-    rest = w[look].reset_index(drop=True)
-    rest_geoms, rest_cut = geoms[look], cut[look]
-    ndvi, clear, seen = watch_observation(list(reversed(afters)), rest_geoms, screen.watch_clear_min, params)
-    outcome = review_watch(rest, ndvi, clear, seen, screen)
-    if rest_cut.any():  # the remainders: their own geometry, area, pixel count, centroid and (if taken) id
-        rest = rest.set_geometry(pd.Series(rest_geoms, name="geometry"), crs=patches.crs)
-        rest = rest.rename_geometry("geometry") if rest.geometry.name != "geometry" else rest
-        _, area, _, (lon, lat) = _equal_area(rest_geoms[rest_cut], patches.crs, res)
-        rest.loc[rest_cut, "area_m2"] = area
-        rest.loc[rest_cut, "n_pixels"] = np.rint(shapely.area(rest_geoms[rest_cut]) / (res * res)).astype(np.int64)
-        rest.loc[rest_cut, "centroid_lon"], rest.loc[rest_cut, "centroid_lat"] = lon, lat
-        ids = rest["patch_id"].tolist()
-        for i in np.flatnonzero(rest_cut & (outcome != REGREENED)):
-            base, k = ids[i], 2
-            while ids[i] in taken:
-                ids[i], k = f"{base}-{k}", k + 1
-            taken.add(ids[i])
-        rest["patch_id"] = ids
-    back = rest[outcome == PERSISTED].drop(columns=["screen_reason"], errors="ignore").copy()
-    if len(back):
-        back["last_detected"] = [d for d, o in zip(seen, outcome) if o == PERSISTED]
-        codes = np.maximum(back["confidence_code"].to_numpy(dtype=np.int64), int(Confidence.high))
-        back["confidence_code"] = codes
-        back["confidence"] = [Confidence(int(c)).name for c in codes]
-        log.info("%d patch(es) screened earlier are still bare %d+ days after their first detection: re-admitted",
-                 len(back), screen.crop_cycle_days)
-    carried = rest[outcome == WATCHED]
-    if len(back):
-        patches = pd.concat([patches, back[[c for c in patches.columns if c in back.columns]]], ignore_index=True)
-        patches = patches.sort_values("area_m2", ascending=False, kind="stable").reset_index(drop=True)
-    if len(carried):
-        screened = pd.concat([screened, carried[[c for c in screened.columns if c in carried.columns]]],
-                             ignore_index=True)
-    counts = {"detected_again": int(again.sum()), "in_part": int(cut.sum()), "elsewhere": int((~again & ~here).sum()),
-              **{k: int((outcome == k).sum()) for k in (REGREENED, PERSISTED, WATCHED)}}
-    return patches, screened, counts, list(back["patch_id"])
 
 
 def _earlier_quicklooks(patches, ids: list, after: xr.Dataset, stage: Path, band_map, max_patches: int) -> int:
@@ -568,8 +484,11 @@ def run_redline_detect(
                         patches, screened = screen_patches(patches, fraction, sp)
                     if watched is not None and len(watched):
                         with _stage(seconds, "watch"):
-                            patches, screened, watch_counts, readmitted = _review_watch(patches, screened, watched,
-                                                                                        afters, p, sp)
+                            patches, screened, watch_counts, readmitted = apply_watch(patches, screened, watched,
+                                                                                      afters, p, sp)
+                        if readmitted:
+                            log.info("%d patch(es) screened earlier are still bare %d+ days after their first "
+                                     "detection: re-admitted", len(readmitted), sp.crop_cycle_days)
                 result = RedlineResult(
                     seconds=seconds, n_patches=len(patches), n_change_pixels=n_change, n_valid_pixels=n_valid,
                     area_m2=float(patches["area_m2"].sum()) if len(patches) else 0.0,
