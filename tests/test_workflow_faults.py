@@ -152,3 +152,31 @@ def test_sigterm_stops_a_scheduler_cleanly_and_the_next_start_catches_up(data, t
         proc.kill()
     with Ledger(ledger_url(home)) as led:
         assert [r["status"] for r in led.runs()] == ["success", "failed"]
+
+
+def test_an_interrupt_wrapped_by_python_is_found():
+    """SIGTERM's Interrupted raised inside a dataclass field's __set_name__ (a job module being
+    imported) reaches the job as a RuntimeError; it must still stop the run, not fail the job."""
+    import dataclasses
+
+    from rsmon.workflow.jobs import wrapped_interrupt
+    from rsmon.workflow.runner import Interrupted
+
+    class Hook:
+        def __set_name__(self, owner, name):
+            raise Interrupted("SIGTERM")
+
+    with pytest.raises(RuntimeError) as caught:
+        @dataclasses.dataclass
+        class Result:  # noqa: F841 - defining it is the point
+            paths: object = Hook()
+    found = wrapped_interrupt(caught.value)
+    assert isinstance(found, Interrupted) and str(found) == "SIGTERM"
+    assert wrapped_interrupt(RuntimeError("plain")) is None
+    try:
+        try:
+            raise ValueError("inner")
+        except ValueError as inner:
+            raise RuntimeError("outer") from inner
+    except RuntimeError as exc:
+        assert wrapped_interrupt(exc) is None

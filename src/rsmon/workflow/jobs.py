@@ -130,6 +130,21 @@ def _fresh(folder: Path) -> Path:
     return folder
 
 
+def wrapped_interrupt(exc: BaseException) -> BaseException | None:
+    """An interrupt (a BaseException that is no Exception: SIGTERM's ``Interrupted``, Ctrl-C) in the
+    chain of ``exc``, or None. Python wraps one raised inside some hooks in a RuntimeError (e.g. in a
+    dataclass field's ``__set_name__`` while a job's module is first imported), which a job's
+    ``except Exception`` would otherwise record as a job failure instead of stopping the run."""
+    seen: set[int] = set()
+    cause = exc.__cause__ or exc.__context__
+    while cause is not None and id(cause) not in seen:
+        if not isinstance(cause, Exception):
+            return cause
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return None
+
+
 def _one_line(exc: BaseException) -> str:
     text = str(exc) if isinstance(exc, RsmonError) else f"{type(exc).__name__}: {exc}"
     return " ".join(text.split())
@@ -224,6 +239,10 @@ def execute(task: JobTask) -> JobOutcome:
             outcome.status, outcome.message = "partial", "; ".join(problems)
             log.warning("%s: partial: %s", task.job_id, outcome.message)
     except Exception as exc:
+        interrupt = wrapped_interrupt(exc)
+        if interrupt is not None:  # a signal, not a job error: the runner records the run as interrupted
+            shutil.rmtree(out, ignore_errors=True)
+            raise interrupt from None
         if not isinstance(exc, RsmonError):
             log.error("%s: failed with an unexpected error", task.job_id, exc_info=True)
         outcome.status, outcome.message = "failed", _one_line(exc)
