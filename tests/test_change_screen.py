@@ -19,7 +19,8 @@ from shapely.geometry import box
 
 from rsmon.errors import FormatError, InputError
 from rsmon.io.landcover import check_landcover_raster, class_share_of_polygons, class_shares_in_polygons
-from rsmon.products.change_screen import CROP_CYCLE, ScreenParams, crop_cycle, persisted_days, screen_patches
+from rsmon.products.change_screen import (CROP_CYCLE, ScreenParams, crop_cycle, persisted_days, screen_patches,
+                                          season_days)
 
 WORLDCOVER = SEEDS / "esa-worldcover-tile" / "ESA_WorldCover_10m_2021_v200_N00E006_Map.tif"
 UTM = "EPSG:32650"
@@ -187,6 +188,84 @@ def test_screen_params_refused(kwargs, match):
         ScreenParams(**kwargs)
 
 
+# ---- the growing season ---------------------------------------------------------------------------
+
+NORTHEAST = "05-01:09-30"  # single cropping, Northeast China (ScreenParams.growing_season)
+
+
+def test_season_days_known_answers():
+    d = date
+    # harvest 25 September, seen bare on 5 December: 25-30 September in the season
+    assert season_days(d(2024, 9, 25), d(2024, 12, 5), NORTHEAST) == 6
+    assert season_days(d(2024, 9, 25), d(2024, 12, 5), None) == 71
+    # ... and on 24 June next year: 6 + 31 (May) + 23 (1-23 June)
+    assert season_days(d(2024, 9, 25), d(2025, 6, 24), NORTHEAST) == 60
+    assert season_days(d(2024, 9, 25), d(2025, 6, 23), NORTHEAST) == 59
+    # wholly inside, wholly outside, reversed, equal
+    assert season_days(d(2023, 6, 1), d(2023, 8, 15), NORTHEAST) == 75
+    assert season_days(d(2023, 11, 1), d(2024, 3, 1), NORTHEAST) == 0
+    assert season_days(d(2023, 8, 15), d(2023, 6, 1), NORTHEAST) == 0
+    assert season_days(d(2023, 6, 1), d(2023, 6, 1), NORTHEAST) == 0
+    # a season over the new year (winter wheat, 1 October to 15 June): 1 November -> 1 February
+    assert season_days(d(2024, 11, 1), d(2025, 2, 1), "10-01:06-15") == 92
+    # 16 June - 30 September lies outside it: 1 June -> 1 October counts 1-15 June only
+    assert season_days(d(2023, 6, 1), d(2023, 10, 1), "10-01:06-15") == 15
+    # 29 February counts inside a season that holds it, and years are added up (three seasons of 153 days)
+    assert season_days(d(2024, 2, 1), d(2024, 3, 2), "02-01:03-31") == 30
+    assert season_days(d(2021, 1, 1), d(2024, 1, 1), NORTHEAST) == 3 * 153
+
+
+def test_season_days_equal_a_day_by_day_count():
+    """The closed form against counting the days one by one, on random spans and seasons."""
+    from datetime import timedelta
+
+    rng = np.random.default_rng(7)
+    for _ in range(300):
+        m0, m1 = rng.integers(1, 13, 2)
+        start, end = (int(m0), int(rng.integers(1, 29))), (int(m1), int(rng.integers(1, 29)))
+        if start == end or (date(2023, *end) + timedelta(days=1)).replace(year=2023) == date(2023, *start):
+            continue  # one day or the whole year: refused (test_growing_season_refused)
+        season = f"{start[0]:02d}-{start[1]:02d}:{end[0]:02d}-{end[1]:02d}"
+        a = date(2019, 1, 1) + timedelta(days=int(rng.integers(0, 2000)))
+        b = a + timedelta(days=int(rng.integers(0, 900)))
+        wraps = end < start
+        inside = (lambda md: (start <= md or md <= end) if wraps else start <= md <= end)
+        count = sum(inside(((a + timedelta(k)).month, (a + timedelta(k)).day)) for k in range((b - a).days))
+        assert season_days(a, b, season) == count, (season, a, b)
+
+
+def test_growing_season_pauses_the_crop_cycle_clock():
+    """Screen: a series change flagged on 25 September and again on 5 December (71 days) is the
+    crop cycle with a Northeast season (6 season days); the watch: a field harvested in September,
+    bare in December, is watched, not re-admitted, until 60 days of the next season have passed."""
+    from rsmon.products.change_screen import PERSISTED, WATCHED, review_watch
+
+    rows = [(4, 0.2, "2024-09-25", "2024-12-05"), (4, 0.2, "2024-09-25", "2025-06-24")]
+    frac = np.ones(2)
+    assert crop_cycle(_table(rows), frac, ScreenParams()).tolist() == [False, False]
+    assert crop_cycle(_table(rows), frac, ScreenParams(growing_season=NORTHEAST)).tolist() == [True, False]
+    assert persisted_days(_table(rows), NORTHEAST).tolist() == [6, 60]
+    watched = pd.DataFrame({"first_detected": ["2024-09-25"] * 3, "ndvi_after": [0.18] * 3})
+    seen = ["2024-12-05", "2025-06-23", "2025-06-24"]
+    ndvi, clear = np.array([0.15, 0.2, 0.2]), np.ones(3)
+    assert review_watch(watched, ndvi, clear, seen, ScreenParams()).tolist() == [PERSISTED] * 3
+    got = review_watch(watched, ndvi, clear, seen, ScreenParams(growing_season=NORTHEAST))
+    assert got.tolist() == [WATCHED, WATCHED, PERSISTED]
+
+
+@pytest.mark.parametrize("value", ["13-01:09-30", "02-29:09-30", "05-01", "05-01:05-01", "01-01:12-31",
+                                   "05-01:09-31", "May-Sep", 5, ["05-01"], "05-01:09-30:10-01"])
+def test_growing_season_refused(value):
+    with pytest.raises(InputError, match="growing_season"):
+        ScreenParams(growing_season=value)
+
+
+def test_growing_season_normalised():
+    assert ScreenParams(growing_season="5-1:9-30").growing_season == NORTHEAST
+    assert ScreenParams(growing_season=["05-01", "09-30"]).growing_season == NORTHEAST
+    assert ScreenParams(growing_season=NORTHEAST).as_dict()["growing_season"] == NORTHEAST
+
+
 def test_screen_params_single_code():
     assert ScreenParams(cropland_codes=40).cropland_codes == (40,)
     assert ScreenParams(cropland_codes=[10, 40]).cropland_codes == (10, 40)
@@ -295,6 +374,11 @@ def test_cli_landcover_errors(sim_pair, tmp_path, capsys):
     assert "only with --landcover" in capsys.readouterr().err
     assert main([*base, "--landcover", str(sim_pair.landcover), "--cropland-codes", "40,x"]) == 2
     assert "--cropland-codes" in capsys.readouterr().err
+    assert main([*base, "--growing-season", "05-01:09-30"]) == 2
+    assert "--growing-season: only with --landcover" in capsys.readouterr().err
+    assert main([*base, "--landcover", str(sim_pair.landcover), "--growing-season", "05-01:09-31"]) == 2
+    err = capsys.readouterr().err
+    assert "--growing-season" in err and "'05-01:09-31'" in err and len(err.strip().splitlines()) == 1
     if WORLDCOVER.exists():  # a real map of another continent: refused before the pass, named
         assert main([*base, "--landcover", str(WORLDCOVER)]) == 2
         err = capsys.readouterr().err
@@ -343,7 +427,8 @@ def test_monthly_job_with_landcover_publishes_only_kept_patches(tmp_path):
     for role in ("before", "after"):
         del spec["jobs"][0]["inputs"][role]["bbox"]  # the simulated tile lies elsewhere
     spec["jobs"][0]["parameters"] = {"quicklooks": False, "landcover": str(landcover),
-                                     "screen": {"cropland_codes": [40], "crop_cycle_days": 60}}
+                                     "screen": {"cropland_codes": [40], "crop_cycle_days": 60,
+                                                "growing_season": ["04-15", "10-15"]}}
     store = tmp_path / "alerts.sqlite"
     spec["jobs"][0]["alerts"] = {"store": f"sqlite:///{store}"}
     wf = tmp_path / "monthly.yaml"
@@ -353,6 +438,8 @@ def test_monthly_job_with_landcover_publishes_only_kept_patches(tmp_path):
     folder = tmp_path / "home" / "products" / "redline" / "v1" / "2023-06"
     kept, screened = _ids(folder / "patches.gpkg", "patches"), _ids(folder / "screened.gpkg", "screened")
     assert kept and len(screened) > 20 and report.jobs[0].summary["screened"] == {CROP_CYCLE: len(screened)}
+    with rasterio.open(folder / "change.tif") as src:  # the workflow's screen block reached the run
+        assert json.loads(src.tags()["rsmon_provenance"])["parameters"]["screen"]["growing_season"] == "04-15:10-15"
     s = open_store(f"sqlite:///{store}")
     try:
         page = s.query(AlertQuery(limit=10_000))
@@ -453,6 +540,38 @@ def test_monthly_watch_readmits_bare_changes_and_drops_regrown_fields(sim_pair, 
     again = screened2[screened2["patch_id"].isin(ids1)]
     assert len(again) and (again["first_detected"] == "2023-06-01").all() and (again["ndvi_after"] > 0.3).all()
     assert len(ids1 - ids2 - set(kept["patch_id"])) >= w["regreened"] and len(ids1 & ids2) >= w["watched"]
+
+
+def test_growing_season_keeps_the_watch_through_the_fallow_season(sim_pair, tmp_path):
+    """The June -> 15 August chain again, with a season that leaves out June and July (as a
+    single-cropping region's winter): the bare changes have 14 season days (1-14 August), so none is
+    re-admitted; they are carried in August's screened table instead, with their June first
+    detection, and the season is recorded in the provenance."""
+    from rsmon.sim.s2 import simulate_s2_l2a_pair
+    from rsmon.workflow.redline import run_redline_detect
+
+    first = tmp_path / "june"
+    run_redline_detect(sim_pair.before, sim_pair.after, first, quicklooks=False, checksums=False,
+                       landcover=sim_pair.landcover)
+    august = simulate_s2_l2a_pair(tmp_path / "aug", size=512, seed=3, n_changes=12, harvest_fraction=0.0,
+                                  dates=("2023-05-01", "2023-08-15"))
+    runs = {}
+    for name, screen in (("every-day", None), ("season", ScreenParams(growing_season="08-01:05-31"))):
+        runs[name] = run_redline_detect(sim_pair.after, august.after, tmp_path / name, quicklooks=False,
+                                        checksums=False, landcover=sim_pair.landcover, previous=first / "patches.gpkg",
+                                        screen=screen)
+    every, season = runs["every-day"].watch, runs["season"].watch
+    assert every["persisted"] >= 2 and season["persisted"] == 0, (every, season)
+    assert season["watched"] == every["watched"] + every["persisted"]
+    assert season["regreened"] == every["regreened"]  # green again is green in any season
+    readmitted = set(gpd.read_file(tmp_path / "every-day" / "patches.gpkg", layer="patches")["patch_id"]) - set(
+        gpd.read_file(tmp_path / "season" / "patches.gpkg", layer="patches")["patch_id"])
+    carried = gpd.read_file(tmp_path / "season" / "screened.gpkg", layer="screened").set_index("patch_id")
+    assert len(readmitted) == every["persisted"] and readmitted <= set(carried.index)
+    assert (carried.loc[sorted(readmitted), "first_detected"] == "2023-06-01").all()
+    with rasterio.open(tmp_path / "season" / "change.tif") as src:
+        prov = json.loads(src.tags()["rsmon_provenance"])
+    assert prov["parameters"]["screen"]["growing_season"] == "08-01:05-31"
 
 
 def test_watch_carries_undecided_patches_to_the_next_month(sim_pair, tmp_path):

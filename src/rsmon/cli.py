@@ -163,10 +163,12 @@ def _cmd_redline_detect(args: argparse.Namespace) -> int:
 
 
 def _screen_params(args: argparse.Namespace):
-    """The crop-cycle screen's parameters from ``--cropland-codes`` / ``--crop-cycle-days`` (None: defaults)."""
+    """The crop-cycle screen's parameters from ``--cropland-codes``, ``--crop-cycle-days`` and
+    ``--growing-season`` (None: defaults)."""
     if args.landcover is None:
         given = [name for name, value in (("--cropland-codes", args.cropland_codes),
-                                          ("--crop-cycle-days", args.crop_cycle_days)) if value is not None]
+                                          ("--crop-cycle-days", args.crop_cycle_days),
+                                          ("--growing-season", args.growing_season)) if value is not None]
         if given:
             raise InputError(f"{', '.join(given)}: only with --landcover")
         return None
@@ -180,6 +182,8 @@ def _screen_params(args: argparse.Namespace):
             raise InputError(f"--cropland-codes: expected whole codes separated by commas, got {args.cropland_codes!r}") from None
     if args.crop_cycle_days is not None:
         values["crop_cycle_days"] = args.crop_cycle_days
+    if args.growing_season is not None:
+        values["growing_season"] = args.growing_season
     return ScreenParams(**values)
 
 
@@ -387,6 +391,10 @@ def build_parser() -> argparse.ArgumentParser:
                       help="land-cover codes of cropland (default 40, WorldCover)")
     rdet.add_argument("--crop-cycle-days", type=int, default=None, metavar="D",
                       help="a change still flagged D days after its first detection is not the crop cycle (default 60)")
+    rdet.add_argument("--growing-season", default=None, metavar="MM-DD:MM-DD",
+                      help="count only the days of this growing season towards --crop-cycle-days (single cropping: "
+                           "a field bare from the autumn harvest to spring sowing is not re-admitted in winter; "
+                           "e.g. 05-01:09-30 in Northeast China; default: every day counts)")
     rdet.add_argument("--previous", default=None, metavar="FILE",
                       help="earlier patches to keep ids from (default OUTDIR/patches.gpkg); with --landcover the "
                            "screened.gpkg beside it is watched")

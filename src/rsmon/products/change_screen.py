@@ -17,7 +17,7 @@ Rule (:func:`crop_cycle`): a patch is a crop-cycle pseudo-change when
 - it ends green (mean after NDVI above ``regreen_ndvi_min``: a field sown or grown again, which on
   cropland is agriculture whatever its history), or it did not persist: fewer than
   ``crop_cycle_days`` days lie between its first and its last flagging observation (a pair has
-  one, so 0 days).
+  one, so 0 days; only the growing season's days count when ``growing_season`` is given).
 
 What the rule gives up, stated plainly: construction on cropland that is still bare earth, seen in
 one pair, is screened with the harvests. It comes back as a kept patch once it has stayed bare
@@ -39,13 +39,25 @@ is looked at in the latest after scene that sees it clear (:func:`watch_observat
   sown and green by now, so it is **re-admitted** as a change patch (confidence at least high: a
   later clear observation confirmed it);
 - otherwise (too early, or not seen clear): it stays watched, in this run's screened table.
+
+**The fallow season** (``growing_season``). Where one crop a year is grown (the Northeast China
+Plain: maize and soybean sown in May, harvested from late September), a field harvested in autumn
+stays bare, or under snow, until the next May: counted in calendar days it would be re-admitted
+60 days after the harvest, in December, with every harvested field of the province. With a
+growing season (``"05-01:09-30"``) the crop-cycle clock counts only the days inside it
+(:func:`season_days`): a field harvested on 25 September has 6 days by the spring and is
+re-admitted only if it is still bare 54 days into the next season, when the maize sown in May is
+up. The price is stated plainly: construction begun on a field at the end of the season and
+still bare earth waits for the next season to be re-admitted (concrete, rock and sand, with NDVI
+at or below ``barren_ndvi_max``, and water are never screened, so they are kept at once).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from datetime import date
+from datetime import date, timedelta
+from functools import lru_cache
 
 import numpy as np
 import pandas as pd
@@ -54,7 +66,7 @@ from rsmon.errors import InputError
 from rsmon.products.change_classes import WATER
 
 __all__ = ["CROP_CYCLE", "PERSISTED", "REGREENED", "ScreenParams", "WATCHED", "apply_watch", "crop_cycle",
-           "persisted_days", "review_watch", "screen_patches", "watch_observation"]
+           "parse_season", "persisted_days", "review_watch", "screen_patches", "season_days", "watch_observation"]
 
 #: Reason recorded for a patch screened as the crop cycle (``screen_reason`` column).
 CROP_CYCLE = "crop_cycle"
@@ -104,6 +116,17 @@ class ScreenParams:
     watch_clear_min : float
         Share of a watched patch's pixels that must be clear in a scene for the scene to count
         as seeing it. Default 0.5 (the majority) [rsmon choice].
+    growing_season : str, optional
+        ``"MM-DD:MM-DD"``, first and last day of the growing season, both included (it may wrap
+        the new year, ``"10-01:06-15"``). When given, ``crop_cycle_days`` counts only the days
+        inside it (module docstring, "The fallow season"). Default None: every day counts, as in
+        the double cropping of the North China Plain, where a field is bare only between two
+        crops. No default calendar is assumed; an example for the single cropping of Northeast
+        China is ``"05-01:09-30"``: Heilongjiang's state farms finished sowing maize on 16 May and
+        soybean on 20 May 2018 (China Corn Products News 2018-05, cnchemicals.cn), CropWatch:
+        "soybean will be sown in May in Northeast China" (April 2015 update,
+        cloud.cropwatch.com.cn), the spring-maize belt's frost-free period is 130-170 days, and
+        harvest runs from late September. The choice of dates for a province is the user's.
     """
 
     cropland_codes: tuple[int, ...] = (40,)
@@ -113,6 +136,7 @@ class ScreenParams:
     regreen_ndvi_min: float = 0.3
     regrowth_ndvi_gain: float = 0.10
     watch_clear_min: float = 0.5
+    growing_season: str | None = None
 
     def __post_init__(self) -> None:
         given = self.cropland_codes
@@ -135,6 +159,9 @@ class ScreenParams:
         days = self.crop_cycle_days
         if not isinstance(days, (int, np.integer)) or isinstance(days, bool) or days < 1:
             raise InputError(f"ScreenParams.crop_cycle_days: expected a whole number of days >= 1, got {days!r}")
+        if self.growing_season is not None:
+            start, end = parse_season(self.growing_season)
+            object.__setattr__(self, "growing_season", f"{start[0]:02d}-{start[1]:02d}:{end[0]:02d}-{end[1]:02d}")
 
     def as_dict(self) -> dict:
         d = asdict(self)
@@ -151,15 +178,62 @@ def _day(value) -> date | None:
         return None
 
 
-def persisted_days(table: pd.DataFrame) -> np.ndarray:
-    """Days from each patch's ``first_detected`` to its ``last_detected`` (0 when either is missing)."""
+def parse_season(value) -> tuple[tuple[int, int], tuple[int, int]]:
+    """``"MM-DD:MM-DD"`` (or a pair ``["MM-DD", "MM-DD"]``) as ((month, day), (month, day)).
+
+    Raises InputError naming ``growing_season`` for anything else, 29 February (not in every
+    year) and a season of one day's length or of the whole year (start and end adjacent)."""
+    parts = value.split(":") if isinstance(value, str) else list(value) if isinstance(value, (list, tuple)) else []
+    bounds = []
+    for part in parts if len(parts) == 2 else []:
+        try:
+            month, day = (int(x) for x in str(part).strip().split("-"))
+            date(2023, month, day)  # a common year: 02-29 refused
+        except ValueError:
+            break
+        bounds.append((month, day))
+    if len(bounds) != 2:
+        raise InputError(f"growing_season (--growing-season): expected 'MM-DD:MM-DD' (first and last day, "
+                         f"e.g. '05-01:09-30'), got {value!r}")
+    start, end = bounds
+    first, last = date(2023, *start), date(2023, *end)
+    if first == last or (last + timedelta(days=1)).replace(year=2023) == first:
+        raise InputError(f"growing_season (--growing-season): {value!r} is one day or the whole year; give a "
+                         f"season or leave it out")
+    return start, end
+
+
+@lru_cache(maxsize=4096)
+def season_days(first: date, last: date, season: str | None) -> int:
+    """Days ``d`` with ``first <= d < last`` that lie in the growing season (``"MM-DD:MM-DD"``,
+    both bounds included, may wrap the new year); ``(last - first).days`` when ``season`` is None;
+    0 when ``last`` is not after ``first``. 29 February counts when the season holds 28 February
+    and 1 March."""
+    if last <= first:
+        return 0
+    if season is None:
+        return (last - first).days
+    (m0, d0), (m1, d1) = parse_season(season)
+    wraps = (m1, d1) < (m0, d0)
+    total = 0
+    for year in range(first.year - 1, last.year + 1):
+        start = date(year, m0, d0)
+        end = date(year + 1 if wraps else year, m1, d1) + timedelta(days=1)  # exclusive
+        lo, hi = max(start, first), min(end, last)
+        total += max((hi - lo).days, 0)
+    return total
+
+
+def persisted_days(table: pd.DataFrame, season: str | None = None) -> np.ndarray:
+    """Days from each patch's ``first_detected`` to its ``last_detected`` (0 when either is missing),
+    counting only the growing season's days when ``season`` is given (:func:`season_days`)."""
     out = np.zeros(len(table), dtype=np.int64)
     if not len(table):
         return out
     for i, (first, last) in enumerate(zip(table["first_detected"], table["last_detected"])):
         a, b = _day(first), _day(last)
         if a is not None and b is not None:
-            out[i] = max((b - a).days, 0)
+            out[i] = season_days(a, b, season)
     return out
 
 
@@ -180,7 +254,7 @@ def crop_cycle(table: pd.DataFrame, cropland_fraction: np.ndarray, params: Scree
     with np.errstate(invalid="ignore"):
         not_barren = ndvi_after > params.barren_ndvi_max  # NaN: False
         green = ndvi_after > params.regreen_ndvi_min
-    transient = persisted_days(table) < params.crop_cycle_days
+    transient = persisted_days(table, params.growing_season) < params.crop_cycle_days
     return on_cropland & not_water & not_barren & (green | transient)
 
 
@@ -232,7 +306,7 @@ def review_watch(watched: pd.DataFrame, ndvi: np.ndarray, clear: np.ndarray, see
             out[i] = REGREENED
             continue
         a, b = _day(first), _day(seen[i])
-        if a is not None and b is not None and (b - a).days >= params.crop_cycle_days:
+        if a is not None and b is not None and season_days(a, b, params.growing_season) >= params.crop_cycle_days:
             out[i] = PERSISTED
     return out
 

@@ -487,8 +487,9 @@ def run_redline_detect(
                             patches, screened, watch_counts, readmitted = apply_watch(patches, screened, watched,
                                                                                       afters, p, sp)
                         if readmitted:
-                            log.info("%d patch(es) screened earlier are still bare %d+ days after their first "
-                                     "detection: re-admitted", len(readmitted), sp.crop_cycle_days)
+                            log.info("%d patch(es) screened earlier are still bare %d+ days%s after their first "
+                                     "detection: re-admitted", len(readmitted), sp.crop_cycle_days,
+                                     f" of the growing season {sp.growing_season}" if sp.growing_season else "")
                 result = RedlineResult(
                     seconds=seconds, n_patches=len(patches), n_change_pixels=n_change, n_valid_pixels=n_valid,
                     area_m2=float(patches["area_m2"].sum()) if len(patches) else 0.0,
