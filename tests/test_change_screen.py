@@ -15,6 +15,7 @@ import rasterio
 import rioxarray  # noqa: F401  (the .rio accessor of the hand-made scenes)
 from affine import Affine
 from paths import SEEDS
+import shapely
 from shapely.geometry import box
 
 from rsmon.errors import FormatError, InputError
@@ -306,9 +307,21 @@ def test_redline_run_with_landcover_screens_harvest(sim_pair, tmp_path):
                              checksums=False, landcover=sim_pair.landcover)
     out = tmp_path / "screened"
     kept, screened = _ids(out / "patches.gpkg", "patches"), _ids(out / "screened.gpkg", "screened")
-    # nothing lost or duplicated: the screen only moves patches, with their ids
-    assert kept | screened == _ids(tmp_path / "plain" / "patches.gpkg", "patches") and not kept & screened
+    plain_ids = _ids(tmp_path / "plain" / "patches.gpkg", "patches")
+    # nothing lost or duplicated: the screen moves patches, with their ids, and cuts barren parts out
+    # of screened ones as patches of their own (new ids); the area is the unscreened run's
+    parts = kept - plain_ids
+    assert (kept - parts) | screened == plain_ids and not kept & screened and res.barren_parts == len(parts) >= 1
     assert res.screened == {CROP_CYCLE: len(screened)} and res.n_patches == len(kept) and len(screened) > 20
+    geoms = {(run, name): gpd.read_file(tmp_path / run / f"{name}.gpkg", layer=name).geometry
+             for run, name in (("plain", "patches"), ("screened", "patches"), ("screened", "screened"))}
+    split = pd.concat([geoms["screened", "patches"], geoms["screened", "screened"]])
+    assert split.area.sum() == pytest.approx(geoms["plain", "patches"].area.sum(), rel=1e-9)
+    assert split.union_all().symmetric_difference(geoms["plain", "patches"].union_all()).area < 1e-3
+    kept_table = gpd.read_file(out / "patches.gpkg", layer="patches")
+    cut = kept_table[kept_table["patch_id"].isin(parts)]
+    assert (cut["ndvi_after"] <= 0.1).all() and (cut["n_pixels"] >= 4).all()
+
     table = gpd.read_file(out / "screened.gpkg", layer="screened")
     assert (table["cropland_fraction"] >= 0.5).all() and (table["ndvi_after"] > 0.1).all()
     assert set(table["screen_reason"]) == {CROP_CYCLE} and (table["class_code"] != 5).all()
@@ -328,12 +341,13 @@ def test_redline_run_with_landcover_screens_harvest(sim_pair, tmp_path):
     before, after = precision(tmp_path / "plain" / "patches.gpkg", "patches"), precision(out / "patches.gpkg", "patches")
     assert before < 0.1 and after > 0.8, (before, after)
     # the planted concrete on cropland (construction) is kept: barren after, not a field
-    kept_table = gpd.read_file(out / "patches.gpkg", layer="patches")
     assert ((kept_table["change_class"] == "construction") & (kept_table["cropland_fraction"] >= 0.5)).any()
     # a rerun without the map removes the first run's screened files (they would describe other patches)
     run_redline_detect(sim_pair.before, sim_pair.after, out, quicklooks=False, checksums=False)
     assert not (out / "screened.gpkg").exists() and not (out / "screened.geojson").exists()
-    assert _ids(out / "patches.gpkg", "patches") == kept | screened
+    # (a patch holding a barren part takes the part's id, kept as an alert: the same site)
+    again = _ids(out / "patches.gpkg", "patches")
+    assert again <= kept | screened and len(again) == len(plain_ids) and (kept - parts) <= again
 
 
 def test_persisting_change_is_not_screened(sim_pair, tmp_path):
@@ -646,6 +660,14 @@ def test_watch_reviews_the_part_not_detected_again():
     assert back["area_m2"].iloc[0] == pytest.approx(5000, rel=2e-3)  # EASE-Grid 2.0 area of 50 10 m cells
     assert back.geometry.iloc[0].equals(_cells(5, 0, 10, 10)) and back["last_detected"].iloc[0] == "2023-08-15"
     assert list(screened2["patch_id"]) == ["w-1"]  # nothing carried
+    # an earlier run's patch already holds w-1-2 (a barren part cut out of w-1, say): not given again;
+    # the watched ids themselves (all in the previous table) do not block a remainder keeping its own
+    again = apply_watch(kept, screened, watched, [scene], ChangeParams(), ScreenParams(),
+                        taken={"w-1", "w-2", "w-1-2", "k-0"})
+    assert again[3] == ["w-1-3"] and again[2] == counts
+    alone = apply_watch(kept, screened.iloc[:0], watched, [scene], ChangeParams(), ScreenParams(),
+                        taken={"w-1", "w-2"})  # w-1 not detected again: reviewed whole, keeps its id
+    assert alone[3] == ["w-1"]
 
 
 def test_a_bad_screened_table_beside_previous_is_refused(sim_pair, tmp_path):
@@ -757,3 +779,160 @@ def test_validate_patches_of_a_screened_run(sim_pair, tmp_path):
     kept = run_change_validation(tmp_path / "run" / "change.tif", ref, patches=tmp_path / "run" / "patches.gpkg").scores
     assert raster.precision < 0.1 and kept.precision > 0.8, (raster.precision, kept.precision)
     assert kept.n_scored == raster.n_scored  # the same pixels are scored, only the prediction differs
+
+
+# ---- barren parts of screened patches -------------------------------------------------------------
+
+def _barren_case():
+    """A 8 x 10 grid: screened pieces A (rows 0-3, cols 0-5), B (rows 5-7, cols 0-3) and C (rows 0-3,
+    cols 6-9, touching A). Became barren (NDVI 0.6 before, <= 0.1 after): in A a 2 x 2 block at rows
+    1-2, cols 1-2 and (3, 3), 8-connected to it (5 pixels), and (0, 5); in B three pixels in a row
+    (and (7, 0) below them, barren on both dates); in C (0, 6), (1, 6), (1, 7), which touch A's
+    (0, 5) across the pieces' edge."""
+    import xarray as xr
+
+    transform = Affine(10, 0, 500000, 0, -10, 4000000)
+    h, w = 8, 10
+    ndvi = np.full((h, w), 0.25, np.float32)
+    barren_a = [(1, 1), (1, 2), (2, 1), (2, 2), (3, 3)]
+    for r, c in barren_a:
+        ndvi[r, c] = 0.05 + 0.01 * barren_a.index((r, c))  # 0.05 .. 0.09
+    for r, c in [(0, 5), (6, 0), (6, 1), (6, 2), (0, 6), (1, 6), (1, 7), (7, 0)]:
+        ndvi[r, c] = 0.08
+    before = np.full((h, w), 0.6, np.float32)
+    before[7, 0] = 0.05  # barren before too (a road): B's fourth barren pixel is no change of its own
+    ndbi = np.full((h, w), -0.1, np.float32)
+    ndbi[1, 1] = np.nan
+    ndbi[1, 2], ndbi[2, 1], ndbi[2, 2], ndbi[3, 3] = 0.1, 0.2, 0.3, 0.4
+    cls = np.full((h, w), 1, np.uint8)
+    for r, c in [(1, 1), (1, 2), (2, 1)]:
+        cls[r, c] = 2  # mining 3, construction 2: mining
+    conf = np.ones((h, w), np.uint8)
+    conf[3, 3] = 2
+    ds = xr.Dataset({"change_class": (("y", "x"), cls), "confidence": (("y", "x"), conf)},
+                    coords={"y": 4000000 - 10 * np.arange(h) - 5, "x": 500000 + 10 * np.arange(w) + 5},
+                    attrs={"before_datetime": "2023-05-01T00:00:00Z", "after_datetime": "2023-06-01T00:00:00Z"})
+    ds = ds.rio.write_crs(UTM).rio.write_transform(transform)
+    pieces = {"A": _cells(0, 0, 6, 4), "B": _cells(0, 5, 4, 8), "C": _cells(6, 0, 10, 4)}
+    screened = _patch_rows(list(pieces.values()), list(pieces), first="2023-05-01")
+    screened["last_detected"] = "2023-06-01"
+    screened["n_pixels"] = [24, 12, 16]
+    screened["confidence_code"], screened["class_code"] = 1, 1
+    screened["screen_reason"] = CROP_CYCLE
+    inside = np.zeros((h, w), bool)
+    inside[0:4, :], inside[5:8, 0:4] = True, True
+    flat = np.flatnonzero(inside)
+
+    def samples_in_rows(r0, r1):  # two block rows of four rows, as the pass hands them over
+        sel = flat[(flat // w >= r0) & (flat // w < r1)]
+        return [(sel, {"ndvi_after": ndvi.ravel()[sel], "ndbi_after": ndbi.ravel()[sel],
+                       "ndvi_before": before.ravel()[sel]})]
+
+    return ds, screened, samples_in_rows
+
+
+def test_barren_parts_known_answer():
+    from rsmon.products.change_barren import barren_parts
+
+    ds, screened, samples = _barren_case()
+    parts, rest = barren_parts(screened, ds, samples, [0, 4, 8], 0.1, 4)
+    # one part: A's five pixels (the 2 x 2 block and its diagonal neighbour); A's single pixel, B's
+    # three (four with the pixel barren before too) and C's three (joined to A's only across two
+    # pieces) are below the unit
+    assert len(parts) == 1
+    part = parts.iloc[0]
+    assert part["n_pixels"] == 5 and part.geometry.area == pytest.approx(500.0)
+    assert part.geometry.equals(shapely.union_all([_cells(c, r, c + 1, r + 1) for r, c in
+                                                   [(1, 1), (1, 2), (2, 1), (2, 2), (3, 3)]]))
+    assert part["change_class"] == "mining_quarrying" and part["class_code"] == 2
+    assert part["confidence"] == "high" and part["confidence_code"] == 2
+    assert part["ndvi_after"] == pytest.approx(0.07) and part["ndbi_after"] == pytest.approx(0.25)  # NaN skipped
+    assert part["ndvi_before"] == pytest.approx(0.6) and np.isnan(part["mndwi_after"])  # not sampled: NaN
+    # detected in this run (not the screened field's first detection); the rest is the parent's
+    assert part["first_detected"] == "2023-06-01" and part["before_date"] == screened["before_date"][0]
+    assert part["cropland_fraction"] == 1.0 and "screen_reason" not in parts.columns
+    assert part["patch_id"].startswith("chg-") and part["patch_id"] not in set(screened["patch_id"])
+    assert part["area_m2"] == pytest.approx(500.0, rel=2e-3)  # equal-area: UTM scale factor
+    # the rest of A stays screened without the part; B and C unchanged
+    a = rest.set_index("patch_id").loc["A"]
+    assert a["n_pixels"] == 19 and a.geometry.area == pytest.approx(1900.0)
+    assert a["area_m2"] == pytest.approx(1900.0, rel=2e-3) and a["screen_reason"] == CROP_CYCLE
+    assert rest.set_index("patch_id").loc[["B", "C"], "n_pixels"].tolist() == [12, 16]
+    assert list(rest.columns) == list(screened.columns)
+    # a smaller unit takes C's three pixels and B's three (not A's single one); a stricter limit none
+    small, _ = barren_parts(screened, ds, samples, [0, 4, 8], 0.1, 3)
+    assert sorted(small["n_pixels"]) == [3, 3, 5]
+    assert not len(barren_parts(screened, ds, samples, [0, 4, 8], 0.04, 1)[0])
+
+
+def test_barren_parts_reconciled_with_previous():
+    """A part detected before keeps its id and first detection; ids in use are not given again."""
+    from rsmon.products.change_barren import barren_parts
+
+    ds, screened, samples = _barren_case()
+    first, _ = barren_parts(screened, ds, samples, [0, 4, 8], 0.1, 4)
+    previous = first.copy()
+    previous["first_detected"] = "2023-04-01"
+    again, _ = barren_parts(screened, ds, samples, [0, 4, 8], 0.1, 4, previous=previous,
+                            taken=set(previous["patch_id"]))
+    assert again["patch_id"].tolist() == first["patch_id"].tolist()
+    assert again["first_detected"].tolist() == ["2023-04-01"]
+    other, _ = barren_parts(screened, ds, samples, [0, 4, 8], 0.1, 4, taken=set(first["patch_id"]))
+    assert other["patch_id"][0] == f"{first['patch_id'][0]}-2"
+
+
+def test_barren_parts_off_switch(sim_pair, tmp_path):
+    """keep_barren_parts=False: the screen moves whole patches only (the unscreened run's ids)."""
+    from rsmon.workflow.redline import run_redline_detect
+
+    plain = tmp_path / "plain"
+    run_redline_detect(sim_pair.before, sim_pair.after, plain, quicklooks=False, checksums=False)
+    res = run_redline_detect(sim_pair.before, sim_pair.after, tmp_path / "whole", quicklooks=False, checksums=False,
+                             landcover=sim_pair.landcover, screen=ScreenParams(keep_barren_parts=False))
+    kept, screened = _ids(tmp_path / "whole" / "patches.gpkg", "patches"), _ids(tmp_path / "whole" / "screened.gpkg",
+                                                                                "screened")
+    assert kept | screened == _ids(plain / "patches.gpkg", "patches") and res.barren_parts == 0
+    with pytest.raises(InputError, match="keep_barren_parts"):
+        ScreenParams(keep_barren_parts="yes")
+
+
+def test_barren_parts_dates_from_a_series_samples():
+    """In a series the first later scene flagging the part's pixels gives ``first_detected``; with a
+    composite reference the earliest reference scene under it gives ``before_date``."""
+    from rsmon.products.change_barren import barren_parts
+    from rsmon.products.change_composite import REFERENCE_OBSERVATION
+    from rsmon.products.change_series import FIRST_OBSERVATION
+
+    ds, screened, samples = _barren_case()
+    ds.attrs["datetimes"] = json.dumps(["2023-06-01T03:00:00Z", "2023-06-20T03:00:00Z"])
+    ds.attrs["reference_datetimes"] = json.dumps(["2023-04-10T03:00:00Z", "2023-04-25T03:00:00Z"])
+    w = ds.sizes["x"]
+
+    def series(r0, r1):
+        out = []
+        for flat, values in samples(r0, r1):
+            rows, cols = np.divmod(flat, w)
+            values = {**values, FIRST_OBSERVATION: np.where((rows == 3) & (cols == 3), 0, 1).astype(np.float32),
+                      REFERENCE_OBSERVATION: np.ones(len(flat), np.float32)}
+            out.append((flat, values))
+        return out
+
+    parts, _ = barren_parts(screened, ds, series, [0, 4, 8], 0.1, 4)
+    assert parts["first_detected"].tolist() == ["2023-06-01"] and parts["before_date"].tolist() == ["2023-04-25"]
+
+
+def test_barren_parts_same_when_streamed(sim_pair, tmp_path):
+    """The streamed pass hands its samples back from scratch files: the same parts, ids and values."""
+    from rsmon.workflow.redline import run_redline_detect
+
+    tables = {}
+    for stream in (False, True):
+        out = tmp_path / f"stream-{stream}"
+        res = run_redline_detect(sim_pair.before, sim_pair.after, out, quicklooks=False, checksums=False,
+                                 landcover=sim_pair.landcover, stream=stream)
+        assert res.barren_parts >= 1
+        tables[stream] = [gpd.read_file(out / f"{n}.gpkg", layer=n).sort_values("patch_id").reset_index(drop=True)
+                          for n in ("patches", "screened")]
+    for a, b in zip(tables[False], tables[True]):
+        pd.testing.assert_frame_equal(a.drop(columns="geometry"), b.drop(columns="geometry"))
+        assert a.geometry.geom_equals(b.geometry).all()

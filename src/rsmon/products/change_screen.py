@@ -25,6 +25,15 @@ one pair, is screened with the harvests. It comes back as a kept patch once it h
 watch below sees it bare), because a harvested field is green again by then. Screened patches are
 never dropped silently: they are written apart, with their reason, for audit.
 
+**Barren parts** (:func:`rsmon.products.change_barren.barren_parts`, ``keep_barren_parts``). The
+rule decides per patch, on its mean after NDVI, and a patch is a connected region of change: a
+quarry or a building site beside a harvested parcel, or inside it, is one patch with the parcel, and
+its mean is the field's. So within each screened patch, its change pixels that became barren (after
+NDVI at or below ``barren_ndvi_max``, before NDVI above it) are grouped into 8-connected parts; a
+part of at least the minimum mapping unit is kept as a patch of its own, and the rest of the parent
+stays screened. A harvested field keeps stubble and soil, above the limit: on the simulated June
+tile this keeps 24 parts, each on a planted construction, quarry or pond (docs/validation_change.md).
+
 **The watch across runs.** A monthly job compares each month with the month before, so a bare
 construction site is flagged in the month it appears and not again: within one run it cannot
 persist 60 days. The screened patches of the previous run are therefore *watched*
@@ -127,6 +136,10 @@ class ScreenParams:
         "soybean will be sown in May in Northeast China" (April 2015 update,
         cloud.cropwatch.com.cn), the spring-maize belt's frost-free period is 130-170 days, and
         harvest runs from late September. The choice of dates for a province is the user's.
+    keep_barren_parts : bool
+        Keep the parts of screened patches that became barren as patches of their own
+        (:func:`rsmon.products.change_barren.barren_parts`; module docstring, "Barren parts").
+        Default True.
     """
 
     cropland_codes: tuple[int, ...] = (40,)
@@ -137,6 +150,7 @@ class ScreenParams:
     regrowth_ndvi_gain: float = 0.10
     watch_clear_min: float = 0.5
     growing_season: str | None = None
+    keep_barren_parts: bool = True
 
     def __post_init__(self) -> None:
         given = self.cropland_codes
@@ -159,6 +173,8 @@ class ScreenParams:
         days = self.crop_cycle_days
         if not isinstance(days, (int, np.integer)) or isinstance(days, bool) or days < 1:
             raise InputError(f"ScreenParams.crop_cycle_days: expected a whole number of days >= 1, got {days!r}")
+        if not isinstance(self.keep_barren_parts, bool):
+            raise InputError(f"ScreenParams.keep_barren_parts: expected true or false, got {self.keep_barren_parts!r}")
         if self.growing_season is not None:
             start, end = parse_season(self.growing_season)
             object.__setattr__(self, "growing_season", f"{start[0]:02d}-{start[1]:02d}:{end[0]:02d}-{end[1]:02d}")
@@ -411,12 +427,14 @@ def watch_observation(scenes: list, polygons, clear_min: float = 0.5, params=Non
     return ndvi, clear, seen
 
 
-def apply_watch(patches, screened, watched, afters: list, params, screen: ScreenParams):
+def apply_watch(patches, screened, watched, afters: list, params, screen: ScreenParams, taken=()):
     """Apply the watch (:func:`review_watch`) to the previous run's screened patches (``watched``),
     or the parts of them, that this run's ``patches`` and ``screened`` do not cover: re-admit those
     still bare after ``crop_cycle_days``, carry those not yet decided, drop those green again.
     ``afters`` are the run's after scenes on its grid (oldest first); ``params`` its ChangeParams.
-    Returns the new (patches, screened), the outcome counts and the re-admitted ids.
+    ``taken``: ids in use besides those of ``patches`` and ``screened`` (the previous patches': a
+    remainder's ``-N`` id must not be an earlier alert's). Returns the new (patches, screened), the
+    outcome counts and the re-admitted ids.
 
     A watched patch this run's patches overlap only in part (a harvested parcel detected again as
     it regrows, beside a quarry that stays bare) is reviewed for its remainder: what no current
@@ -430,7 +448,9 @@ def apply_watch(patches, screened, watched, afters: list, params, screen: Screen
     geoms = w.geometry.to_numpy().copy()
     res = float(abs(afters[0].rio.resolution()[0]))
     current = np.concatenate([patches.geometry.to_numpy(), screened.geometry.to_numpy()])
-    taken = set(patches["patch_id"]) | set(screened["patch_id"])
+    current_ids = set(patches["patch_id"]) | set(screened["patch_id"])
+    # a remainder may keep its own watched id, never another earlier patch's
+    taken = current_ids | (set(taken) - set(w["patch_id"]))
     again = np.zeros(len(w), dtype=bool)
     cut = np.zeros(len(w), dtype=bool)
     if len(current) and len(w):
@@ -444,7 +464,7 @@ def apply_watch(patches, screened, watched, afters: list, params, screen: Screen
         big = shapely.area(opened) >= params.mmu_px * res * res
         again[touched[~big]] = True
         cut[touched[big]] = True
-    again |= w["patch_id"].isin(taken).to_numpy() & ~cut
+    again |= w["patch_id"].isin(current_ids).to_numpy() & ~cut
     # only those on this run's scene: a multi-tile job gives every tile the job's screened patches
     here = shapely.intersects(geoms, shapely.box(*afters[0].rio.bounds()))
     look = ~again & here

@@ -279,7 +279,7 @@ def _run_redline(task: JobTask, inputs, out: Path, catalog: Path) -> dict:
     result = run_redline_detect(before, after, out, **options)
     return {"n_patches": result.n_patches, "area_m2": result.area_m2, "n_change_pixels": result.n_change_pixels,
             "by_class": result.by_class, "reason": result.reason, "screened": result.screened or None,
-            "watch": result.watch}
+            "watch": result.watch, "barren_parts": result.barren_parts}
 
 
 def _validate_redline(task: JobTask, out: Path, report_dir: Path) -> dict:

@@ -76,6 +76,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+import pandas as pd
 import rasterio
 import xarray as xr
 
@@ -92,6 +93,7 @@ from rsmon.products.change_composite import latest_clear_composite
 from rsmon.products.change_extent import DEFAULT_MARGIN_M, blocks_reached, reaching_pixels
 from rsmon.products.change_indices import BANDS
 from rsmon.products.change_params import ChangeParams
+from rsmon.products.change_barren import barren_parts
 from rsmon.products.change_screen import CROP_CYCLE, PERSISTED, ScreenParams, apply_watch, screen_patches
 from rsmon.products.patch_regions import kernel_threads
 from rsmon.products.patches import RedlineColumns, patches_from_change
@@ -147,6 +149,8 @@ class RedlineResult:
     screened: dict[str, int] = field(default_factory=dict)
     #: Outcomes of the watch on the previous run's screened patches (None: nothing watched).
     watch: dict[str, int] | None = None
+    #: Barren parts cut out of screened patches and kept as patches (None: no screen).
+    barren_parts: int | None = None
 
     def summary(self) -> str:
         text = (f"{self.n_patches} change patch(es), {self.area_m2 / 1e4:.2f} ha, "
@@ -157,6 +161,8 @@ class RedlineResult:
             text += f"; {100 * self.examined_fraction:.1f} % of the scene examined (near the redlines)"
         for reason, n in sorted(self.screened.items()):
             text += f"; {n} patch(es) screened as {reason.replace('_', ' ')} (screened.gpkg)"
+        if self.barren_parts:
+            text += f"; {self.barren_parts} barren part(s) of them kept"
         if self.watch and self.watch.get(PERSISTED):
             text += f"; {self.watch[PERSISTED]} earlier screened patch(es) still bare: re-admitted"
         if self.reason:
@@ -241,8 +247,6 @@ def _previous_screened(out: Path, previous, prev) -> Any:
 
 def _with_watched(prev, watched):
     """The previous patches and the previous screened ones, as one table to reconcile ids against."""
-    import pandas as pd
-
     other = watched.to_crs(prev.crs) if prev.crs is not None and watched.crs != prev.crs else watched
     return pd.concat([prev, other.drop(columns=["screen_reason"], errors="ignore")], ignore_index=True)
 
@@ -477,15 +481,31 @@ def run_redline_detect(
                              "blocks: examining %d more block(s) and running the pass again", reached.size,
                              int(more.sum()))
                     raise _MoreBlocks(blocks.examined | more)
-                screened, watch_counts, readmitted = None, None, []
+                screened, watch_counts, readmitted, n_parts = None, None, [], None
                 if landcover is not None:  # pseudo-change removal: the crop cycle on mapped cropland
                     with _stage(seconds, "screen"):
                         fraction = class_share_of_polygons(patches, landcover, sp.cropland_codes)
                         patches, screened = screen_patches(patches, fraction, sp)
+                        n_parts = 0
+                        if sp.keep_barren_parts and len(screened):
+                            # rock, sand or concrete cut out of screened fields: patches of their own
+                            taken = {*patches["patch_id"], *screened["patch_id"],
+                                     *(prev["patch_id"] if prev is not None else ())}
+                            parts, screened = barren_parts(screened, ds, blocks.samples_in_rows,
+                                                           blocks.block_starts[0], sp.barren_ndvi_max, p.mmu_px,
+                                                           previous=prev, taken=taken)
+                            n_parts = len(parts)
+                            if n_parts:
+                                patches = pd.concat([patches, parts[list(patches.columns)]],
+                                                    ignore_index=True)
+                                patches = patches.sort_values(["area_m2", "patch_id"], ascending=[False, True],
+                                                              kind="stable").reset_index(drop=True)
+                                log.info("%d barren part(s) of screened patches kept as patches", n_parts)
                     if watched is not None and len(watched):
                         with _stage(seconds, "watch"):
-                            patches, screened, watch_counts, readmitted = apply_watch(patches, screened, watched,
-                                                                                      afters, p, sp)
+                            patches, screened, watch_counts, readmitted = apply_watch(
+                                patches, screened, watched, afters, p, sp,
+                                taken=set(prev["patch_id"]) if prev is not None else ())
                         if readmitted:
                             log.info("%d patch(es) screened earlier are still bare %d+ days%s after their first "
                                      "detection: re-admitted", len(readmitted), sp.crop_cycle_days,
@@ -496,7 +516,8 @@ def run_redline_detect(
                     reason=ds.attrs.get("no_data_reason"),
                     by_class={str(k): int(v) for k, v in patches["change_class"].value_counts().items()}
                     if len(patches) else {}, examined_fraction=float(ds.attrs.get("examined_fraction", 1.0)),
-                    screened={CROP_CYCLE: len(screened)} if screened is not None else {}, watch=watch_counts)
+                    screened={CROP_CYCLE: len(screened)} if screened is not None else {}, watch=watch_counts,
+                    barren_parts=n_parts)
                 if result.reason is None and result.n_patches == 0:
                     if within is not None and not ds.attrs.get("examined_blocks"):
                         result.reason = "no redline polygon lies on the scene: nothing examined"
@@ -621,7 +642,7 @@ def _write_summary(path: Path, result: RedlineResult, ds: xr.Dataset, before, af
         "n_patches": result.n_patches, "area_m2": result.area_m2, "by_class": result.by_class,
         "n_change_pixels": result.n_change_pixels, "n_valid_pixels": result.n_valid_pixels,
         "reason": result.reason, "stage_seconds": result.seconds, "streamed": streamed,
-        "screened": result.screened or None, "watch": result.watch,
+        "screened": result.screened or None, "watch": result.watch, "barren_parts": result.barren_parts,
         "examined": {"fraction": result.examined_fraction,
                      **{k: ds.attrs[f"examined_{k}"] for k in ("blocks", "margin", "added", "passes")
                         if f"examined_{k}" in ds.attrs},

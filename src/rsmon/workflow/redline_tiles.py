@@ -216,7 +216,7 @@ def _run_tile(tile: str, before: list[str], after: list[str], folder: Path, kwar
     return tile, {"folder": f"tiles/{tile}", "n_patches": result.n_patches, "area_m2": result.area_m2,
                   "n_change_pixels": result.n_change_pixels, "n_valid_pixels": result.n_valid_pixels,
                   "by_class": result.by_class, "reason": result.reason, "before": before, "after": after,
-                  "screened": result.screened or None, "watch": result.watch,
+                  "screened": result.screened or None, "watch": result.watch, "barren_parts": result.barren_parts,
                   "executed_on": f"{socket.gethostname()}:{os.getpid()}"}, records
 
 
@@ -324,5 +324,5 @@ def _run_summary(folder: Path) -> dict[str, Any]:
     except (OSError, ValueError):
         return {}
     keys = ("n_patches", "area_m2", "n_change_pixels", "n_valid_pixels", "by_class", "reason", "before", "after",
-            "screened", "watch")
+            "screened", "watch", "barren_parts")
     return {k: body.get(k) for k in keys} if isinstance(body, dict) else {}
