@@ -390,6 +390,8 @@ def test_cli_landcover_errors(sim_pair, tmp_path, capsys):
     assert "--cropland-codes" in capsys.readouterr().err
     assert main([*base, "--growing-season", "05-01:09-30"]) == 2
     assert "--growing-season: only with --landcover" in capsys.readouterr().err
+    assert main([*base, "--no-barren-parts"]) == 2
+    assert "--no-barren-parts: only with --landcover" in capsys.readouterr().err
     assert main([*base, "--landcover", str(sim_pair.landcover), "--growing-season", "05-01:09-31"]) == 2
     err = capsys.readouterr().err
     assert "--growing-season" in err and "'05-01:09-31'" in err and len(err.strip().splitlines()) == 1
@@ -403,7 +405,9 @@ def test_cli_landcover_errors(sim_pair, tmp_path, capsys):
                  "30"]) == 0
     assert "screened as crop cycle" in capsys.readouterr().out
     params = json.loads((out / "summary.json").read_text())
-    assert params["screened"][CROP_CYCLE] > 0
+    assert params["screened"][CROP_CYCLE] > 0 and params["barren_parts"] >= 1
+    assert main([*base, "--landcover", str(sim_pair.landcover), "--no-barren-parts"]) == 0
+    assert json.loads((out / "summary.json").read_text())["barren_parts"] == 0
 
 
 def test_multi_tile_merge_carries_screened(sim_pair, tmp_path):
@@ -879,6 +883,15 @@ def test_barren_parts_reconciled_with_previous():
     assert again["first_detected"].tolist() == ["2023-04-01"]
     other, _ = barren_parts(screened, ds, samples, [0, 4, 8], 0.1, 4, taken=set(first["patch_id"]))
     assert other["patch_id"][0] == f"{first['patch_id'][0]}-2"
+    # a previous patch that this run's parent (screened A) or a kept patch already carries is not
+    # matched again (e.g. a rerun with the map of a run without it, whose patch A held the part)
+    whole = screened[screened["patch_id"] == "A"].drop(columns="screen_reason")
+    for prev, in_use in ((whole, ()), (whole.assign(patch_id="K"), {"K"})):
+        got, _ = barren_parts(screened, ds, samples, [0, 4, 8], 0.1, 4, previous=prev, in_use=in_use,
+                              taken={"A", "B", "C", "K"})
+        assert got["patch_id"].tolist() == first["patch_id"].tolist() and got["first_detected"][0] == "2023-06-01"
+    got, _ = barren_parts(screened, ds, samples, [0, 4, 8], 0.1, 4, previous=whole.assign(patch_id="K"))
+    assert got["patch_id"].tolist() == ["K"]  # K is not this run's: the part inside it takes it
 
 
 def test_barren_parts_off_switch(sim_pair, tmp_path):

@@ -163,12 +163,13 @@ def _cmd_redline_detect(args: argparse.Namespace) -> int:
 
 
 def _screen_params(args: argparse.Namespace):
-    """The crop-cycle screen's parameters from ``--cropland-codes``, ``--crop-cycle-days`` and
-    ``--growing-season`` (None: defaults)."""
+    """The crop-cycle screen's parameters from ``--cropland-codes``, ``--crop-cycle-days``,
+    ``--growing-season`` and ``--no-barren-parts`` (None: defaults)."""
     if args.landcover is None:
         given = [name for name, value in (("--cropland-codes", args.cropland_codes),
                                           ("--crop-cycle-days", args.crop_cycle_days),
-                                          ("--growing-season", args.growing_season)) if value is not None]
+                                          ("--growing-season", args.growing_season),
+                                          ("--no-barren-parts", args.no_barren_parts or None)) if value is not None]
         if given:
             raise InputError(f"{', '.join(given)}: only with --landcover")
         return None
@@ -184,6 +185,8 @@ def _screen_params(args: argparse.Namespace):
         values["crop_cycle_days"] = args.crop_cycle_days
     if args.growing_season is not None:
         values["growing_season"] = args.growing_season
+    if args.no_barren_parts:
+        values["keep_barren_parts"] = False
     return ScreenParams(**values)
 
 
@@ -395,6 +398,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="count only the days of this growing season towards --crop-cycle-days (single cropping: "
                            "a field bare from the autumn harvest to spring sowing is not re-admitted in winter; "
                            "e.g. 05-01:09-30 in Northeast China; default: every day counts)")
+    rdet.add_argument("--no-barren-parts", action="store_true",
+                      help="screen whole patches only (default: the parts of a screened patch that became barren, "
+                           "a quarry beside a harvested field, stay patches)")
     rdet.add_argument("--previous", default=None, metavar="FILE",
                       help="earlier patches to keep ids from (default OUTDIR/patches.gpkg); with --landcover the "
                            "screened.gpkg beside it is watched")

@@ -3,19 +3,21 @@
 The crop-cycle screen (:mod:`rsmon.products.change_screen`) decides per patch on its mean after
 NDVI, and a patch is a connected region of change: a quarry or a building site next to a harvested
 parcel, or inside it, is one patch with the parcel and its mean is the field's. So the change pixels
-of each screened patch that *became* barren, their own after NDVI at or below
-``ScreenParams.barren_ndvi_max`` and their before NDVI above it (a road, a pond or a dark roof
-beside the field, barren on both dates, is not a change of its own; the patch rule's barren limit: "values close to zero (-0.1 to 0.1) generally correspond to barren areas
-of rock, sand, or snow", Sentinel Hub's NDVI guide) are grouped into 8-connected parts, the patch
-connectivity of :func:`rsmon.products.patches.patches_from_change`; a part holding at least the
-minimum mapping unit (``ChangeParams.mmu_px``) is a patch of its own, as the change pass would have
-drawn it had the field not been harvested:
+of each screened patch that *became* barren are grouped into 8-connected parts (the patch
+connectivity of :func:`rsmon.products.patches.patches_from_change`): their own after NDVI at or
+below ``ScreenParams.barren_ndvi_max``, the patch rule's barren limit ("values close to zero (-0.1
+to 0.1) generally correspond to barren areas of rock, sand, or snow", Sentinel Hub's NDVI guide),
+and their before NDVI above it (a road, a pond or a dark roof beside the field, barren on both
+dates, is not a change of its own). A part holding at least the minimum mapping unit
+(``ChangeParams.mmu_px``) is a patch of its own, as the change pass would have drawn it had the
+field not been harvested:
 
 - class: the most frequent class of its pixels (ties: the lower code; 0 or unknown as ``other``),
   confidence: the highest of its pixels, as for every patch;
 - index means: over its pixels' samples from the change pass (no scene is read again);
 - id and ``first_detected``: reconciled with the previous patches like every patch (same id on a
-  rerun or when detected again), else a location id; ``before_date`` / ``first_detected`` from the
+  rerun or when detected again, unless this run's parent patch, or another, took that previous
+  patch), else a location id; ``before_date`` / ``first_detected`` from the
   samples' scene positions in a series or with a composite reference;
 - the rest (redline, dates, sensor, sources, ``cropland_fraction``) from the patch it was cut from.
 
@@ -89,7 +91,7 @@ def _components(flat: np.ndarray, piece: np.ndarray, width: int) -> np.ndarray:
 
 
 def barren_parts(screened, ds, samples_in_rows, row_starts, ndvi_max: float, mmu_px: int,
-                 previous=None, taken=(), match_iou: float = 0.3, id_cell_m: float = 100.0):
+                 previous=None, taken=(), in_use=(), match_iou: float = 0.3, id_cell_m: float = 100.0):
     """Cut the barren parts out of the screened patches (module docstring).
 
     Parameters
@@ -112,7 +114,10 @@ def barren_parts(screened, ds, samples_in_rows, row_starts, ndvi_max: float, mmu
     previous : GeoDataFrame, optional
         Previous patches to reconcile the parts' ids with (as the patch table does).
     taken : iterable of str
-        Ids in use (this run's patches and screened patches, the previous ones).
+        Ids not to give a new part (this run's patches and screened patches, the previous ones).
+    in_use : iterable of str
+        This run's kept patches' ids: a part is never matched to a previous patch whose id one of
+        them, or a screened patch, already carries (the previous patch went to that one).
 
     Returns
     -------
@@ -129,6 +134,7 @@ def barren_parts(screened, ds, samples_in_rows, row_starts, ndvi_max: float, mmu
     from rsmon.products.patches import (INDEX_VARIABLES, REFERENCE_OBSERVATION, ChangeClass, _confidence_name,
                                         _equal_area, _reconcile, _scene_dates, _stable_ids)
 
+    screened = screened.reset_index(drop=True)
     columns = [c for c in screened.columns if c != "screen_reason"]
     empty = screened.iloc[:0][columns]
     if not len(screened):
@@ -158,7 +164,7 @@ def barren_parts(screened, ds, samples_in_rows, row_starts, ndvi_max: float, mmu
         mask[r - r0, c - c0] = 1
         window = transform * Affine.translation(c0, r0)
         polys = [shapely.geometry.shape(g) for g, _ in shapes(mask, mask=mask.astype(bool), transform=window,
-                                                                connectivity=8)]
+                                                                connectivity=4)]
         parent = int(piece[members[0]])
         geom = shapely.intersection(shapely.union_all(polys), geoms[parent])
         ys, xs = slice(r0, r0 + mask.shape[0]), slice(c0, c0 + mask.shape[1])
@@ -191,6 +197,9 @@ def barren_parts(screened, ds, samples_in_rows, row_starts, ndvi_max: float, mmu
     if previous is not None and len(previous):
         matched, first = _reconcile(parts["redline_id"].to_numpy(), parts["redline_zone"].to_numpy(), ea, previous,
                                     match_iou)
+        held = set(in_use) | set(screened["patch_id"])
+        first = [None if m in held else f for m, f in zip(matched, first)]
+        matched = [None if m in held else m for m in matched]
     else:
         matched, first = [None] * len(parts), [None] * len(parts)
     used = set(taken) | {i for i in matched if i}

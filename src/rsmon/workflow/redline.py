@@ -493,7 +493,7 @@ def run_redline_detect(
                                      *(prev["patch_id"] if prev is not None else ())}
                             parts, screened = barren_parts(screened, ds, blocks.samples_in_rows,
                                                            blocks.block_starts[0], sp.barren_ndvi_max, p.mmu_px,
-                                                           previous=prev, taken=taken)
+                                                           previous=prev, taken=taken, in_use=set(patches["patch_id"]))
                             n_parts = len(parts)
                             if n_parts:
                                 patches = pd.concat([patches, parts[list(patches.columns)]],
