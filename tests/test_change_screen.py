@@ -823,6 +823,8 @@ def _barren_case():
     screened["n_pixels"] = [24, 12, 16]
     screened["confidence_code"], screened["class_code"] = 1, 1
     screened["screen_reason"] = CROP_CYCLE
+    # A's means as the patch table gives them: 5 part pixels (sum 0.35), (0, 5) 0.08, 18 at 0.25
+    screened.loc[0, "ndvi_after"] = (0.35 + 0.08 + 18 * 0.25) / 24
     inside = np.zeros((h, w), bool)
     inside[0:4, :], inside[5:8, 0:4] = True, True
     flat = np.flatnonzero(inside)
@@ -861,6 +863,8 @@ def test_barren_parts_known_answer():
     a = rest.set_index("patch_id").loc["A"]
     assert a["n_pixels"] == 19 and a.geometry.area == pytest.approx(1900.0)
     assert a["area_m2"] == pytest.approx(1900.0, rel=2e-3) and a["screen_reason"] == CROP_CYCLE
+    assert a["ndvi_after"] == pytest.approx((0.08 + 18 * 0.25) / 19, abs=1e-6)  # without the part
+    assert a["ndbi_after"] == pytest.approx((0.2 * 24 - 1.0) / 20)  # four finite samples taken out (one NaN)
     assert rest.set_index("patch_id").loc[["B", "C"], "n_pixels"].tolist() == [12, 16]
     assert list(rest.columns) == list(screened.columns)
     # a smaller unit takes C's three pixels and B's three (not A's single one); a stricter limit none

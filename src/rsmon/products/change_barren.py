@@ -21,8 +21,9 @@ field not been harvested:
   samples' scene positions in a series or with a composite reference;
 - the rest (redline, dates, sensor, sources, ``cropland_fraction``) from the patch it was cut from.
 
-The rest of that patch stays screened, its geometry, pixel count, area and centroid without the
-parts (its index means stay those of the whole patch).
+The rest of that patch stays screened, its geometry, pixel count, area, centroid and index means
+without the parts (the means taken back from the patch's: exact when the patch's samples hold no
+NaN, which only a pixel with red + NIR = 0 gives). The watch measures its regrowth from that NDVI.
 """
 
 from __future__ import annotations
@@ -156,6 +157,7 @@ def barren_parts(screened, ds, samples_in_rows, row_starts, ndvi_max: float, mmu
     dates = {FIRST_OBSERVATION: _scene_dates(ds, "datetimes"),
              REFERENCE_OBSERVATION: _scene_dates(ds, "reference_datetimes")}
     rows_out, part_geoms, parent_of = [], [], []
+    taken_out = {name: [] for name in INDEX_VARIABLES}  # each part's sum and count of finite samples
     for k in big:
         members = order[bounds[k]:bounds[k + 1]]
         r, c = np.divmod(flat[members], width)
@@ -180,6 +182,7 @@ def barren_parts(screened, ds, samples_in_rows, row_starts, ndvi_max: float, mmu
         for name in INDEX_VARIABLES:  # means over the part's pixels (NaN skipped; not sampled: NaN)
             v = values[name][members].astype(np.float64) if name in values else np.empty(0)
             row[name] = float(np.nanmean(v)) if np.isfinite(v).any() else np.nan
+            taken_out[name].append((float(np.nansum(v)), int(np.isfinite(v).sum())))
         for name, key in ((FIRST_OBSERVATION, "first_detected"), (REFERENCE_OBSERVATION, "before_date")):
             if name in values and dates[name]:
                 at = values[name][members]
@@ -216,7 +219,13 @@ def barren_parts(screened, ds, samples_in_rows, row_starts, ndvi_max: float, mmu
     parent_of = np.asarray(parent_of)
     part_pixels = sizes[big]
     for i in cut:
-        rest.loc[i, "n_pixels"] = int(rest.loc[i, "n_pixels"]) - int(part_pixels[parent_of == i].sum())
+        n = int(rest.loc[i, "n_pixels"])
+        rest.loc[i, "n_pixels"] = n - int(part_pixels[parent_of == i].sum())
+        for name in INDEX_VARIABLES:  # the parent's mean without its parts' pixels (exact without NaN samples)
+            sums = np.asarray(taken_out[name])[parent_of == i]
+            mean, left = float(rest.loc[i, name]), n - int(sums[:, 1].sum())
+            if np.isfinite(mean) and left > 0:
+                rest.loc[i, name] = (mean * n - float(sums[:, 0].sum())) / left
     remainder = shapely.difference(geoms[cut], np.asarray([shapely.union_all(part_geoms[parent_of == i]) for i in cut],
                                                           dtype=object))
     _, r_area, _, (r_lon, r_lat) = _equal_area(remainder, crs, res)
