@@ -134,6 +134,7 @@ def barren_parts(screened, ds, samples_in_rows, row_starts, ndvi_max: float, mmu
     from rsmon.products.change_series import FIRST_OBSERVATION
     from rsmon.products.patches import (INDEX_VARIABLES, REFERENCE_OBSERVATION, ChangeClass, _confidence_name,
                                         _equal_area, _reconcile, _scene_dates, _stable_ids)
+    from rsmon.products.redlines import polygonal
 
     screened = screened.reset_index(drop=True)
     columns = [c for c in screened.columns if c != "screen_reason"]
@@ -192,7 +193,8 @@ def barren_parts(screened, ds, samples_in_rows, row_starts, ndvi_max: float, mmu
         rows_out.append(row)
         part_geoms.append(geom)
         parent_of.append(parent)
-    part_geoms = np.asarray(part_geoms, dtype=object)
+    # (on a lon/lat grid the outlines meet the parent's only to rounding: keep the polygons, not the slivers)
+    part_geoms = polygonal(np.asarray(part_geoms, dtype=object))
     ea, area, (cx, cy), (lon, lat) = _equal_area(part_geoms, crs, res)
     parts = pd.DataFrame(rows_out)
     parts["area_m2"], parts["centroid_lon"], parts["centroid_lat"] = area, lon, lat
@@ -226,8 +228,8 @@ def barren_parts(screened, ds, samples_in_rows, row_starts, ndvi_max: float, mmu
             mean, left = float(rest.loc[i, name]), n - int(sums[:, 1].sum())
             if np.isfinite(mean) and left > 0:
                 rest.loc[i, name] = (mean * n - float(sums[:, 0].sum())) / left
-    remainder = shapely.difference(geoms[cut], np.asarray([shapely.union_all(part_geoms[parent_of == i]) for i in cut],
-                                                          dtype=object))
+    taken_out_geoms = np.asarray([shapely.union_all(part_geoms[parent_of == i]) for i in cut], dtype=object)
+    remainder = polygonal(shapely.difference(geoms[cut], taken_out_geoms))
     _, r_area, _, (r_lon, r_lat) = _equal_area(remainder, crs, res)
     rest.loc[cut, "area_m2"], rest.loc[cut, "centroid_lon"], rest.loc[cut, "centroid_lat"] = r_area, r_lon, r_lat
     rest_geoms = geoms.copy()
