@@ -392,6 +392,14 @@ def test_cli_landcover_errors(sim_pair, tmp_path, capsys):
     assert "--growing-season: only with --landcover" in capsys.readouterr().err
     assert main([*base, "--no-barren-parts"]) == 2
     assert "--no-barren-parts: only with --landcover" in capsys.readouterr().err
+    zones = _zones_file(tmp_path / "zones.geojson", [("05-01:09-31", box(0, 0, 1, 1))])
+    assert main([*base, "--season-zones", str(zones)]) == 2
+    assert "--season-zones: only with --landcover" in capsys.readouterr().err
+    assert main([*base, "--landcover", str(sim_pair.landcover), "--season-zones", str(zones)]) == 2
+    err = capsys.readouterr().err
+    assert str(zones) in err and "feature 0" in err and len(err.strip().splitlines()) == 1
+    assert main([*base, "--landcover", str(sim_pair.landcover), "--season-zones", str(tmp_path / "none.gpkg")]) == 2
+    assert "none.gpkg" in capsys.readouterr().err
     assert main([*base, "--landcover", str(sim_pair.landcover), "--growing-season", "05-01:09-31"]) == 2
     err = capsys.readouterr().err
     assert "--growing-season" in err and "'05-01:09-31'" in err and len(err.strip().splitlines()) == 1
@@ -444,9 +452,11 @@ def test_monthly_job_with_landcover_publishes_only_kept_patches(tmp_path):
     spec["sources"] = [str(sims)]
     for role in ("before", "after"):
         del spec["jobs"][0]["inputs"][role]["bbox"]  # the simulated tile lies elsewhere
+    zones = _zones_file(tmp_path / "reference" / "zones.gpkg", [("04-01:10-31", box(100, 20, 130, 45))])
     spec["jobs"][0]["parameters"] = {"quicklooks": False, "landcover": str(landcover),
                                      "screen": {"cropland_codes": [40], "crop_cycle_days": 60,
-                                                "growing_season": ["04-15", "10-15"]}}
+                                                "growing_season": ["04-15", "10-15"]},
+                                     "season_zones": str(zones)}
     store = tmp_path / "alerts.sqlite"
     spec["jobs"][0]["alerts"] = {"store": f"sqlite:///{store}"}
     wf = tmp_path / "monthly.yaml"
@@ -457,7 +467,8 @@ def test_monthly_job_with_landcover_publishes_only_kept_patches(tmp_path):
     kept, screened = _ids(folder / "patches.gpkg", "patches"), _ids(folder / "screened.gpkg", "screened")
     assert kept and len(screened) > 20 and report.jobs[0].summary["screened"] == {CROP_CYCLE: len(screened)}
     with rasterio.open(folder / "change.tif") as src:  # the workflow's screen block reached the run
-        assert json.loads(src.tags()["rsmon_provenance"])["parameters"]["screen"]["growing_season"] == "04-15:10-15"
+        prov = json.loads(src.tags()["rsmon_provenance"])["parameters"]
+    assert prov["screen"]["growing_season"] == "04-15:10-15" and prov["season_zones"] == str(zones)
     s = open_store(f"sqlite:///{store}")
     try:
         page = s.query(AlertQuery(limit=10_000))
@@ -1001,3 +1012,82 @@ def test_barren_parts_on_a_real_pair_are_mostly_urban_change(tmp_path):
         return (label[mask] == 2).mean()
 
     assert precision(parts) > precision(table["plain"]) + 0.15, (precision(parts), precision(table["plain"]))
+
+
+# ---- growing-season zones ------------------------------------------------------------------------
+
+def _zones_file(path: Path, rows, crs="EPSG:4326", column="growing_season") -> Path:
+    gpd.GeoDataFrame({column: [r[0] for r in rows]}, geometry=[r[1] for r in rows], crs=crs).to_file(path)
+    return path
+
+
+def test_seasons_at_known_answers(tmp_path):
+    from rsmon.io.season_zones import read_season_zones, seasons_at
+
+    # zones in WGS 84 over a UTM 50N scene near 114E 36N: west single cropping, east double (empty),
+    # and an overlapping later zone that loses to the first in file order
+    zones = read_season_zones(_zones_file(tmp_path / "z.gpkg", [
+        ("5-1:9-30", box(113.0, 35.0, 114.0, 37.0)),
+        ("", box(114.0, 35.0, 115.0, 37.0)),
+        ("04-01:10-31", box(113.5, 35.0, 114.5, 37.0)),
+    ]))
+    assert zones["growing_season"].tolist() == ["05-01:09-30", None, "04-01:10-31"]
+    from pyproj import Transformer
+
+    to_utm = Transformer.from_crs("EPSG:4326", UTM, always_xy=True)
+    x, y = to_utm.transform([113.8, 114.2, 116.0], [36.0, 36.0, 36.0])
+    geoms = [box(xi - 50, yi - 50, xi + 50, yi + 50) for xi, yi in zip(x, y)] + [shapely.Polygon()]
+    assert seasons_at(zones, geoms, UTM, default="06-01:08-31") == ["05-01:09-30", None, "06-01:08-31",
+                                                                       "06-01:08-31"]
+    assert seasons_at(None, geoms, UTM) == [None] * 4 and seasons_at(zones, [], UTM) == []
+
+
+@pytest.mark.parametrize("rows, column, match", [
+    ([("05-01:09-31", box(0, 0, 1, 1))], "growing_season", "feature 0"),
+    ([("05-01:09-30", box(0, 0, 1, 1)), ("May", box(1, 0, 2, 1))], "growing_season", "feature 1"),
+    ([("05-01:09-30", box(0, 0, 1, 1))], "season", "no column 'growing_season'"),
+    ([("05-01:09-30", shapely.LineString([(0, 0), (1, 1)]))], "growing_season", "has no polygon"),
+])
+def test_season_zones_refused(tmp_path, rows, column, match):
+    from rsmon.io.season_zones import read_season_zones
+
+    path = _zones_file(tmp_path / "z.geojson", rows, column=column)
+    with pytest.raises(InputError, match=match) as err:
+        read_season_zones(path)
+    assert str(path) in str(err.value)
+
+
+def test_season_zones_split_the_watch(sim_pair, tmp_path):
+    """June -> 15 August with zones: a zone around one of the bare changes that the every-day run
+    re-admits has a season leaving out June and July; the rest of the scene lies in a zone whose
+    season is empty (every day). Exactly the every-day run's other re-admissions come back; that
+    one is carried, with its June first detection."""
+    from rsmon.sim.s2 import simulate_s2_l2a_pair
+    from rsmon.workflow.redline import run_redline_detect
+
+    first = tmp_path / "june"
+    run_redline_detect(sim_pair.before, sim_pair.after, first, quicklooks=False, checksums=False,
+                       landcover=sim_pair.landcover)
+    august = simulate_s2_l2a_pair(tmp_path / "aug", size=512, seed=3, n_changes=12, harvest_fraction=0.0,
+                                  dates=("2023-05-01", "2023-08-15"))
+    june_ids = set(gpd.read_file(first / "screened.gpkg", layer="screened")["patch_id"])
+
+    def run(name, **kwargs):
+        run_redline_detect(sim_pair.after, august.after, tmp_path / name, quicklooks=False, checksums=False,
+                           landcover=sim_pair.landcover, previous=first / "patches.gpkg", **kwargs)
+        t = gpd.read_file(tmp_path / name / "patches.gpkg", layer="patches")
+        return t[t["patch_id"].isin(june_ids)]
+
+    every = run("every-day")
+    assert len(every) >= 2
+    held = every.iloc[0]
+    x0, y0, x1, y1 = held.geometry.buffer(20).bounds
+    left, bottom, right, top = rasterio.transform.array_bounds(512, 512, sim_pair.transform)
+    zones = _zones_file(tmp_path / "zones.gpkg", [("08-01:05-31", box(x0, y0, x1, y1)),
+                                                  (None, box(left, bottom, right, top))], crs=UTM)
+    got = run("zones", season_zones=zones)
+    assert set(got["patch_id"]) == set(every["patch_id"]) - {held["patch_id"]}
+    carried = gpd.read_file(tmp_path / "zones" / "screened.gpkg", layer="screened").set_index("patch_id")
+    assert carried.loc[held["patch_id"], "first_detected"] == "2023-06-01"
+    with rasterio.open(tmp_path / "zones" / "change.tif") as src:
+        assert json.loads(src.tags()["rsmon_provenance"])["parameters"]["season_zones"] == str(zones)

@@ -154,7 +154,8 @@ def _cmd_redline_detect(args: argparse.Namespace) -> int:
                                 previous=args.previous, quicklooks=not args.no_quicklooks,
                                 max_quicklooks=args.max_quicklooks, checksums=not args.no_checksums,
                                 stream=args.stream, whole_scene=args.whole_scene, margin_m=args.redline_margin_m,
-                                landcover=args.landcover, screen=_screen_params(args))
+                                landcover=args.landcover, screen=_screen_params(args),
+                                season_zones=args.season_zones)
     print(result.summary())
     for name, path in result.paths.items():
         print(f"{name}: {path}")
@@ -398,6 +399,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="count only the days of this growing season towards --crop-cycle-days (single cropping: "
                            "a field bare from the autumn harvest to spring sowing is not re-admitted in winter; "
                            "e.g. 05-01:09-30 in Northeast China; default: every day counts)")
+    rdet.add_argument("--season-zones", default=None, metavar="FILE",
+                      help="vector file of agricultural zones with a growing_season column (MM-DD:MM-DD, empty: every "
+                           "day counts): each patch counts its zone's season; --growing-season outside every zone")
     rdet.add_argument("--no-barren-parts", action="store_true",
                       help="screen whole patches only (default: the parts of a screened patch that became barren, "
                            "a quarry beside a harvested field, stay patches)")

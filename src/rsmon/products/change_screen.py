@@ -240,24 +240,39 @@ def season_days(first: date, last: date, season: str | None) -> int:
     return total
 
 
-def persisted_days(table: pd.DataFrame, season: str | None = None) -> np.ndarray:
+def _per_row(seasons, default: str | None, n: int) -> list:
+    """One growing season (or None) per row: ``seasons`` (a sequence, e.g. from season zones) or
+    ``default`` for every row."""
+    if seasons is None or isinstance(seasons, str):
+        return [default if seasons is None else seasons] * n
+    seasons = list(seasons)
+    if len(seasons) != n:
+        raise InputError(f"growing seasons: expected one per patch ({n}), got {len(seasons)}")
+    return seasons
+
+
+def persisted_days(table: pd.DataFrame, season=None) -> np.ndarray:
     """Days from each patch's ``first_detected`` to its ``last_detected`` (0 when either is missing),
-    counting only the growing season's days when ``season`` is given (:func:`season_days`)."""
+    counting only the growing season's days when ``season`` is given (:func:`season_days`): one
+    ``"MM-DD:MM-DD"`` for every row, or one (or None) per row."""
     out = np.zeros(len(table), dtype=np.int64)
     if not len(table):
         return out
+    seasons = _per_row(season, None, len(table))
     for i, (first, last) in enumerate(zip(table["first_detected"], table["last_detected"])):
         a, b = _day(first), _day(last)
         if a is not None and b is not None:
-            out[i] = season_days(a, b, season)
+            out[i] = season_days(a, b, seasons[i])
     return out
 
 
-def crop_cycle(table: pd.DataFrame, cropland_fraction: np.ndarray, params: ScreenParams) -> np.ndarray:
+def crop_cycle(table: pd.DataFrame, cropland_fraction: np.ndarray, params: ScreenParams, seasons=None) -> np.ndarray:
     """True for the patches the crop-cycle rule screens (module docstring).
 
     ``cropland_fraction`` is one value per row of ``table`` (NaN where the map has no valid cell
-    under the patch: such a patch is never screened).
+    under the patch: such a patch is never screened). ``seasons``: one growing season (or None)
+    per row, from season zones (:func:`rsmon.io.season_zones.seasons_at`); default
+    ``params.growing_season`` for every row.
     """
     frac = np.asarray(cropland_fraction, dtype=float)
     if frac.shape != (len(table),):
@@ -270,17 +285,17 @@ def crop_cycle(table: pd.DataFrame, cropland_fraction: np.ndarray, params: Scree
     with np.errstate(invalid="ignore"):
         not_barren = ndvi_after > params.barren_ndvi_max  # NaN: False
         green = ndvi_after > params.regreen_ndvi_min
-    transient = persisted_days(table, params.growing_season) < params.crop_cycle_days
+    transient = persisted_days(table, _per_row(seasons, params.growing_season, len(table))) < params.crop_cycle_days
     return on_cropland & not_water & not_barren & (green | transient)
 
 
-def screen_patches(table, cropland_fraction: np.ndarray, params: ScreenParams):
-    """Split a patch table into (kept, screened) by :func:`crop_cycle`.
+def screen_patches(table, cropland_fraction: np.ndarray, params: ScreenParams, seasons=None):
+    """Split a patch table into (kept, screened) by :func:`crop_cycle` (``seasons`` as there).
 
     Both tables gain ``cropland_fraction``; the screened one also ``screen_reason``
     (:data:`CROP_CYCLE`). Row order (largest patch first) and ids are kept.
     """
-    screened = crop_cycle(table, cropland_fraction, params)
+    screened = crop_cycle(table, cropland_fraction, params, seasons)
     table = table.copy()
     table["cropland_fraction"] = np.asarray(cropland_fraction, dtype=float)
     kept = table[~screened].reset_index(drop=True)
@@ -289,8 +304,8 @@ def screen_patches(table, cropland_fraction: np.ndarray, params: ScreenParams):
     return kept, out
 
 
-def review_watch(watched: pd.DataFrame, ndvi: np.ndarray, clear: np.ndarray, seen: list, params: ScreenParams
-                 ) -> np.ndarray:
+def review_watch(watched: pd.DataFrame, ndvi: np.ndarray, clear: np.ndarray, seen: list, params: ScreenParams,
+                 seasons=None) -> np.ndarray:
     """Outcome of the watch for each previous screened patch the current run did not detect again.
 
     Parameters
@@ -302,6 +317,8 @@ def review_watch(watched: pd.DataFrame, ndvi: np.ndarray, clear: np.ndarray, see
         scene that saw it clear (:func:`watch_observation`); NaN / 0 when none did.
     seen : list of str or None
         That scene's date (ISO), per patch.
+    seasons : sequence of str or None, optional
+        One growing season (or None) per patch (season zones); default ``params.growing_season``.
 
     Returns
     -------
@@ -313,6 +330,7 @@ def review_watch(watched: pd.DataFrame, ndvi: np.ndarray, clear: np.ndarray, see
     if ndvi.shape != (n,) or clear.shape != (n,) or len(seen) != n:
         raise InputError(f"watch: expected one NDVI, clear share and date per watched patch ({n})")
     out = np.full(n, WATCHED, dtype=object)
+    seasons = _per_row(seasons, params.growing_season, n)
     then = (watched["ndvi_after"].to_numpy(dtype=float) if "ndvi_after" in watched.columns and n
             else np.full(n, np.nan))
     for i, first in enumerate(watched["first_detected"] if n else []):
@@ -322,7 +340,7 @@ def review_watch(watched: pd.DataFrame, ndvi: np.ndarray, clear: np.ndarray, see
             out[i] = REGREENED
             continue
         a, b = _day(first), _day(seen[i])
-        if a is not None and b is not None and season_days(a, b, params.growing_season) >= params.crop_cycle_days:
+        if a is not None and b is not None and season_days(a, b, seasons[i]) >= params.crop_cycle_days:
             out[i] = PERSISTED
     return out
 
@@ -427,14 +445,16 @@ def watch_observation(scenes: list, polygons, clear_min: float = 0.5, params=Non
     return ndvi, clear, seen
 
 
-def apply_watch(patches, screened, watched, afters: list, params, screen: ScreenParams, taken=()):
+def apply_watch(patches, screened, watched, afters: list, params, screen: ScreenParams, taken=(), season_of=None):
     """Apply the watch (:func:`review_watch`) to the previous run's screened patches (``watched``),
     or the parts of them, that this run's ``patches`` and ``screened`` do not cover: re-admit those
     still bare after ``crop_cycle_days``, carry those not yet decided, drop those green again.
     ``afters`` are the run's after scenes on its grid (oldest first); ``params`` its ChangeParams.
     ``taken``: ids in use besides those of ``patches`` and ``screened`` (the previous patches': a
-    remainder's ``-N`` id must not be an earlier alert's). Returns the new (patches, screened), the
-    outcome counts and the re-admitted ids.
+    remainder's ``-N`` id must not be an earlier alert's). ``season_of``: geometries (in the
+    patches' CRS) -> one growing season (or None) each, from season zones; default
+    ``screen.growing_season``. Returns the new (patches, screened), the outcome counts and the
+    re-admitted ids.
 
     A watched patch this run's patches overlap only in part (a harvested parcel detected again as
     it regrows, beside a quarry that stays bare) is reviewed for its remainder: what no current
@@ -471,7 +491,8 @@ def apply_watch(patches, screened, watched, afters: list, params, screen: Screen
     rest = w[look].reset_index(drop=True)
     rest_geoms, rest_cut = geoms[look], cut[look]
     ndvi, clear, seen = watch_observation(list(reversed(afters)), rest_geoms, screen.watch_clear_min, params)
-    outcome = review_watch(rest, ndvi, clear, seen, screen)
+    outcome = review_watch(rest, ndvi, clear, seen, screen,
+                           season_of(rest_geoms) if season_of is not None and len(rest) else None)
     if rest_cut.any():  # the remainders: their own geometry, area, pixel count, centroid and (if taken) id
         rest = rest.set_geometry(pd.Series(rest_geoms, name="geometry"), crs=patches.crs)
         rest = rest.rename_geometry("geometry") if rest.geometry.name != "geometry" else rest

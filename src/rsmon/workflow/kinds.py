@@ -239,7 +239,9 @@ def _redline_parameters() -> dict:
             "landcover": {**_LANDCOVER, "description": "land-cover raster, folder or list of tiles: patches on its "
                                                        "cropland that did not persist are screened as the crop cycle "
                                                        "(screened.gpkg)"},
-            "screen": _fields_schema("rsmon.products.change_screen.ScreenParams")}
+            "screen": _fields_schema("rsmon.products.change_screen.ScreenParams"),
+            "season_zones": {**_PATH, "description": "vector file of zones with a growing_season column "
+                                                     "(MM-DD:MM-DD): each patch counts its zone's season"}}
 
 
 def _redline_validation() -> dict:
@@ -270,7 +272,8 @@ def _run_redline(task: JobTask, inputs, out: Path, catalog: Path) -> dict:
                    previous=task.previous_patches, quicklooks=p.get("quicklooks", True),
                    max_quicklooks=p.get("max_quicklooks", 200), checksums=p.get("checksums", True),
                    stream=p.get("stream"), whole_scene=p.get("whole_scene", False),
-                   margin_m=p.get("redline_margin_m"), landcover=p.get("landcover"), screen=screen)
+                   margin_m=p.get("redline_margin_m"), landcover=p.get("landcover"), screen=screen,
+                   season_zones=p.get("season_zones"))
     plan = plan_tiles(inputs["before"], inputs["after"])
     if plan.multi:  # scenes of several tiles: one run per tile, the patches merged
         s = run_redline_tiles(plan, out, **options)
@@ -311,7 +314,7 @@ JOB_KINDS: dict[str, JobKind] = {
     "redline": JobKind(
         name="redline", description="human-activity change patches in redlines from optical scene pairs",
         roles=(Role("before", 1, "earlier scene(s)"), Role("after", 1, "later scene(s)")),
-        parameters=_redline_parameters, required=(), paths=("redlines", "landcover"), validation=_redline_validation,
+        parameters=_redline_parameters, required=(), paths=("redlines", "landcover", "season_zones"), validation=_redline_validation,
         validation_required=("reference",), validation_paths=("reference",), run=_run_redline,
         validate=_validate_redline, collection="rsmon-redline", alerts=True),
 }

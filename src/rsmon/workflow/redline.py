@@ -85,6 +85,7 @@ from rsmon.io.atomic import atomic_output
 from rsmon.io.change_output import CHANGE_COG_PROFILE, ChangeCogJobs, write_quicklooks
 from rsmon.io.landcover import check_landcover_raster, class_share_of_polygons, with_landcover_mosaic
 from rsmon.io.optical import align_pair, open_optical
+from rsmon.io.season_zones import read_season_zones, seasons_at
 from rsmon.io.spill import ChangeSpill
 from rsmon.io.vectors import read_vectors, write_patches
 from rsmon.products.change import detect_change_blocks
@@ -309,6 +310,7 @@ def run_redline_detect(
     margin_m: float | None = None,
     landcover: _PathLike | None = None,
     screen: ScreenParams | None = None,
+    season_zones: _PathLike | None = None,
 ) -> RedlineResult:
     """Detect human-activity change between optical scenes and write the change products.
 
@@ -358,6 +360,10 @@ def run_redline_detect(
         ``cropland_fraction``. Checked before the pass.
     screen : ScreenParams, optional
         The screen's cropland codes and thresholds (default WorldCover class 40, majority, 60 days).
+    season_zones : path, optional
+        Growing-season zones (:mod:`rsmon.io.season_zones`): each patch counts the days of its
+        zone's growing season (outside every zone, ``screen.growing_season``). Only with
+        ``landcover``.
 
     Raises
     ------
@@ -397,6 +403,9 @@ def run_redline_detect(
         zones = (prepare_redlines(read_vectors(redlines), grid.rio.crs, redline_columns) if redlines is not None
                  else None)
         sp = screen or ScreenParams()
+        if season_zones is not None and landcover is None:
+            raise InputError("--season-zones: only with --landcover")
+        season_map = read_season_zones(season_zones) if season_zones is not None else None
         if landcover is not None:
             if grid.rio.crs is None:
                 raise InputError(f"--after {after_paths[0]}: the scene has no CRS, so the land cover cannot be placed on it")
@@ -447,7 +456,9 @@ def run_redline_detect(
                                               "landcover": [os.fspath(f) for f in getattr(landcover, "files",
                                                                                           [landcover])]
                                               if landcover is not None else None,
-                                              "screen": sp.as_dict() if landcover is not None else None})
+                                              "screen": sp.as_dict() if landcover is not None else None,
+                                              "season_zones": os.fspath(season_zones)
+                                              if season_zones is not None else None})
 
             # 3. into a staging folder, then moved into place; the COGs are written in the background while
             #    the patch table is built (both mostly outside the GIL), and this thread helps with those
@@ -485,7 +496,9 @@ def run_redline_detect(
                 if landcover is not None:  # pseudo-change removal: the crop cycle on mapped cropland
                     with _stage(seconds, "screen"):
                         fraction = class_share_of_polygons(patches, landcover, sp.cropland_codes)
-                        patches, screened = screen_patches(patches, fraction, sp)
+                        seasons = (seasons_at(season_map, patches.geometry, patches.crs, sp.growing_season)
+                                   if season_map is not None else None)
+                        patches, screened = screen_patches(patches, fraction, sp, seasons)
                         n_parts = 0
                         if sp.keep_barren_parts and len(screened):
                             # rock, sand or concrete cut out of screened fields: patches of their own
@@ -505,7 +518,10 @@ def run_redline_detect(
                         with _stage(seconds, "watch"):
                             patches, screened, watch_counts, readmitted = apply_watch(
                                 patches, screened, watched, afters, p, sp,
-                                taken=set(prev["patch_id"]) if prev is not None else ())
+                                taken=set(prev["patch_id"]) if prev is not None else (),
+                                season_of=(lambda geoms: seasons_at(season_map, geoms, patches.crs,
+                                                                    sp.growing_season))
+                                if season_map is not None else None)
                         if readmitted:
                             log.info("%d patch(es) screened earlier are still bare %d+ days%s after their first "
                                      "detection: re-admitted", len(readmitted), sp.crop_cycle_days,
