@@ -141,7 +141,7 @@ def barren_parts(screened, ds, samples_in_rows, row_starts, ndvi_max: float, mmu
     empty = screened.iloc[:0][columns]
     if not len(screened):
         return empty, screened
-    height, width = ds.sizes["y"], ds.sizes["x"]
+    width = ds.sizes["x"]
     transform, crs = ds.rio.transform(), screened.crs
     res = float(abs(transform.a))
     geoms = screened.geometry.to_numpy()
