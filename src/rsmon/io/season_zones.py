@@ -44,7 +44,7 @@ def read_season_zones(path: str | os.PathLike):
 
     from rsmon.io.vectors import read_vectors
     from rsmon.products.change_screen import parse_season
-    from rsmon.products.redlines import polygonal
+    from rsmon.products.redlines import as_text, polygonal
 
     zones = read_vectors(path)
     if not len(zones):
@@ -54,11 +54,12 @@ def read_season_zones(path: str | os.PathLike):
                          f"{[c for c in zones.columns if c != zones.geometry.name]})")
     seasons = []
     for i, value in enumerate(zones[SEASON_COLUMN]):
-        if value is None or (isinstance(value, float) and np.isnan(value)) or str(value).strip() == "":
+        text = as_text(value)
+        if text is None or not text.strip():  # every day counts
             seasons.append(None)
             continue
         try:
-            (m0, d0), (m1, d1) = parse_season(str(value))
+            (m0, d0), (m1, d1) = parse_season(text)
         except InputError as exc:
             raise InputError(f"--season-zones {path}: feature {i}: {exc}") from None
         seasons.append(f"{m0:02d}-{d0:02d}:{m1:02d}-{d1:02d}")

@@ -132,6 +132,7 @@ def barren_parts(screened, ds, samples_in_rows, row_starts, ndvi_max: float, mmu
     from rasterio.features import shapes
 
     from rsmon.products.change_series import FIRST_OBSERVATION
+    from rsmon.products.patch_regions import majority_class
     from rsmon.products.patches import (INDEX_VARIABLES, REFERENCE_OBSERVATION, ChangeClass, _confidence_name,
                                         _equal_area, _reconcile, _scene_dates, _stable_ids)
     from rsmon.products.redlines import polygonal
@@ -173,8 +174,7 @@ def barren_parts(screened, ds, samples_in_rows, row_starts, ndvi_max: float, mmu
         ys, xs = slice(r0, r0 + mask.shape[0]), slice(c0, c0 + mask.shape[1])
         cls = np.asarray(ds["change_class"][ys, xs].values)[r - r0, c - c0].astype(np.int64)
         conf = np.asarray(ds["confidence"][ys, xs].values)[r - r0, c - c0].astype(np.int64)
-        cls = np.where((cls >= 1) & (cls <= int(ChangeClass.other)), cls, int(ChangeClass.other))
-        code = int(np.bincount(cls, minlength=int(ChangeClass.other) + 1)[1:].argmax()) + 1
+        code = int(majority_class(cls, np.ones(len(cls), np.int64), 1)[1])  # the patch table's rule
         row = screened.iloc[parent].drop(labels=["screen_reason", "geometry"], errors="ignore").to_dict()
         # detected in this run (its after date), or by the first later scene flagging it (a series)
         row.update(change_class=ChangeClass(code).name, class_code=code, n_pixels=len(members),

@@ -462,7 +462,7 @@ def apply_watch(patches, screened, watched, afters: list, params, screen: Screen
     their own) and at least the minimum mapping unit."""
     import shapely
 
-    from rsmon.products.patches import Confidence, _equal_area
+    from rsmon.products.patches import Confidence, _equal_area, free_id
 
     w = watched.to_crs(patches.crs).reset_index(drop=True)
     geoms = w.geometry.to_numpy().copy()
@@ -502,10 +502,7 @@ def apply_watch(patches, screened, watched, afters: list, params, screen: Screen
         rest.loc[rest_cut, "centroid_lon"], rest.loc[rest_cut, "centroid_lat"] = lon, lat
         ids = rest["patch_id"].tolist()
         for i in np.flatnonzero(rest_cut & (outcome != REGREENED)):
-            base, k = ids[i], 2
-            while ids[i] in taken:
-                ids[i], k = f"{base}-{k}", k + 1
-            taken.add(ids[i])
+            ids[i] = free_id(ids[i], taken)
         rest["patch_id"] = ids
     back = rest[outcome == PERSISTED].drop(columns=["screen_reason"], errors="ignore").copy()
     if len(back):

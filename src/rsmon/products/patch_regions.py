@@ -49,6 +49,7 @@ __all__ = [
     "assign_pieces",
     "kernel_threads",
     "label_regions",
+    "majority_class",
     "region_polygons",
     "region_windows",
     "threaded",
@@ -186,6 +187,17 @@ def _runs(change: np.ndarray, row0: int = 0) -> tuple[np.ndarray, np.ndarray, np
     return (rows + row0).astype(np.int32) if row0 else rows, starts, ends
 
 
+def majority_class(pixel_class: np.ndarray, pixel_label: np.ndarray, n: int) -> np.ndarray:
+    """The most frequent class code of each region 1..n (ties: the lower code; codes outside 1..6
+    count as other), as :func:`rsmon.kernels.patches.class_votes`; entry 0 is 0."""
+    codes = np.where((pixel_class >= 1) & (pixel_class <= OTHER_CLASS), pixel_class, OTHER_CLASS)
+    votes = np.bincount(np.asarray(pixel_label, np.int64) * (OTHER_CLASS + 1) + codes.astype(np.int64),
+                        minlength=(n + 1) * (OTHER_CLASS + 1)).reshape(n + 1, OTHER_CLASS + 1)
+    label_class = votes.argmax(axis=1).astype(np.int32)
+    label_class[0] = 0
+    return label_class
+
+
 def region_windows(read, shape: tuple[int, int], window_rows: int, connectivity: int):
     """The regions of a change raster read window of rows by window, each region once.
 
@@ -225,12 +237,7 @@ def region_windows(read, shape: tuple[int, int], window_rows: int, connectivity:
         pixel_class, pixel_conf = (np.concatenate([c, x]) for c, x in zip(carried_px, new_px))
         run_label, n = label_runs(rows, starts, ends, connectivity == 8)
         pixel_label = np.repeat(run_label, ends - starts).astype(np.int64)
-        # the majority class of each region (codes outside 1..6 count as other), as class_votes
-        codes = np.where((pixel_class >= 1) & (pixel_class <= OTHER_CLASS), pixel_class, OTHER_CLASS)
-        votes = np.bincount(pixel_label * (OTHER_CLASS + 1) + codes.astype(np.int64),
-                            minlength=(n + 1) * (OTHER_CLASS + 1)).reshape(n + 1, OTHER_CLASS + 1)
-        label_class = votes.argmax(axis=1).astype(np.int32)
-        label_class[0] = 0
+        label_class = majority_class(pixel_class, pixel_label, n)
         regions = Regions(rows, starts, ends, run_label, label_class, tuple(shape))
         ongoing = np.zeros(n + 1, bool)
         if end < height:

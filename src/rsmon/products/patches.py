@@ -97,6 +97,7 @@ __all__ = [
     "FIRST_OBSERVATION",
     "PATCH_COLUMNS",
     "empty_patches",
+    "free_id",
     "patches_from_change",
     "prepare_redlines",
 ]
@@ -469,13 +470,18 @@ def _stable_ids(matched: list, taken: set, redline_id, zone, codes, area, cx, cy
     new = [i for i in np.lexsort((cy, cx, -area)).tolist() if ids[i] is None]
     bases = _location_ids(redline_id[new], zone[new], codes[new], cx[new], cy[new], cell_m)
     for i, base in zip(new, bases):
-        candidate, k = base, 1
-        while candidate in taken:
-            k += 1
-            candidate = f"{base}-{k}"
-        ids[i] = candidate
-        taken.add(candidate)
+        ids[i] = free_id(base, taken)
     return ids
+
+
+def free_id(base: str, taken: set) -> str:
+    """``base``, or ``base-2``, ``base-3``... the first not in ``taken``; added to ``taken``."""
+    candidate, k = base, 1
+    while candidate in taken:
+        k += 1
+        candidate = f"{base}-{k}"
+    taken.add(candidate)
+    return candidate
 
 
 def _region_pieces(ds: xr.Dataset, regions: Regions, pixel_conf: np.ndarray, transform, crs, zones,
