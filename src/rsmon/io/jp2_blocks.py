@@ -21,10 +21,9 @@ the pass's first blocks read alongside it) are kept outside the LRU until
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 
+from rsmon.io.archive import file_stat
 from rsmon.io.tiff_tiles import TileCache
 
 __all__ = ["CACHE_BYTES", "JP2_DRIVERS", "KEEP_BYTES", "TILE_PIXELS_MAX", "keeping_tiles", "read_by_tiles",
@@ -69,7 +68,7 @@ def read_by_tiles(handle, path: str, band: int, row0: int, col0: int, height: in
     bh, bw = handle.block_shapes[band - 1]
     if bh * bw > TILE_PIXELS_MAX:
         return handle.read(band, window=Window(col0, row0, width, height))
-    st = os.stat(path)
+    st = file_stat(path)
     token = (path, st.st_mtime_ns, st.st_size, band)
     out = np.empty((height, width), handle.dtypes[band - 1])
     for ty in range(row0 // bh, (row0 + height - 1) // bh + 1):

@@ -16,12 +16,17 @@ raw layer (``scl`` uint8 or ``qa_pixel`` uint16), ``clear`` (bool, usable clear 
 
 Formats (:mod:`rsmon.io.optical_s2`, :mod:`~rsmon.io.optical_landsat`, :mod:`~rsmon.io.optical_stack`):
 
-1. Sentinel-2 L2A: SAFE folder, or a flat folder of per-band JP2/GeoTIFF files (``MTD_MSIL2A.xml``
+1. Sentinel-2 L2A: SAFE folder (or the ``.SAFE.zip`` Copernicus Data Space delivers), or a flat folder of per-band JP2/GeoTIFF files (``MTD_MSIL2A.xml``
    optional); 20 m bands and SCL resampled onto the 10 m grid (bilinear / nearest), lazily.
 2. Sentinel-2 L1C per-band folders (OSCD ``imgs_1``/``imgs_2``, dates from ``dates.txt``).
-3. Landsat Collection 2 Level-2 folders (``*_SR_B<n>.TIF``, ``*_QA_PIXEL.TIF``, ``*_MTL.txt``).
+3. Landsat Collection 2 Level-2 folders (``*_SR_B<n>.TIF``, ``*_QA_PIXEL.TIF``, ``*_MTL.txt``), or
+   the ``.tar`` USGS delivers.
 4. ENVI stacks (``.hdr``/``.HDR`` sidecar), bands mapped by the header's wavelengths.
 5. Any other multi-band raster with an explicit ``band_map`` (``{"red": 3, "nir": 4}``, 1-based).
+
+Sentinel-2 and Landsat products are read in place from a ``.zip`` or plain ``.tar`` holding one
+product (:mod:`rsmon.io.archive`): nothing is unpacked; the dataset's ``source`` is the archive and
+``source_files`` the archive file (what provenance checksums).
 """
 
 from __future__ import annotations
@@ -32,11 +37,12 @@ from typing import Any, Mapping
 
 import xarray as xr
 
-from rsmon.errors import FormatError, UnsupportedFormatError
+from rsmon.errors import FormatError, InputError, UnsupportedFormatError
+from rsmon.io.archive import ArchivePath, archive_root, is_archive_name
 from rsmon.io.optical_align import align_pair, dataset_grid
-from rsmon.io.optical_landsat import find_landsat_root, is_landsat_folder, landsat_layout
+from rsmon.io.optical_landsat import find_landsat_root, is_landsat_folder, landsat_layout, parse_landsat_id
 from rsmon.io.optical_raster import BANDS, DEFAULT_CHUNK, OpticalLayout, build_dataset, chunk_sizes, open_raster
-from rsmon.io.optical_s2 import find_s2_root, is_s2_folder, s2_layout
+from rsmon.io.optical_s2 import find_s2_root, is_s2_folder, s2_layout, s2_tile_of_name
 from rsmon.io.optical_stack import envi_header, envi_layout, generic_layout
 
 log = logging.getLogger(__name__)
@@ -59,6 +65,9 @@ def optical_layout(path: str | Path, band_map: Mapping[str, Any] | None = None) 
     InputError
         A generic stack without ``band_map``, or a bad ``band_map``.
     """
+    root = archive_root(Path(path).expanduser() if isinstance(path, Path) else path)
+    if root is not None:
+        return _archive_layout(path, root, band_map)
     p = Path(path).expanduser()
     if not p.exists():
         raise FormatError(f"{p}: does not exist")
@@ -88,6 +97,42 @@ def optical_layout(path: str | Path, band_map: Mapping[str, Any] | None = None) 
             f"{p}: not an optical product (expected a Sentinel-2 or Landsat folder, an ENVI file with a .hdr, "
             "or a multi-band raster with band_map)") from None
     return generic_layout(p, band_map)
+
+
+#: Folder depth searched for the product inside an archive (a SAFE.zip holds ``X.SAFE/`` at depth 1).
+_ARCHIVE_DEPTH = 3
+
+
+def _archive_product(root: ArchivePath) -> ArchivePath:
+    """The one product folder inside an archive (the shallowest Sentinel-2 or Landsat folder)."""
+    level = [root]
+    for _ in range(_ARCHIVE_DEPTH):
+        found = [node for node in level if is_s2_folder(node) or is_landsat_folder(node)]
+        if len(found) > 1:
+            raise InputError(f"{root}: holds {len(found)} products ({', '.join(n.name for n in found[:4])}); give an "
+                             f"archive of one product, or one of them by its path ({found[0]})")
+        if found:
+            return found[0]
+        level = [child for node in level for child in node.iterdir() if child.is_dir()]
+    raise UnsupportedFormatError(
+        f"{root.archive.path}: no optical product inside (expected a Sentinel-2 SAFE folder or per-band "
+        "*_B04[_10m].jp2/.tif files, or Landsat Collection 2 *_SR_B4.TIF files)")
+
+
+def _archive_layout(path, root: ArchivePath, band_map) -> OpticalLayout:
+    """The layout of the product in an archive (or of the folder a GDAL /vsizip/ path names)."""
+    if root.is_file():
+        raise UnsupportedFormatError(f"{root}: give the archive or a product folder inside it, not one of its files")
+    product = _archive_product(root) if not root.inner else root
+    if is_s2_folder(product):
+        layout = s2_layout(product, band_map)
+    elif is_landsat_folder(product):
+        layout = landsat_layout(product, band_map)
+    else:
+        raise UnsupportedFormatError(f"{product}: not an optical product folder (expected a Sentinel-2 SAFE or "
+                                     "per-band files, or Landsat Collection 2 *_SR_B4.TIF files)")
+    layout.attrs.update(source=str(path), source_files=[str(root.archive.path)], archive_member=product.inner or ".")
+    return layout
 
 
 def open_optical(path: str | Path, *, band_map: Mapping[str, Any] | None = None, chunks: Any = DEFAULT_CHUNK) -> xr.Dataset:
@@ -131,11 +176,17 @@ def sniff_optical(path: str | Path) -> bool:
 
     Generic GeoTIFFs are not claimed (they need a ``band_map``; other readers may own them)."""
     try:
+        if is_archive_name(path):
+            name = Path(path).name
+            if Path(path).is_file() and (s2_tile_of_name(name) or parse_landsat_id(name)):
+                return True  # a product's archive by its name: a corrupt one is then unreadable, not foreign
+            root = archive_root(path)
+            return root is not None and _archive_product(root) is not None
         p = Path(path)
         if p.is_dir():
             return is_s2_folder(p) or is_landsat_folder(p)
         return p.is_file() and bool(envi_header(p) or find_s2_root(p) or find_landsat_root(p))
-    except OSError:
+    except (OSError, InputError):
         return False
 
 
@@ -160,7 +211,7 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
         "platform": layout.attrs.get("sensor"), "start_datetime": layout.attrs.get("datetime"),
         "crs": grid.crs, "dims": {"y": grid.height, "x": grid.width}, "resolution": grid.res[0],
         "bbox": bbox, "footprint": footprint, "footprint_source": "raster bounds" if bbox else None,
-        "variables": variables, "files": layout.files,
+        "variables": variables, "files": layout.attrs.get("source_files") or layout.files,
     }
 
 

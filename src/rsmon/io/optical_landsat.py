@@ -23,6 +23,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from rsmon.errors import FormatError, InputError
+from rsmon.io.archive import ArchivePath
 from rsmon.io.optical_raster import (
     BandSource,
     OpticalLayout,
@@ -188,7 +189,7 @@ def _band_number(band: Any, folder: Path) -> int:
     return int(match[1])
 
 
-def landsat_layout(folder: str | Path, band_map: Mapping[str, Any] | None = None) -> OpticalLayout:
+def landsat_layout(folder: str | Path | ArchivePath, band_map: Mapping[str, Any] | None = None) -> OpticalLayout:
     """Describe a Landsat Collection 2 Level-2 folder for :func:`~rsmon.io.optical_raster.build_dataset`.
 
     ``band_map`` values are band numbers (``5`` or ``"B5"``) overriding the sensor's defaults.
@@ -200,7 +201,7 @@ def landsat_layout(folder: str | Path, band_map: Mapping[str, Any] | None = None
     InputError
         Several products in the folder, or a bad ``band_map``.
     """
-    folder = Path(folder)
+    folder = folder if isinstance(folder, ArchivePath) else Path(folder)
     band_map = check_band_map(band_map, str(folder))
     files, qa_path, mtl_path, pids = _files(folder)
     if len(pids) > 1:

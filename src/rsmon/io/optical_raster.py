@@ -27,6 +27,7 @@ import numpy as np
 import xarray as xr
 
 from rsmon.errors import FormatError, InputError
+from rsmon.io.archive import file_stat
 from rsmon.io.jp2_blocks import JP2_DRIVERS, read_by_tiles
 from rsmon.io.optical_grid import PixelGrid, integer_offset, source_window, warp_array
 from rsmon.io.tiff_tiles import tiled_tiff
@@ -167,15 +168,15 @@ def open_raster(path: str | os.PathLike):
     from rasterio.errors import RasterioError
 
     try:
-        return rasterio.open(path)
+        return rasterio.open(os.fspath(path))  # also GDAL's /vsizip/ path of an archive member (rsmon.io.archive)
     except (RasterioError, OSError) as exc:
         raise FormatError(f"{path}: cannot be read as a raster ({exc})") from None
 
 
 def _cached_handle(path: str):
     """A rasterio dataset for ``path`` owned by this thread (rasterio handles are not thread-safe);
-    re-opened when the file changes on disk."""
-    st = os.stat(path)
+    re-opened when the file (or the archive holding it) changes on disk."""
+    st = file_stat(path)
     key = (path, st.st_mtime_ns, st.st_size)
     cache: OrderedDict = getattr(_LOCAL, "handles", None)
     if cache is None:
@@ -350,7 +351,7 @@ def chunk_sizes(chunks: Any) -> tuple[int, int]:
 def _token(src: BandSource, grid: PixelGrid, chunks: tuple[int, int]) -> str:
     from dask.base import tokenize
 
-    st = os.stat(src.path)
+    st = file_stat(src.path)
     return tokenize(src, grid, chunks, st.st_mtime_ns, st.st_size)
 
 

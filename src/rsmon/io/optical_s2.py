@@ -33,6 +33,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from rsmon.errors import FormatError, InputError
+from rsmon.io.archive import ArchivePath
 from rsmon.io.optical_raster import (
     BandSource,
     OpticalLayout,
@@ -174,10 +175,10 @@ def _local(tag: str) -> str:
     return tag.rsplit("}", 1)[-1]
 
 
-def _read_mtd(xml: Path, meta: S2Metadata) -> None:
+def _read_mtd(xml: Path | ArchivePath, meta: S2Metadata) -> None:
     """Fill ``meta`` from ``MTD_MSIL2A.xml`` / ``MTD_MSIL1C.xml``."""
     try:
-        root = ET.parse(xml).getroot()
+        root = ET.fromstring(xml.read_bytes())
     except (ET.ParseError, OSError) as exc:
         raise FormatError(f"{xml}: not a readable Sentinel-2 metadata XML ({exc})") from None
     offsets: dict[str, float] = {}
@@ -386,7 +387,7 @@ def _open_grid(path: Path) -> tuple[PixelGrid, str]:
         return PixelGrid.of(src), src.dtypes[0]
 
 
-def s2_layout(folder: str | Path, band_map: Mapping[str, Any] | None = None) -> OpticalLayout:
+def s2_layout(folder: str | Path | ArchivePath, band_map: Mapping[str, Any] | None = None) -> OpticalLayout:
     """Describe a Sentinel-2 L2A/L1C product folder (SAFE, flat per-band files, OSCD) for
     :func:`~rsmon.io.optical_raster.build_dataset`.
 
@@ -397,7 +398,7 @@ def s2_layout(folder: str | Path, band_map: Mapping[str, Any] | None = None) -> 
     InputError
         Several scenes in one folder, or a bad ``band_map`` (values are band ids such as ``"B8A"``).
     """
-    folder = Path(folder)
+    folder = folder if isinstance(folder, ArchivePath) else Path(folder)
     band_map = check_band_map(band_map, str(folder))
     all_files = _band_files(folder)
     if not all_files:

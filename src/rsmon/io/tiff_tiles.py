@@ -19,6 +19,10 @@ A tile read whole is not kept; a tile read in part (a 20 m tile under several 10
 block straddling tiles) is kept in a small LRU cache (:data:`CACHE_BYTES`) for the reads that need
 its other parts, so it is decoded once.
 
+A GeoTIFF stored uncompressed inside an archive (every member of a Landsat ``.tar``, stored zip
+members; :func:`rsmon.io.archive.member_location`) is read the same way, at its offset in the
+archive file. A deflated zip member is left to GDAL's ``/vsizip/``.
+
 Setting the environment variable ``RSMON_DIRECT_TIFF=0`` turns the direct reads off (GDAL reads
 everything), e.g. to compare the two.
 """
@@ -35,6 +39,7 @@ from collections import OrderedDict
 import numpy as np
 
 from rsmon.errors import FormatError
+from rsmon.io.archive import file_stat, member_location
 
 __all__ = ["CACHE_BYTES", "TileCache", "TiledTiff", "tiled_tiff"]
 
@@ -135,18 +140,20 @@ class TiledTiff:
     Use :func:`tiled_tiff` (which caches one instance per file version and returns None for the
     files GDAL should read)."""
 
-    def __init__(self, path: str, page, token: tuple) -> None:
+    def __init__(self, path: str, page, token: tuple, file: str | None = None, base: int = 0) -> None:
+        """``file``/``base``: the file holding the TIFF and the TIFF's first byte in it (an archive
+        member); by default ``path`` itself from byte 0."""
         self.path, self.token = path, token
         self.height, self.width = int(page.imagelength), int(page.imagewidth)
         self.tile_h, self.tile_w = int(page.tilelength), int(page.tilewidth)
         self.tiles_across = math.ceil(self.width / self.tile_w)
         self.dtype = np.dtype(page.dtype).newbyteorder("=")
-        self.offsets = tuple(int(v) for v in page.dataoffsets)
+        self.offsets = tuple(base + int(v) for v in page.dataoffsets)
         self.counts = tuple(int(v) for v in page.databytecounts)
         nodata = page.nodata
         self.fill = nodata if nodata is not None and np.can_cast(np.min_scalar_type(nodata), self.dtype) else 0
         self._decode = page.decode
-        self._fd = os.open(path, os.O_RDONLY)
+        self._fd = os.open(file or path, os.O_RDONLY)
         weakref.finalize(self, os.close, self._fd)
 
     def _tile(self, index: int) -> np.ndarray:
@@ -202,8 +209,11 @@ _FILES_LOCK = threading.Lock()
 
 
 def _probe(path: str, token: tuple) -> TiledTiff | None:
+    location = member_location(path) if path.startswith("/vsi") else None
+    file, base, size = location if location is not None else (path, 0, None)
     try:
-        with open(path, "rb") as fh:
+        with open(file, "rb") as fh:
+            fh.seek(base)
             if fh.read(4) not in _TIFF_MAGIC:
                 return None
         import imagecodecs  # noqa: F401  (without it tifffile decodes deflate with zlib, slower than GDAL)
@@ -211,7 +221,7 @@ def _probe(path: str, token: tuple) -> TiledTiff | None:
     except (OSError, ImportError):
         return None
     try:
-        with tifffile.TiffFile(path) as tif:
+        with tifffile.TiffFile(file, offset=base or None, size=size) as tif:
             page = tif.pages.first
             if not (page.is_tiled and page.samplesperpixel == 1 and page.imagedepth == 1
                     and int(page.compression) in DIRECT_COMPRESSIONS and page.dtype is not None
@@ -220,7 +230,7 @@ def _probe(path: str, token: tuple) -> TiledTiff | None:
                     * math.ceil(page.imagewidth / page.tilewidth)):
                 return None
             page.decode  # noqa: B018  (built while the file is open; it raises nothing here)
-            return TiledTiff(path, page, token)
+            return TiledTiff(path, page, token, file, base)
     except Exception:  # tifffile rejects the layout: GDAL reads it (and reports what is wrong)
         return None
 
@@ -233,7 +243,7 @@ def tiled_tiff(path: str | os.PathLike) -> TiledTiff | None:
         return None
     path = os.fspath(path)
     try:
-        st = os.stat(path)
+        st = file_stat(path)
     except OSError:
         return None
     token = (path, st.st_mtime_ns, st.st_size)

@@ -24,7 +24,7 @@ from rsmon.workflow.jobs import JobTask
 from rsmon.workflow.kinds import JOB_KINDS
 from rsmon.workflow.ledger import Ledger
 from rsmon.workflow.publish import file_record, staging_dir
-from rsmon.workflow.redline_tiles import group_by_tile
+from rsmon.workflow.redline_tiles import drop_repeated_scenes, group_by_tile
 from rsmon.workflow.spec import Job, Workflow, period_label, render, template_context
 
 log = logging.getLogger(__name__)
@@ -80,6 +80,7 @@ def plan_job(home: Path, ledger: Ledger, workflow: Workflow, job: Job, day: date
                 log.info("%s: %s %s left out: quarantined earlier (%s)", job.id, role, item.path, reason)
             else:
                 items.append(item)
+        items = drop_repeated_scenes(items, f"{job.id}: {role}")  # a .SAFE.zip beside its unpacked folder
         if q.group == "tile":  # select and max_count per tile, in the catalog's order
             chosen = {id(i) for group in group_by_tile(items).values() for i in _select(group, q)}
             items = [i for i in items if id(i) in chosen]

@@ -42,7 +42,7 @@ from rsmon.products.patch_merge import merge_tile_patches
 
 log = logging.getLogger(__name__)
 
-__all__ = ["TileRun", "TilePlan", "group_by_tile", "merge_run_folders", "merge_runs", "plan_tiles",
+__all__ = ["TileRun", "TilePlan", "drop_repeated_scenes", "group_by_tile", "merge_run_folders", "merge_runs", "plan_tiles",
            "run_redline_tiles", "tile_key"]
 
 
@@ -94,6 +94,33 @@ class TilePlan:
     @property
     def multi(self) -> bool:
         return len(self.runs) + len(self.skipped) > 1
+
+
+def _acquisition(item) -> tuple:
+    """What makes two catalogued scenes one observation: tile, sensing start, platform, product and
+    footprint (rounded to ~100 m, so two scenes without a tile in their names stay apart)."""
+    bbox = getattr(item, "bbox", None)
+    return (tile_key(item), getattr(item, "start", None), getattr(item, "platform", None),
+            getattr(item, "product", None), None if bbox is None else tuple(round(v, 3) for v in bbox))
+
+
+def drop_repeated_scenes(items: Sequence, role: str) -> list:
+    """``items`` (catalogued inputs) without repeats of one acquisition, the first kept (logged).
+
+    A centre's inbox often holds a product twice: the ``.SAFE.zip`` as downloaded and the folder
+    unpacked beside it, or a product and its reprocessing. Counted twice, one clear observation
+    would confirm itself (confidence high) in a redline series, and a granule would weigh double
+    in an L3 mean. Items without a time are all kept."""
+    kept, seen = [], {}
+    for item in items:
+        key = _acquisition(item)
+        if key[1] is not None and key in seen:
+            log.warning("%s scene %s is the acquisition of %s (tile, time, platform, footprint); used once",
+                        role, getattr(item, "path", item), getattr(seen[key], "path", seen[key]))
+            continue
+        seen[key] = item
+        kept.append(item)
+    return kept
 
 
 def _family(key: str | None) -> str | None:
