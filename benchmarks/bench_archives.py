@@ -14,13 +14,16 @@ alternating, best of ``--repeat``:
 ``unzip+folder``  the peer, what a centre does without in-place reading: ``unzip -q`` of both
                   archives (Info-ZIP; Python's zipfile when ``unzip`` is absent) into a scratch
                   folder, then the folder run; wall is the sum, peak the larger;
-``zip-deflated``  deflated members, inflated by GDAL's ``/vsizip/`` (no direct tile reads).
+``zip-deflated``  deflated members, inflated by GDAL's ``/vsizip/`` (no direct tile reads);
+``jp2-folder`` / ``jp2-zip``  (``--jp2``) the pair as ESA writes its bands (lossless JPEG 2000,
+                  ``bench_change_tile.py``'s ``s2tile_jp2`` copy), unpacked and as stored
+                  ``.SAFE.zip``, once each: what a Copernicus Data Space download holds.
 
 The rasters of every case are compared with the folder run's (they must be equal).
 
 Usage::
 
-    .venv/bin/python benchmarks/bench_archives.py [--data benchmarks/data] [--repeat 2]
+    .venv/bin/python benchmarks/bench_archives.py [--data benchmarks/data] [--repeat 2] [--jp2]
 
 Needs GNU time (Debian package ``time``). Prints a Markdown table.
 """
@@ -38,7 +41,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_change_tile import RSMON, _stages, tile, timed  # noqa: E402
+from bench_change_tile import RSMON, _stages, recompressed, tile, timed  # noqa: E402
 
 NAMES = {"before": "S2A_MSIL2A_20230501T030551_N0509_R075_T50SMF_20230501T061234.SAFE",
          "after": "S2A_MSIL2A_20230601T030551_N0509_R075_T50SMF_20230601T061234.SAFE"}
@@ -69,6 +72,7 @@ def run(before: Path, after: Path, out: Path) -> dict:
 
 
 def unzip(archive: Path, into: Path) -> dict:
+    into.mkdir(parents=True, exist_ok=True)
     if shutil.which("unzip"):
         return timed(["unzip", "-q", str(archive), "-d", str(into)])
     return timed([sys.executable, "-m", "zipfile", "-e", str(archive), str(into)])
@@ -88,6 +92,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parent / "data")
     parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--jp2", action="store_true", help="also the JPEG 2000 copy, unpacked and zipped (slow)")
     args = parser.parse_args()
     folder = tile(args.data)
     stored, deflated = packed(folder, deflate=False), packed(folder, deflate=True)
@@ -125,13 +130,22 @@ def main() -> int:
             shutil.rmtree(unpacked)
             if "unzip+folder" not in best or result["wall"] < best["unzip+folder"]["wall"]:
                 best["unzip+folder"] = result
-    base = best["folder"]["wall"]
+        if args.jp2:
+            jp2 = recompressed(folder, "jp2")
+            jp2_zips = packed(jp2, deflate=False)
+            best["jp2-folder"] = run(jp2 / "before", jp2 / "after", tmp / "jp2-folder")
+            best["jp2-zip"] = run(jp2_zips / zips["before"].name, jp2_zips / zips["after"].name, tmp / "jp2-zip")
+            for case in ("jp2-folder", "jp2-zip"):
+                best[case]["equal"] = same_rasters(tmp / "jp2-folder", tmp / case)
     print(f"input: {folder} ({sizes['folder'] / 1e9:.2f} GB unpacked; stored zips {sizes['zip'] / 1e9:.2f} GB, "
           f"deflated zips {sizes['zip-deflated'] / 1e9:.2f} GB); best of {args.repeat}\n")
-    print("| case | wall s | user s | sys s | peak MB | / folder | rasters equal | stages (s) |")
+    print("| case | wall s | user s | sys s | peak MB | / folder (same bands) | rasters equal | stages (s) |")
     print("|---|---:|---:|---:|---:|---:|---|---|")
-    for case in ("folder", "zip", "unzip+folder", "zip-deflated"):
+    for case in ("folder", "zip", "unzip+folder", "zip-deflated", "jp2-folder", "jp2-zip"):
+        if case not in best:
+            continue
         r = best[case]
+        base = best["jp2-folder"]["wall"] if case.startswith("jp2") else best["folder"]["wall"]
         stages = ", ".join(f"{k} {v:.2f}" for k, v in r["stages"].items())
         if case == "unzip+folder":
             stages = f"unzip {r['unzip']:.2f}; " + stages

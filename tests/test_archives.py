@@ -128,6 +128,13 @@ def test_real_l2a_in_a_safe_zip_with_granule_folders(tmp_path):
         zf.write(T29UNU / "MTD_TL.xml", f"{granule}/MTD_TL.xml")
         for jp2 in sorted(T29UNU.glob("*.jp2")):
             zf.write(jp2, f"{granule}/IMG_DATA/R60m/{jp2.name}")
+        # the rest of a SAFE, whose band-like names must not be taken for bands
+        zf.write(T29UNU / "T29UNU_20221005T115411_SCL_60m.jp2", f"{granule}/QI_DATA/MSK_DETFOO_B04.jp2")
+        zf.write(T29UNU / "T29UNU_20221005T115411_SCL_60m.jp2", f"{granule}/QI_DATA/MSK_CLDPRB_60m.jp2")
+        zf.writestr(f"{T29UNU_SAFE}/manifest.safe", "<xfdu:XFDU/>")
+        zf.writestr(f"{T29UNU_SAFE}/DATASTRIP/DS_2APS_20221005T164454_S20221005T115407/MTD_DS.xml", "<a/>")
+        zf.writestr(f"{T29UNU_SAFE}/HTML/UserProduct_index.html", "<html/>")
+        zf.writestr(f"{T29UNU_SAFE}/rep_info/S2_User_Product_Level-2A_Metadata.xsd", "<xs/>")
     folder, ds = open_optical(T29UNU), open_optical(dest)
     assert_same_dataset(folder, ds)
     assert ds.attrs["datetime"] == "2022-10-05T11:54:11.024Z" and ds.red.attrs["add_offset_dn"] == -1000
@@ -143,12 +150,23 @@ def test_real_landsat_tar_flat_or_with_a_folder(tmp_path, inner):
     with tarfile.open(dest, "w") as tf:
         for f in sorted(LANDSAT8.glob("LC08*")):
             tf.add(f, f"{inner}/{f.name}" if inner else f.name)
+        # the rest of a USGS bundle (thermal band, aerosol QA, JSON/XML metadata, angles): not bands
+        qa = LANDSAT8 / f"{LANDSAT8_ID}_QA_PIXEL.TIF"
+        for suffix in ("ST_B10.TIF", "SR_QA_AEROSOL.TIF", "QA_RADSAT.TIF", "MTL.json", "MTL.xml", "ANG.txt"):
+            tf.add(qa, f"{inner}/{LANDSAT8_ID}_{suffix}" if inner else f"{LANDSAT8_ID}_{suffix}")
     folder, ds = open_optical(LANDSAT8), open_optical(dest)
     assert_same_dataset(folder, ds)
     assert ds.attrs["scene_id"] == LANDSAT8_ID and ds.attrs["source"] == str(dest)
     red = next(archive_root(dest).glob(f"{inner}/*_SR_B4.TIF" if inner else "*_SR_B4.TIF"))
     assert member_location(red) is not None  # tar members are stored: read in place
     assert sniff_optical(dest)
+    # unpacked, the bundle is a Landsat folder too (its ST_B10.TIF once made it pass for a Sentinel-2 B10)
+    with tarfile.open(dest) as tf:
+        tf.extractall(tmp_path / "unpacked", filter="data")
+    unpacked = tmp_path / "unpacked" / inner
+    assert (unpacked / f"{LANDSAT8_ID}_ST_B10.TIF").is_file()
+    assert_same_dataset(folder, open_optical(unpacked))
+    assert open_optical(unpacked / f"{LANDSAT8_ID}_ST_B10.TIF").attrs["product"] == "Landsat C2 L2"
 
 
 def test_bad_archives_are_named(pair, zipped, tmp_path):
@@ -275,3 +293,32 @@ def test_archive_listing_and_paths(tmp_path):
     assert str(safe) == f"/vsizip/{{{dest}}}/A.SAFE"
     assert open_archive(dest) is open_archive(dest)  # listed once per file version
     assert archive_root(tmp_path / "y.txt") is None and member_location("/data/x.tif") is None
+
+
+def test_direct_reads_stay_inside_the_member(tmp_path):
+    """A stored TIFF member is decoded at its offset; one whose tiles point past the member's end
+    (cut short when packed) is left to GDAL, never read from the next member's bytes."""
+    import tifffile
+
+    values = np.random.default_rng(0).integers(0, 5000, (256, 256)).astype(np.uint16)
+    tifffile.imwrite(tmp_path / "t.tif", values, tile=(64, 64), compression="zlib")
+    data = (tmp_path / "t.tif").read_bytes()
+    for name, body in (("whole", data), ("cut", data[:-3000])):
+        with zipfile.ZipFile(tmp_path / f"{name}.zip", "w") as zf:
+            zf.writestr("x/t.tif", body)
+            zf.writestr("x/y.tif", data)  # the bytes after the member
+    whole = tiled_tiff(archive_root(tmp_path / "whole.zip") / "x" / "t.tif")
+    np.testing.assert_array_equal(whole.read(0, 0, 256, 256), values)
+    np.testing.assert_array_equal(whole.read(70, 10, 100, 200), values[70:170, 10:210])
+    assert tiled_tiff(archive_root(tmp_path / "cut.zip") / "x" / "t.tif") is None
+
+
+def test_tile_of_an_archive_saved_under_another_name(zipped, tmp_path):
+    from rsmon.workflow.redline_tiles import tile_key
+
+    renamed = tmp_path / "download (1).zip"
+    shutil.copy(zipped["before"], renamed)
+    assert tile_key(renamed) == "T50SMF" and tile_key(zipped["after"]) == "T50SMF"
+    broken = tmp_path / "broken.zip"
+    broken.write_bytes(b"PK not really")
+    assert tile_key(broken) is None

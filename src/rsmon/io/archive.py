@@ -43,6 +43,8 @@ ARCHIVE_SUFFIXES = (".zip", ".tar")
 COMPRESSED_TAR_SUFFIXES = (".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz", ".tar.zst")
 _VSI = (re.compile(r"^/vsi(?P<kind>zip|tar)/\{(?P<archive>[^}]*)\}/?(?P<inner>.*)$"),
         re.compile(r"^/vsi(?P<kind>zip|tar)/(?P<archive>.+?\.(?:zip|tar))(?:/(?P<inner>.*))?$", re.IGNORECASE))
+#: First bytes of gzip, bzip2, xz and zstd streams (a compressed tar however it is named).
+_COMPRESSED_MAGIC = (b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00", b"\x28\xb5\x2f\xfd")
 _LOCAL_HEADER = struct.Struct("<IHHHHHIIIHH")  # zip local file header, 30 bytes (APPNOTE 4.3.7)
 _LOCAL_MAGIC = 0x04034B50
 _KEPT = 16
@@ -124,7 +126,7 @@ class Archive:
     def _list_tar(self) -> None:
         with open(self.path, "rb") as fh:
             magic = fh.read(6)
-        if magic[:2] == b"\x1f\x8b" or magic[:3] == b"BZh" or magic == b"\xfd7zXZ\x00" or magic[:4] == b"\x28\xb5\x2f\xfd":
+        if magic.startswith(_COMPRESSED_MAGIC):
             raise FormatError(f"{self.path}: a compressed tar cannot be read in place (its members have no random "
                               "access); unpack it, or repack it as a plain .tar")
         with tarfile.open(self.path, "r:") as tf:

@@ -16,8 +16,9 @@ raw layer (``scl`` uint8 or ``qa_pixel`` uint16), ``clear`` (bool, usable clear 
 
 Formats (:mod:`rsmon.io.optical_s2`, :mod:`~rsmon.io.optical_landsat`, :mod:`~rsmon.io.optical_stack`):
 
-1. Sentinel-2 L2A: SAFE folder (or the ``.SAFE.zip`` Copernicus Data Space delivers), or a flat folder of per-band JP2/GeoTIFF files (``MTD_MSIL2A.xml``
-   optional); 20 m bands and SCL resampled onto the 10 m grid (bilinear / nearest), lazily.
+1. Sentinel-2 L2A: SAFE folder (or the ``.SAFE.zip`` Copernicus Data Space delivers), or a flat
+   folder of per-band JP2/GeoTIFF files (``MTD_MSIL2A.xml`` optional); 20 m bands and SCL resampled
+   onto the 10 m grid (bilinear / nearest), lazily.
 2. Sentinel-2 L1C per-band folders (OSCD ``imgs_1``/``imgs_2``, dates from ``dates.txt``).
 3. Landsat Collection 2 Level-2 folders (``*_SR_B<n>.TIF``, ``*_QA_PIXEL.TIF``, ``*_MTL.txt``), or
    the ``.tar`` USGS delivers.
@@ -32,6 +33,7 @@ product (:mod:`rsmon.io.archive`): nothing is unpacked; the dataset's ``source``
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -65,29 +67,24 @@ def optical_layout(path: str | Path, band_map: Mapping[str, Any] | None = None) 
     InputError
         A generic stack without ``band_map``, or a bad ``band_map``.
     """
-    root = archive_root(Path(path).expanduser() if isinstance(path, Path) else path)
+    text = os.fspath(path)
+    root = archive_root(text if text.startswith("/vsi") else os.path.expanduser(text))
     if root is not None:
         return _archive_layout(path, root, band_map)
     p = Path(path).expanduser()
     if not p.exists():
         raise FormatError(f"{p}: does not exist")
     if p.is_dir():
-        if is_s2_folder(p):
-            return s2_layout(p, band_map)
-        if is_landsat_folder(p):
-            return landsat_layout(p, band_map)
-        raise UnsupportedFormatError(
-            f"{p}: not an optical product folder (expected a Sentinel-2 SAFE or per-band *_B04[_10m].jp2/.tif files, "
-            "or Landsat Collection 2 *_SR_B4.TIF files)")
+        return _folder_layout(p, band_map)
     envi = envi_header(p)
     if envi is not None:
         return envi_layout(*envi, band_map=band_map)
+    root = find_landsat_root(p)  # first: a Landsat file name can look like a Sentinel-2 band (_folder_layout)
+    if root is not None:
+        return landsat_layout(root, band_map)
     root = find_s2_root(p)
     if root is not None:
         return s2_layout(root, band_map)
-    root = find_landsat_root(p)
-    if root is not None:
-        return landsat_layout(root, band_map)
     try:
         open_raster(p).close()
     except FormatError:
@@ -97,6 +94,19 @@ def optical_layout(path: str | Path, band_map: Mapping[str, Any] | None = None) 
             f"{p}: not an optical product (expected a Sentinel-2 or Landsat folder, an ENVI file with a .hdr, "
             "or a multi-band raster with band_map)") from None
     return generic_layout(p, band_map)
+
+
+def _folder_layout(folder, band_map) -> OpticalLayout:
+    """The layout of a product folder (on disk or in an archive). Landsat is recognised first: a
+    USGS Level-2 folder also holds ``*_ST_B10.TIF`` (the thermal band), a name Sentinel-2's band
+    pattern takes for band B10, while no Sentinel-2 file passes for a Landsat one."""
+    if is_landsat_folder(folder):
+        return landsat_layout(folder, band_map)
+    if is_s2_folder(folder):
+        return s2_layout(folder, band_map)
+    raise UnsupportedFormatError(
+        f"{folder}: not an optical product folder (expected a Sentinel-2 SAFE or per-band *_B04[_10m].jp2/.tif "
+        "files, or Landsat Collection 2 *_SR_B4.TIF files)")
 
 
 #: Folder depth searched for the product inside an archive (a SAFE.zip holds ``X.SAFE/`` at depth 1).
@@ -124,13 +134,7 @@ def _archive_layout(path, root: ArchivePath, band_map) -> OpticalLayout:
     if root.is_file():
         raise UnsupportedFormatError(f"{root}: give the archive or a product folder inside it, not one of its files")
     product = _archive_product(root) if not root.inner else root
-    if is_s2_folder(product):
-        layout = s2_layout(product, band_map)
-    elif is_landsat_folder(product):
-        layout = landsat_layout(product, band_map)
-    else:
-        raise UnsupportedFormatError(f"{product}: not an optical product folder (expected a Sentinel-2 SAFE or "
-                                     "per-band files, or Landsat Collection 2 *_SR_B4.TIF files)")
+    layout = _folder_layout(product, band_map)
     layout.attrs.update(source=str(path), source_files=[str(root.archive.path)], archive_member=product.inner or ".")
     return layout
 
@@ -142,7 +146,9 @@ def open_optical(path: str | Path, *, band_map: Mapping[str, Any] | None = None,
     ----------
     path : str or Path
         A Sentinel-2 SAFE or per-band folder (or one of its band files or its MTD XML), a Landsat C2
-        L2 folder (or one of its files), an ENVI data file or header, or a multi-band raster.
+        L2 folder (or one of its files), either product as delivered in a ``.zip`` or plain ``.tar``
+        (or GDAL's ``/vsizip/`` path of a product folder inside one), an ENVI data file or header, or
+        a multi-band raster.
     band_map : mapping, optional
         Standard band name -> band in the product: 1-based band number for stacks (required for a
         generic raster), band id for Sentinel-2 (``{"nir": "B8A"}``) or band number for Landsat
@@ -239,7 +245,8 @@ def _register() -> None:
 
     register(ReaderSpec(
         name="optical",
-        description="optical scenes: Sentinel-2 L2A/L1C (SAFE, per-band JP2/GeoTIFF, OSCD), Landsat C2 L2, ENVI stacks",
+        description="optical scenes: Sentinel-2 L2A/L1C (SAFE or .SAFE.zip, per-band JP2/GeoTIFF, OSCD), "
+                    "Landsat C2 L2 (folder or .tar), ENVI stacks",
         sniff=sniff_optical,
         open=open_optical,
         metadata=read_metadata,

@@ -158,16 +158,24 @@ def _files(folder: Path) -> tuple[dict[int, Path], Path | None, Path | None, set
 
 
 def find_landsat_root(path: Path) -> Path | None:
-    """The folder of a Landsat C2 SR band, QA_PIXEL or MTL file; None otherwise."""
-    if any(regex.match(path.name) for regex in (_SR_FILE, _QA_FILE, _MTL_FILE)) and parse_landsat_id(path.name):
+    """The folder of a Landsat C2 SR band, QA_PIXEL or MTL file, or of another file of the bundle
+    (``*_ST_B10.TIF``, ``*_ANG.txt``...) beside them; None otherwise."""
+    if not parse_landsat_id(path.name):
+        return None
+    if _product_file(path.name):
         return path.parent
-    return None
+    return path.parent if is_landsat_folder(path.parent) else None
+
+
+def _product_file(name: str) -> bool:
+    """An SR band, QA_PIXEL or MTL file name with a Landsat product id."""
+    return any(regex.match(name) for regex in (_SR_FILE, _QA_FILE, _MTL_FILE)) and bool(parse_landsat_id(name))
 
 
 def is_landsat_folder(path: Path) -> bool:
     """A folder with Landsat C2 ``*_SR_B<n>.TIF`` or ``*_MTL.txt`` files. Never raises."""
     try:
-        return path.is_dir() and any(find_landsat_root(p) for p in path.iterdir())
+        return path.is_dir() and any(_product_file(p.name) for p in path.iterdir())
     except OSError:
         return False
 

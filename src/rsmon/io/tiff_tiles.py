@@ -229,6 +229,9 @@ def _probe(path: str, token: tuple) -> TiledTiff | None:
                     and len(page.dataoffsets) == math.ceil(page.imagelength / page.tilelength)
                     * math.ceil(page.imagewidth / page.tilewidth)):
                 return None
+            if size is not None and any(int(o) + int(c) > size for o, c in zip(page.dataoffsets,
+                                                                               page.databytecounts)):
+                return None  # tiles past the member's end: GDAL reads it and reports the damage
             page.decode  # noqa: B018  (built while the file is open; it raises nothing here)
             return TiledTiff(path, page, token, file, base)
     except Exception:  # tifffile rejects the layout: GDAL reads it (and reports what is wrong)

@@ -42,8 +42,8 @@ from rsmon.products.patch_merge import merge_tile_patches
 
 log = logging.getLogger(__name__)
 
-__all__ = ["TileRun", "TilePlan", "drop_repeated_scenes", "group_by_tile", "merge_run_folders", "merge_runs", "plan_tiles",
-           "run_redline_tiles", "tile_key"]
+__all__ = ["TileRun", "TilePlan", "drop_repeated_scenes", "group_by_tile", "merge_run_folders", "merge_runs",
+           "plan_tiles", "run_redline_tiles", "tile_key"]
 
 
 def tile_key(item) -> str | None:
@@ -55,7 +55,7 @@ def tile_key(item) -> str | None:
     files = [Path(f).name for f in getattr(item, "files", ())]
     if not files and path.is_dir():  # a folder of band files (OSCD style, or a flat L2A folder)
         files = sorted(p.name for p in path.iterdir())
-    names = [path.name, path.parent.name, *files, getattr(item, "item_id", "")]
+    names = [path.name, path.parent.name, *files, getattr(item, "item_id", ""), *_archive_names(path)]
     for name in names:
         tile = s2_tile_of_name(name)
         if tile:
@@ -65,6 +65,22 @@ def tile_key(item) -> str | None:
         if scene is not None:
             return f"WRS2-{scene.path:03d}{scene.row:03d}"
     return None
+
+
+def _archive_names(path: Path) -> list[str]:
+    """Names one and two levels inside a product archive (its ``.SAFE`` folder, its band files), so a
+    download saved under another name still has a tile; [] for anything else."""
+    from rsmon.errors import FormatError
+    from rsmon.io.archive import archive_root, is_archive_name
+
+    if not is_archive_name(path) or not path.is_file():
+        return []
+    try:
+        root = archive_root(path)
+    except FormatError:
+        return []
+    top = list(root.iterdir())
+    return [node.name for node in top] + [child.name for node in top if node.is_dir() for child in node.iterdir()]
 
 
 def group_by_tile(items: Sequence) -> dict[str | None, list]:
