@@ -82,7 +82,6 @@ class Archive:
         self.kind = "zip" if path.name.lower().endswith(".zip") else "tar"
         self.files: dict[str, _Member] = {}
         self.children: dict[str, list[str]] = {"": []}
-        self._lock = threading.Lock()
         try:
             if self.kind == "zip":
                 self._list_zip()
