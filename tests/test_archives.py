@@ -197,6 +197,7 @@ def test_bad_archives_are_named(pair, zipped, tmp_path):
                 zf.write(f, f"{safe_name(stamp)}/{f.name}")
     with pytest.raises(InputError, match="two.zip.*holds 2 products"):
         open_optical(two)
+    assert sniff_optical(two)  # recognised: ingest lists it as unreadable, with that reason
     assert_same_dataset(open_optical(pair.after), open_optical(f"/vsizip/{two}/{safe_name('20230601T030551')}"))
     with pytest.raises(FormatError, match="no such member"):
         open_optical(f"/vsizip/{two}/S2A_nothing.SAFE")

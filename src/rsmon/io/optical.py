@@ -187,7 +187,13 @@ def sniff_optical(path: str | Path) -> bool:
             if Path(path).is_file() and (s2_tile_of_name(name) or parse_landsat_id(name)):
                 return True  # a product's archive by its name: a corrupt one is then unreadable, not foreign
             root = archive_root(path)
-            return root is not None and _archive_product(root) is not None
+            if root is None:
+                return False
+            try:
+                _archive_product(root)  # UnsupportedFormatError (an OSError) when no product is inside
+            except InputError:
+                pass  # several products: recognised, and refused by name when read (ingest: unreadable)
+            return True
         p = Path(path)
         if p.is_dir():
             return is_s2_folder(p) or is_landsat_folder(p)
