@@ -45,6 +45,8 @@ _VSI = (re.compile(r"^/vsi(?P<kind>zip|tar)/\{(?P<archive>[^}]*)\}/?(?P<inner>.*
         re.compile(r"^/vsi(?P<kind>zip|tar)/(?P<archive>.+?\.(?:zip|tar))(?:/(?P<inner>.*))?$", re.IGNORECASE))
 #: First bytes of gzip, bzip2, xz and zstd streams (a compressed tar however it is named).
 _COMPRESSED_MAGIC = (b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00", b"\x28\xb5\x2f\xfd")
+_COMPRESSED_TAR = ("a compressed tar cannot be read in place (its members have no random access); unpack it, or "
+                   "repack it as a plain .tar")
 _LOCAL_HEADER = struct.Struct("<IHHHHHIIIHH")  # zip local file header, 30 bytes (APPNOTE 4.3.7)
 _LOCAL_MAGIC = 0x04034B50
 _KEPT = 16
@@ -126,8 +128,7 @@ class Archive:
         with open(self.path, "rb") as fh:
             magic = fh.read(6)
         if magic.startswith(_COMPRESSED_MAGIC):
-            raise FormatError(f"{self.path}: a compressed tar cannot be read in place (its members have no random "
-                              "access); unpack it, or repack it as a plain .tar")
+            raise FormatError(f"{self.path}: {_COMPRESSED_TAR}")
         with tarfile.open(self.path, "r:") as tf:
             for info in tf.getmembers():
                 inner = info.name.strip("/").removeprefix("./")
@@ -179,8 +180,7 @@ def open_archive(path: str | os.PathLike) -> Archive:
     """
     p = Path(path).expanduser().absolute()
     if p.name.lower().endswith(COMPRESSED_TAR_SUFFIXES):
-        raise FormatError(f"{p}: a compressed tar cannot be read in place (its members have no random access); "
-                          "unpack it, or repack it as a plain .tar")
+        raise FormatError(f"{p}: {_COMPRESSED_TAR}")
     try:
         st = p.stat()
     except OSError as exc:
