@@ -323,3 +323,39 @@ def test_tile_of_an_archive_saved_under_another_name(zipped, tmp_path):
     broken = tmp_path / "broken.zip"
     broken.write_bytes(b"PK not really")
     assert tile_key(broken) is None
+
+
+def test_repeats_of_one_acquisition_use_the_newest_processing():
+    """Known answers from real-format names: the reprocessing over the offline orbit, the newer
+    Sentinel-2 baseline, the later Landsat processing date, a named product over its unpacked flat
+    folder; other acquisitions and items without a time are all kept, in their order."""
+    from datetime import datetime, timezone
+    from types import SimpleNamespace
+
+    from rsmon.workflow.redline_tiles import drop_repeated_scenes, processing_rank
+
+    t0, t1 = (datetime(2023, 6, d, 3, tzinfo=timezone.utc) for d in (1, 11))
+
+    def item(path, start=t0, bbox=(116.0, 36.0, 117.0, 37.0), platform="P", product="X"):
+        return SimpleNamespace(path=path, item_id=Path(path).name, files=(path,), start=start, bbox=bbox,
+                               platform=platform, product=product)
+
+    offl = item("/in/S5P_OFFL_L2__NO2____20230601T030000_20230601T044000_29155_03_020500_20230603T000000.nc")
+    rpro = item("/in/S5P_RPRO_L2__NO2____20230601T030000_20230601T044000_29155_03_020400_20240101T000000.nc")
+    other = item("/in/S5P_OFFL_L2__NO2____20230611T030000_20230611T044000_29297_03_020500_20230613T000000.nc",
+                 start=t1)
+    assert processing_rank(rpro) > processing_rank(offl)
+    assert drop_repeated_scenes([offl, other, rpro], "after") == [rpro, other]
+    old = item("/in/S2A_MSIL2A_20230601T030551_N0400_R075_T50SMF_20230601T061234.SAFE")
+    new = item("/in/S2A_MSIL2A_20230601T030551_N0511_R075_T50SMF_20240301T101010.SAFE.zip")
+    flat = item("/in/T50SMF_20230601T030551")  # a flat folder: its names carry no processing
+    assert drop_repeated_scenes([new, old], "after") == [new] and drop_repeated_scenes([old, new], "x") == [new]
+    assert drop_repeated_scenes([flat, old], "after") == [old]
+    zipped, unpacked = item(str(new.path)), item(str(new.path).removesuffix(".zip"))
+    assert drop_repeated_scenes([unpacked, zipped], "after") == [unpacked]  # the same data: the first
+    ls_old = item("/in/LC08_L2SP_120038_20230601_20230610_02_T1.tar")
+    ls_new = item("/in/LC08_L2SP_120038_20230601_20230720_02_T1")
+    assert drop_repeated_scenes([ls_new, ls_old], "before") == [ls_new]
+    elsewhere = item(str(old.path), bbox=(117.0, 36.0, 118.0, 37.0))  # another footprint: kept
+    untimed = [item("/in/a.hdr", start=None), item("/in/a.hdr", start=None)]
+    assert drop_repeated_scenes([old, elsewhere, *untimed], "x") == [old, elsewhere, *untimed]

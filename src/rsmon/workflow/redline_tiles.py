@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import socket
 import threading
 from dataclasses import dataclass, field
@@ -43,7 +44,7 @@ from rsmon.products.patch_merge import merge_tile_patches
 log = logging.getLogger(__name__)
 
 __all__ = ["TileRun", "TilePlan", "drop_repeated_scenes", "group_by_tile", "merge_run_folders", "merge_runs",
-           "plan_tiles", "run_redline_tiles", "tile_key"]
+           "plan_tiles", "processing_rank", "run_redline_tiles", "tile_key"]
 
 
 def tile_key(item) -> str | None:
@@ -120,22 +121,56 @@ def _acquisition(item) -> tuple:
             getattr(item, "product", None), None if bbox is None else tuple(round(v, 3) for v in bbox))
 
 
+#: Sentinel-5P processing streams, newest processing last (reprocessing over offline over near real time).
+_S5P_STREAMS = ("NRTI", "OFFL", "RPRO")
+_S2_PROCESSING = re.compile(r"_MSIL[12][AC]_\d{8}T\d{6}_N(?P<baseline>\d{4})_R\d{3}_T\d{2}[A-Z]{3}"
+                            r"_(?P<made>\d{8}T\d{6})")
+_LANDSAT_PROCESSING = re.compile(r"L[COTEM]0\d_L[12][A-Z]{2}_\d{6}_\d{8}_(?P<made>\d{8})_\d{2}_(?:T1|T2|RT)")
+
+
+def processing_rank(item) -> tuple:
+    """How recent a copy's processing is, from its names (larger is newer): Sentinel-5P stream
+    (reprocessing, offline, near real time), processor version and production time; Sentinel-2
+    processing baseline (``N0511``) and generation time; Landsat processing date. () when the names
+    say nothing (a flat folder of band files): such a copy is never preferred over a named one."""
+    from rsmon.io.s5p_layout import parse_s5p_filename
+
+    names = [Path(getattr(item, "path", item)).name, str(getattr(item, "item_id", "")),
+             *(Path(f).name for f in getattr(item, "files", ()))]
+    for name in names:
+        s5p = parse_s5p_filename(name)
+        if s5p is not None:
+            stream = _S5P_STREAMS.index(s5p.mode) if s5p.mode in _S5P_STREAMS else -1
+            return (stream, s5p.processor, s5p.production.strftime("%Y%m%dT%H%M%S"))
+        match = _S2_PROCESSING.search(name) or _LANDSAT_PROCESSING.search(name)
+        if match is not None:
+            return tuple(v for v in (match.groupdict().get("baseline"), match["made"]) if v is not None)
+    return ()
+
+
 def drop_repeated_scenes(items: Sequence, role: str) -> list:
-    """``items`` (catalogued inputs) without repeats of one acquisition, the first kept (logged).
+    """``items`` (catalogued inputs) without repeats of one acquisition (logged), in their order.
 
     A centre's inbox often holds a product twice: the ``.SAFE.zip`` as downloaded and the folder
     unpacked beside it, or a product and its reprocessing. Counted twice, one clear observation
     would confirm itself (confidence high) in a redline series, and a granule would weigh double
-    in an L3 mean. Items without a time are all kept."""
-    kept, seen = [], {}
+    in an L3 mean. Of the copies, the newest processing by :func:`processing_rank` is used (the
+    first in order on a tie: a zip and its unpacked folder are the same data). Items without a time
+    are all kept."""
+    kept: list = []
+    where: dict[tuple, int] = {}
     for item in items:
         key = _acquisition(item)
-        if key[1] is not None and key in seen:
-            log.warning("%s scene %s is the acquisition of %s (tile, time, platform, footprint); used once",
-                        role, getattr(item, "path", item), getattr(seen[key], "path", seen[key]))
+        if key[1] is None or key not in where:
+            if key[1] is not None:
+                where[key] = len(kept)
+            kept.append(item)
             continue
-        seen[key] = item
-        kept.append(item)
+        first = kept[where[key]]
+        if processing_rank(item) > processing_rank(first):
+            kept[where[key]], item, first = item, first, item
+        log.warning("%s scene %s is the acquisition of %s (tile, time, platform, footprint); %s is used",
+                    role, getattr(item, "path", item), getattr(first, "path", first), getattr(first, "path", first))
     return kept
 
 
