@@ -198,7 +198,7 @@ def sniff_optical(path: str | Path) -> bool:
         if p.is_dir():
             return is_s2_folder(p) or is_landsat_folder(p)
         return p.is_file() and bool(envi_header(p) or find_s2_root(p) or find_landsat_root(p))
-    except (OSError, InputError):
+    except OSError:
         return False
 
 

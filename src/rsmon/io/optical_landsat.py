@@ -58,7 +58,7 @@ _SR_SCALE, _SR_OFFSET = 2.75e-05, -0.2
 
 # Collection product id: LC08_L2SP_001070_20190114_20200830_02_T2
 _C2_ID = re.compile(r"(?P<sensor>L[COTEM])(?P<sat>0[1-9])_(?P<level>L[12][A-Z]{2})_(?P<path>\d{3})(?P<row>\d{3})"
-                    r"_(?P<acq>\d{8})_\d{8}_(?P<coll>\d{2})_(?P<tier>T1|T2|RT)")
+                    r"_(?P<acq>\d{8})_(?P<processed>\d{8})_(?P<coll>\d{2})_(?P<tier>T1|T2|RT)")
 # Pre-collection scene id: LT51200382000124BJC00
 _SCENE_ID = re.compile(r"(?P<sensor>L[COTEM])(?P<sat>[1-9])(?P<path>\d{3})(?P<row>\d{3})(?P<year>\d{4})(?P<doy>\d{3})"
                        r"[A-Z]{3}\d{2}")
@@ -86,7 +86,8 @@ class LandsatScene:
     """What a Landsat product or scene identifier says.
 
     ``date`` is the acquisition date; ``satellite`` the digit (4, 5, 7, 8, 9); ``family`` "OLI" or "TM"
-    (TM and ETM+ share band numbers); ``sensor`` e.g. "Landsat 7 ETM+".
+    (TM and ETM+ share band numbers); ``sensor`` e.g. "Landsat 7 ETM+"; ``processed`` the processing
+    date of a Collection product id (``YYYYMMDD``; None for older identifiers).
     """
 
     identifier: str
@@ -94,6 +95,7 @@ class LandsatScene:
     date: date
     path: int
     row: int
+    processed: str | None = None
 
     @property
     def family(self) -> str:
@@ -119,7 +121,7 @@ def parse_landsat_id(text: str) -> LandsatScene | None:
                 day = datetime.strptime(g["acq"], "%Y%m%d").date()
         except ValueError:
             continue
-        return LandsatScene(match.group(0), str(int(g["sat"])), day, int(g["path"]), int(g["row"]))
+        return LandsatScene(match.group(0), str(int(g["sat"])), day, int(g["path"]), int(g["row"]), g.get("processed"))
     return None
 
 

@@ -49,7 +49,8 @@ from rsmon.kernels.decode import lut_decode
 log = logging.getLogger(__name__)
 
 __all__ = ["S2_BAND_OF", "SCL_CLEAR", "SCL_MEANINGS", "S2Metadata", "estimate_s2a_sensing_date", "find_s2_root",
-           "is_s2_folder", "s2_layout", "s2_tile_of_name", "scl_clear", "scl_defective", "scl_water"]
+           "is_s2_folder", "s2_layout", "s2_processing_of_name", "s2_tile_of_name", "scl_clear", "scl_defective",
+           "scl_water"]
 
 #: Default Sentinel-2 band of each standard name (nir falls back to B8A when B08 is absent).
 S2_BAND_OF: Mapping[str, str] = {"blue": "B02", "green": "B03", "red": "B04", "nir": "B08", "swir1": "B11",
@@ -83,7 +84,7 @@ _NEW_STEM = re.compile(r"^T(?P<tile>\d{2}[A-Z]{3})_(?P<time>\d{8}T\d{6})$")
 _OPER_STEM = re.compile(r"^(?P<sc>S2[A-D])_OPER_MSI_(?P<level>L1C|L2A)_TL_\w{4}_(?P<gen>\d{8}T\d{6})_A(?P<orbit>\d{6})"
                         r"_T(?P<tile>\d{2}[A-Z]{3})(?:_N(?P<major>\d{2})\.(?P<minor>\d{2}))?")
 _SAFE = re.compile(r"(?P<sc>S2[A-D])_MSI(?P<level>L1C|L2A)_(?P<time>\d{8}T\d{6})_N(?P<baseline>\d{4})_R\d{3}"
-                   r"_T(?P<tile>\d{2}[A-Z]{3})_\d{8}T\d{6}")
+                   r"_T(?P<tile>\d{2}[A-Z]{3})_(?P<generated>\d{8}T\d{6})")
 # S2A absolute orbit 38058 started datatake GS2A_20221005T115411_038058_N04.00 (MTD_MSIL2A.xml of the
 # T29UNU sample); the reference ground track repeats every 143 orbits in 10 days (ESA S2 User Handbook).
 _S2A_REF_ORBIT, _S2A_REF_TIME = 38058, datetime(2022, 10, 5, 11, 54, 11, tzinfo=timezone.utc)
@@ -249,6 +250,13 @@ def s2_tile_of_name(name: str) -> str | None:
         if match is not None:
             return f"T{match['tile']}"
     return None
+
+
+def s2_processing_of_name(name: str) -> tuple[str, str] | None:
+    """(processing baseline ``"0511"``, generation time ``"20240301T101010"``) of a SAFE product name
+    in ``name`` (later sorts larger), else None."""
+    safe = _SAFE.search(name)
+    return None if safe is None else (safe["baseline"], safe["generated"])
 
 
 def _names_metadata(folder: Path, stem: str, meta: S2Metadata) -> None:

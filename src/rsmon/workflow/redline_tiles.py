@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import socket
 import threading
 from dataclasses import dataclass, field
@@ -37,7 +36,7 @@ from pyproj import Transformer
 from rsmon.errors import InputError
 from rsmon.io.atomic import atomic_output
 from rsmon.io.optical_landsat import parse_landsat_id
-from rsmon.io.optical_s2 import s2_tile_of_name
+from rsmon.io.optical_s2 import s2_processing_of_name, s2_tile_of_name
 from rsmon.io.vectors import read_vectors, write_patches
 from rsmon.products.patch_merge import merge_tile_patches
 
@@ -123,9 +122,6 @@ def _acquisition(item) -> tuple:
 
 #: Sentinel-5P processing streams, newest processing last (reprocessing over offline over near real time).
 _S5P_STREAMS = ("NRTI", "OFFL", "RPRO")
-_S2_PROCESSING = re.compile(r"_MSIL[12][AC]_\d{8}T\d{6}_N(?P<baseline>\d{4})_R\d{3}_T\d{2}[A-Z]{3}"
-                            r"_(?P<made>\d{8}T\d{6})")
-_LANDSAT_PROCESSING = re.compile(r"L[COTEM]0\d_L[12][A-Z]{2}_\d{6}_\d{8}_(?P<made>\d{8})_\d{2}_(?:T1|T2|RT)")
 
 
 def processing_rank(item) -> tuple:
@@ -142,9 +138,12 @@ def processing_rank(item) -> tuple:
         if s5p is not None:
             stream = _S5P_STREAMS.index(s5p.mode) if s5p.mode in _S5P_STREAMS else -1
             return (stream, s5p.processor, s5p.production.strftime("%Y%m%dT%H%M%S"))
-        match = _S2_PROCESSING.search(name) or _LANDSAT_PROCESSING.search(name)
-        if match is not None:
-            return tuple(v for v in (match.groupdict().get("baseline"), match["made"]) if v is not None)
+        s2 = s2_processing_of_name(name)
+        if s2 is not None:
+            return s2
+        landsat = parse_landsat_id(name)
+        if landsat is not None and landsat.processed:
+            return (landsat.processed,)
     return ()
 
 
