@@ -332,7 +332,7 @@ def test_repeats_of_one_acquisition_use_the_newest_processing():
     from datetime import datetime, timezone
     from types import SimpleNamespace
 
-    from rsmon.workflow.redline_tiles import drop_repeated_scenes, processing_rank
+    from rsmon.workflow.repeats import drop_repeated_scenes, processing_rank
 
     t0, t1 = (datetime(2023, 6, d, 3, tzinfo=timezone.utc) for d in (1, 11))
 

@@ -389,10 +389,19 @@ def _collection(processor: str) -> int:
 
 
 def _product_name(plan: _Plan) -> str:
+    """The real name: the orbit's start and end for offline and reprocessed files (a subset keeps
+    its orbit's name, as GES DISC subsets do); a near-real-time file is a granule of the orbit,
+    named by its own first and last scanline times and produced within hours (Sentinel-5P Level 2
+    Product User Manual, file name convention)."""
     geo = plan.geometry
-    start = _datetime(round(geo.start_s))
-    end = _datetime(round(geo.start_s + geo.period_s))
-    production = end + timedelta(days=3, seconds=3600 + 37 * (geo.number % 97))
+    if plan.mode == "NRTI":
+        start = _datetime(int(np.floor(plan.scan_times(plan.first))))
+        end = _datetime(int(np.ceil(plan.scan_times(plan.stop - 1) + plan.scanline_ms / 1000.0)))
+        production = end + timedelta(seconds=3600 + 37 * (geo.number % 97))
+    else:
+        start = _datetime(round(geo.start_s))
+        end = _datetime(round(geo.start_s + geo.period_s))
+        production = end + timedelta(days=3, seconds=3600 + 37 * (geo.number % 97))
     return (f"S5P_{plan.mode}_L2__NO2____{_compact(start)}_{_compact(end)}_{geo.number:05d}_"
             f"{_collection(plan.processor):02d}_{plan.processor}_{_compact(production)}")
 

@@ -24,7 +24,8 @@ from rsmon.workflow.jobs import JobTask
 from rsmon.workflow.kinds import JOB_KINDS
 from rsmon.workflow.ledger import Ledger
 from rsmon.workflow.publish import file_record, staging_dir
-from rsmon.workflow.redline_tiles import drop_repeated_scenes, group_by_tile
+from rsmon.workflow.redline_tiles import group_by_tile
+from rsmon.workflow.repeats import drop_repeated_scenes
 from rsmon.workflow.spec import Job, Workflow, period_label, render, template_context
 
 log = logging.getLogger(__name__)

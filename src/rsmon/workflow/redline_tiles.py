@@ -36,14 +36,14 @@ from pyproj import Transformer
 from rsmon.errors import InputError
 from rsmon.io.atomic import atomic_output
 from rsmon.io.optical_landsat import parse_landsat_id
-from rsmon.io.optical_s2 import s2_processing_of_name, s2_tile_of_name
+from rsmon.io.optical_s2 import s2_tile_of_name
 from rsmon.io.vectors import read_vectors, write_patches
 from rsmon.products.patch_merge import merge_tile_patches
 
 log = logging.getLogger(__name__)
 
-__all__ = ["TileRun", "TilePlan", "drop_repeated_scenes", "group_by_tile", "merge_run_folders", "merge_runs",
-           "plan_tiles", "processing_rank", "run_redline_tiles", "tile_key"]
+__all__ = ["TileRun", "TilePlan", "group_by_tile", "merge_run_folders", "merge_runs", "plan_tiles", "run_redline_tiles",
+           "tile_key"]
 
 
 def tile_key(item) -> str | None:
@@ -110,67 +110,6 @@ class TilePlan:
     @property
     def multi(self) -> bool:
         return len(self.runs) + len(self.skipped) > 1
-
-
-def _acquisition(item) -> tuple:
-    """What makes two catalogued scenes one observation: tile, sensing start, platform, product and
-    footprint (rounded to ~100 m, so two scenes without a tile in their names stay apart)."""
-    bbox = getattr(item, "bbox", None)
-    return (tile_key(item), getattr(item, "start", None), getattr(item, "platform", None),
-            getattr(item, "product", None), None if bbox is None else tuple(round(v, 3) for v in bbox))
-
-
-#: Sentinel-5P processing streams, newest processing last (reprocessing over offline over near real time).
-_S5P_STREAMS = ("NRTI", "OFFL", "RPRO")
-
-
-def processing_rank(item) -> tuple:
-    """How recent a copy's processing is, from its names (larger is newer): Sentinel-5P stream
-    (reprocessing, offline, near real time), processor version and production time; Sentinel-2
-    processing baseline (``N0511``) and generation time; Landsat processing date. () when the names
-    say nothing (a flat folder of band files): such a copy is never preferred over a named one."""
-    from rsmon.io.s5p_layout import parse_s5p_filename
-
-    names = [Path(getattr(item, "path", item)).name, str(getattr(item, "item_id", "")),
-             *(Path(f).name for f in getattr(item, "files", ()))]
-    for name in names:
-        s5p = parse_s5p_filename(name)
-        if s5p is not None:
-            stream = _S5P_STREAMS.index(s5p.mode) if s5p.mode in _S5P_STREAMS else -1
-            return (stream, s5p.processor, s5p.production.strftime("%Y%m%dT%H%M%S"))
-        s2 = s2_processing_of_name(name)
-        if s2 is not None:
-            return s2
-        landsat = parse_landsat_id(name)
-        if landsat is not None and landsat.processed:
-            return (landsat.processed,)
-    return ()
-
-
-def drop_repeated_scenes(items: Sequence, role: str) -> list:
-    """``items`` (catalogued inputs) without repeats of one acquisition (logged), in their order.
-
-    A centre's inbox often holds a product twice: the ``.SAFE.zip`` as downloaded and the folder
-    unpacked beside it, or a product and its reprocessing. Counted twice, one clear observation
-    would confirm itself (confidence high) in a redline series, and a granule would weigh double
-    in an L3 mean. Of the copies, the newest processing by :func:`processing_rank` is used (the
-    first in order on a tie: a zip and its unpacked folder are the same data). Items without a time
-    are all kept."""
-    kept: list = []
-    where: dict[tuple, int] = {}
-    for item in items:
-        key = _acquisition(item)
-        if key[1] is None or key not in where:
-            if key[1] is not None:
-                where[key] = len(kept)
-            kept.append(item)
-            continue
-        first = kept[where[key]]
-        if processing_rank(item) > processing_rank(first):
-            kept[where[key]], item, first = item, first, item
-        log.warning("%s scene %s is the acquisition of %s (tile, time, platform, footprint); %s is used",
-                    role, getattr(item, "path", item), getattr(first, "path", first), getattr(first, "path", first))
-    return kept
 
 
 def _family(key: str | None) -> str | None:

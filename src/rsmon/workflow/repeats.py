@@ -1,0 +1,145 @@
+"""One observation is used once: repeats of an acquisition left out of a job's inputs.
+
+A centre's inbox often holds a product twice:
+
+- the ``.SAFE.zip`` as downloaded and the folder unpacked beside it, or a product and its
+  reprocessing (:func:`drop_repeated_scenes`, by tile, sensing start, platform, product and
+  footprint);
+- Sentinel-5P near-real-time granules (``NRTI``, about five minutes of an orbit each, delivered
+  within three hours for quick looks) and, days later, the offline orbit (``OFFL``) that holds the
+  same measurements again, or a reprocessing (``RPRO``) of it. Their names give different start
+  times, so the acquisition key above does not match them; :func:`drop_covered_granules` leaves out
+  a granule whose whole time span newer processings of the same product cover.
+
+Counted twice, one clear observation would confirm itself (confidence high) in a redline series,
+and an orbit part would weigh double in an L3 mean. Of the copies, the newest processing by
+:func:`processing_rank` is used.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from pathlib import Path
+from typing import Sequence
+
+from rsmon.io.optical_landsat import parse_landsat_id
+from rsmon.io.optical_s2 import s2_processing_of_name
+from rsmon.io.s5p_layout import S5PFileName, parse_s5p_filename
+from rsmon.workflow.redline_tiles import tile_key
+
+log = logging.getLogger(__name__)
+
+__all__ = ["drop_covered_granules", "drop_repeated_scenes", "processing_rank"]
+
+#: Sentinel-5P processing streams, newest processing last (reprocessing over offline over near real
+#: time; Sentinel-5P Level 2 Product User Manual, "File name convention", processing modes).
+_S5P_STREAMS = ("NRTI", "OFFL", "RPRO")
+
+#: Slack on the time limits in Sentinel-5P names (whole seconds; an NRTI granule's limits and the
+#: offline orbit's are cut by different processors).
+_NAME_SLACK = timedelta(seconds=1)
+
+
+def _names(item) -> list[str]:
+    return [Path(getattr(item, "path", item)).name, str(getattr(item, "item_id", "")),
+            *(Path(f).name for f in getattr(item, "files", ()))]
+
+
+def _s5p_name(item) -> S5PFileName | None:
+    for name in _names(item):
+        s5p = parse_s5p_filename(name)
+        if s5p is not None:
+            return s5p
+    return None
+
+
+def processing_rank(item) -> tuple:
+    """How recent a copy's processing is, from its names (larger is newer): Sentinel-5P stream
+    (reprocessing, offline, near real time), processor version and production time; Sentinel-2
+    processing baseline (``N0511``) and generation time; Landsat processing date. () when the names
+    say nothing (a flat folder of band files): such a copy is never preferred over a named one."""
+    for name in _names(item):
+        s5p = parse_s5p_filename(name)
+        if s5p is not None:
+            stream = _S5P_STREAMS.index(s5p.mode) if s5p.mode in _S5P_STREAMS else -1
+            return (stream, s5p.processor, s5p.production.strftime("%Y%m%dT%H%M%S"))
+        s2 = s2_processing_of_name(name)
+        if s2 is not None:
+            return s2
+        landsat = parse_landsat_id(name)
+        if landsat is not None and landsat.processed:
+            return (landsat.processed,)
+    return ()
+
+
+def _acquisition(item) -> tuple:
+    """What makes two catalogued scenes one observation: tile, sensing start, platform, product and
+    footprint (rounded to ~100 m, so two scenes without a tile in their names stay apart)."""
+    bbox = getattr(item, "bbox", None)
+    return (tile_key(item), getattr(item, "start", None), getattr(item, "platform", None),
+            getattr(item, "product", None), None if bbox is None else tuple(round(v, 3) for v in bbox))
+
+
+def drop_repeated_scenes(items: Sequence, role: str) -> list:
+    """``items`` (catalogued inputs) without repeats of one observation (logged), in their order.
+
+    First the copies of one acquisition (same tile, sensing start, platform, product and
+    footprint): of them the newest processing by :func:`processing_rank` is used, the first in
+    order on a tie (a zip and its unpacked folder are the same data). Then
+    :func:`drop_covered_granules`. Items without a time are all kept."""
+    kept: list = []
+    where: dict[tuple, int] = {}
+    for item in items:
+        key = _acquisition(item)
+        if key[1] is None or key not in where:
+            if key[1] is not None:
+                where[key] = len(kept)
+            kept.append(item)
+            continue
+        first = kept[where[key]]
+        if processing_rank(item) > processing_rank(first):
+            kept[where[key]], item, first = item, first, item
+        log.warning("%s scene %s is the acquisition of %s (tile, time, platform, footprint); %s is used",
+                    role, getattr(item, "path", item), getattr(first, "path", first), getattr(first, "path", first))
+    return drop_covered_granules(kept, role)
+
+
+def drop_covered_granules(items: Sequence, role: str) -> list:
+    """``items`` without the Sentinel-5P granules that newer processings among them cover (logged).
+
+    A granule is left out when granules of the same product and level with a higher
+    :func:`processing_rank` cover its whole time span between them (the start and end in the
+    names, to a second): near-real-time granules once the offline orbit has arrived (also across
+    the orbit's end when the next offline orbit is there), an offline orbit once its reprocessing
+    has. A granule only partly covered is kept: left out, the part no newer copy holds would be
+    lost (its overlap then counts twice, as before). Other items are kept, in their order."""
+    parsed = [(item, _s5p_name(item)) for item in items]
+    by_product: dict[tuple[str, str], list[tuple[tuple, S5PFileName, object]]] = {}
+    for item, s5p in parsed:
+        if s5p is not None:
+            by_product.setdefault((s5p.product, s5p.level), []).append((processing_rank(item), s5p, item))
+    kept = []
+    for item, s5p in parsed:
+        covering = [] if s5p is None else _covering(s5p, processing_rank(item), by_product[s5p.product, s5p.level])
+        if not covering:
+            kept.append(item)
+            continue
+        log.warning("%s granule %s is covered by newer processing (%s); left out", role,
+                    getattr(item, "path", item), ", ".join(Path(getattr(c, "path", c)).name for c in covering))
+    return kept
+
+
+def _covering(granule: S5PFileName, rank: tuple, others: list[tuple[tuple, S5PFileName, object]]) -> list:
+    """The items of a higher rank whose time spans together cover ``granule``'s; [] if they do not."""
+    newer = sorted(((s.start, s.end, item) for r, s, item in others
+                    if r > rank and s.end > granule.start and s.start < granule.end), key=lambda t: t[:2])
+    reached, used = granule.start, []
+    for start, end, item in newer:
+        if start - _NAME_SLACK > reached:
+            break  # a gap before this one
+        if end > reached:
+            reached, used = end, used + [item]
+        if reached + _NAME_SLACK >= granule.end:
+            return used
+    return []

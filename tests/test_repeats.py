@@ -1,0 +1,112 @@
+"""One observation used once: Sentinel-5P near-real-time granules left out once newer processings
+of their orbit part have arrived (known answers from real-format names), and a daily NO2 job on an
+inbox holding both (the job's inputs and its L3 counts)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import xarray as xr
+
+from rsmon.io.s5p_layout import parse_s5p_filename
+from rsmon.sim.s5p import orbits_of_day, scanlines_crossing, simulate_orbit
+from rsmon.workflow.ledger import Ledger, ledger_url
+from rsmon.workflow.repeats import drop_covered_granules, drop_repeated_scenes
+from rsmon.workflow.runner import run_workflow
+from workflow_scenes import BBOX, DAY, write_workflow
+
+
+def granule(name: str):
+    s5p = parse_s5p_filename(name)
+    return SimpleNamespace(path=f"/in/{name}", item_id=name, files=(f"/in/{name}",), start=s5p.start,
+                           bbox=None, platform="Sentinel-5P", product=f"L2__{s5p.product}")
+
+
+# Orbit 31880 of 2023-12-15 (offline: 03:55:12 -> 05:36:42) and the next, as named by the ground segment
+OFFL = "S5P_OFFL_L2__NO2____20231215T035512_20231215T053642_31880_03_020600_20231217T195103.nc"
+OFFL_NEXT = "S5P_OFFL_L2__NO2____20231215T053642_20231215T071812_31881_03_020600_20231217T213035.nc"
+NRTI = "S5P_NRTI_L2__NO2____20231215T{}_20231215T{}_31880_03_020600_20231215T{}.nc"
+INSIDE = NRTI.format("045812", "050312", "052025")        # five minutes inside the orbit
+OTHER_INSIDE = NRTI.format("050312", "050812", "052541")
+ACROSS_END = NRTI.format("053312", "053812", "055504")    # runs 70 s past the orbit's end
+CH4_INSIDE = "S5P_NRTI_L2__CH4____20231215T045812_20231215T050312_31880_03_020600_20231215T052025.nc"
+
+
+def names(items):
+    return [Path(i.path).name for i in items]
+
+
+def test_near_real_time_granules_covered_by_offline_orbits_are_left_out():
+    offl, inside, other, across, ch4 = map(granule, (OFFL, INSIDE, OTHER_INSIDE, ACROSS_END, CH4_INSIDE))
+    # the offline orbit covers the two granules inside it, not the one running past its end, nor another product
+    assert names(drop_covered_granules([inside, offl, other, across, ch4], "l2")) == [OFFL, ACROSS_END, CH4_INSIDE]
+    # the next offline orbit covers the rest: two newer copies together cover a granule
+    nxt = granule(OFFL_NEXT)
+    assert names(drop_covered_granules([across, offl, nxt], "l2")) == [OFFL, OFFL_NEXT]
+    # before the offline orbits arrive, the near-real-time granules are all used (side by side: no overlap)
+    assert names(drop_covered_granules([inside, other, across], "l2")) == [INSIDE, OTHER_INSIDE, ACROSS_END]
+    # a gap between the newer copies: not covered, kept
+    gap = granule("S5P_OFFL_L2__NO2____20231215T053700_20231215T071812_31881_03_020600_20231217T213035.nc")
+    assert names(drop_covered_granules([across, offl, gap], "l2")) == [ACROSS_END, OFFL, gap.item_id]
+    # the offline orbit once its reprocessing is there; an older processor once a newer one is
+    rpro = granule(OFFL.replace("OFFL", "RPRO").replace("20231217T195103", "20240501T101010"))
+    newer = granule(OFFL.replace("020600", "020700"))
+    assert names(drop_covered_granules([offl, rpro, inside], "l2")) == [rpro.item_id]
+    assert names(drop_covered_granules([offl, newer], "l2")) == [newer.item_id]
+    # drop_repeated_scenes applies it after the acquisition pass; items without S5P names pass untouched
+    scene = SimpleNamespace(path="/in/a.hdr", item_id="a", files=("/in/a.hdr",), start=None, bbox=None,
+                            platform=None, product=None)
+    assert names(drop_repeated_scenes([inside, scene, offl], "l2")) == ["a.hdr", OFFL]
+
+
+def test_simulated_near_real_time_granule_is_named_by_its_own_times(tmp_path):
+    orbit = orbits_of_day(DAY)[0]
+    offl = parse_s5p_filename(simulate_orbit(tmp_path, orbit, n_scanlines=400, scanline_range=(100, 140)))
+    nrti = parse_s5p_filename(simulate_orbit(tmp_path, orbit, n_scanlines=400, scanline_range=(100, 140),
+                                             mode="NRTI"))
+    assert nrti.mode == "NRTI" and nrti.orbit == offl.orbit == orbit
+    assert offl.start < nrti.start < nrti.end < offl.end  # a granule inside its orbit
+    assert 0 < (nrti.production - nrti.end).total_seconds() < 3 * 3600  # delivered within three hours
+    with xr.open_dataset(next(tmp_path.glob("S5P_NRTI_*.nc"))) as ds:  # the name's times hold the data's
+        first, last = (datetime.fromisoformat(ds.attrs[k].replace("Z", "+00:00"))
+                       for k in ("time_coverage_start", "time_coverage_end"))
+    assert nrti.start <= first and last <= nrti.end
+
+
+def test_daily_no2_job_uses_each_measurement_once(tmp_path):
+    """An inbox with the day's offline orbits over the box and near-real-time granules: those of
+    the first orbit are covered by its offline orbit and left out; the second orbit has only its
+    near-real-time granule, which is used. The L3 equals the run on the used files alone."""
+    first, second = [o for o in orbits_of_day(DAY) if scanlines_crossing(o, BBOX)][:2]
+    rows_1, rows_2 = scanlines_crossing(first, BBOX), scanlines_crossing(second, BBOX)
+    inbox, alone = tmp_path / "inbox", tmp_path / "alone"
+    offl_1 = simulate_orbit(inbox, first, seed=1, scanline_range=rows_1)
+    middle = (rows_1[0] + rows_1[1]) // 2
+    nrti_1 = [simulate_orbit(inbox, first, seed=1, scanline_range=r, mode="NRTI")
+              for r in ((rows_1[0], middle), (middle, rows_1[1]))]
+    nrti_2 = simulate_orbit(inbox, second, seed=1, scanline_range=rows_2, mode="NRTI")
+    for path in (offl_1, nrti_2):
+        simulate_orbit(alone, first if path == offl_1 else second, seed=1,
+                       scanline_range=rows_1 if path == offl_1 else rows_2, mode="OFFL" if path == offl_1 else "NRTI")
+
+    results = {}
+    for name, folder in (("inbox", inbox), ("alone", alone)):
+        wf = write_workflow(tmp_path / f"{name}.yaml", [folder], jobs=("no2",))
+        home = tmp_path / f"home-{name}"
+        [report] = run_workflow(wf, DAY, home=home)
+        assert report.status == "success", report.summary()
+        with Ledger(ledger_url(home)) as led:
+            [job] = led.run(report.run_id)["jobs"]
+        results[name] = (sorted(Path(i["path"]).name for i in job["inputs"]),
+                         next((home / "products" / "no2-l3").rglob("*.nc")))
+    used, l3 = results["inbox"]
+    assert used == sorted([offl_1.name, nrti_2.name]) and not {p.name for p in nrti_1} & set(used)
+    assert used == results["alone"][0]
+    with xr.open_dataset(l3) as got, xr.open_dataset(results["alone"][1]) as want:
+        counted = [v for v in got.data_vars if "count" in v or v.startswith("n_")]
+        assert counted, list(got.data_vars)
+        for var in got.data_vars:
+            np.testing.assert_array_equal(got[var].values, want[var].values, err_msg=var)
