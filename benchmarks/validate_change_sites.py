@@ -129,14 +129,18 @@ def load_site(name: str, chunk: int = 512):
     return before, after, reference, sensor, f"{before.attrs['datetime']} -> {after.attrs['datetime']}"
 
 
-def load_site_rsmon(name: str, chunk: int = 512):
+def load_site_rsmon(name: str, chunk: int = 512, coregister: bool = True):
     """As :func:`load_site`, with ``rsmon.io.optical.open_optical`` and ``align_pair``.
 
     The reference masks lie on the before (imgs_1) grid, so the after scene is put on the before
-    grid (``align_pair(after, before)``) and the change is computed there.
+    grid (``align_pair(after, before)``) and the change is computed there. With ``coregister``
+    (as ``rsmon redline detect`` does by default) the after scene is co-registered to the before
+    scene (``rsmon.products.coregister.align_coregistered``); its measured shift is the after
+    scene's ``coregistration`` attribute.
     """
     from rsmon.io.optical import open_optical
     from rsmon.io.optical_align import align_pair
+    from rsmon.products.coregister import align_coregistered
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -151,7 +155,11 @@ def load_site_rsmon(name: str, chunk: int = 512):
             after = open_optical(SHARED_DATA / "oscd" / name / "imgs_2", chunks=chunk)
             reference = read_reference_mask(SHARED_DATA / "oscd" / name / "cm" / f"{name}-cm.tif")
             sensor = "Sentinel-2 L1C"
-        after, before = align_pair(after, before)
+        if coregister:
+            after, shift = align_coregistered(after, before, roles=("after", "before"))
+            after.attrs["coregistration"] = shift.as_dict()
+        else:
+            after = align_pair(after, before)[0]
     dates = f"{str(before.attrs['datetime'])[:10]} -> {str(after.attrs['datetime'])[:10]}"
     return before, after, reference, sensor, dates
 
@@ -178,11 +186,14 @@ def run(sites, params: ChangeParams, chunk: int, load=load_site) -> list[dict]:
     for name in sites:
         t0 = time.perf_counter()
         before, after, reference, sensor, dates = load(name, chunk)
-        base = change_scores(cva_otsu_baseline(before, after).values, reference)
+        # the plain baseline on the scenes as aligned, without rsmon's co-registration
+        plain = load(name, chunk, coregister=False)[:2] if load is load_site_rsmon else (before, after)
+        base = change_scores(cva_otsu_baseline(*plain).values, reference)
         ours = detect_change(before, after, params)
         change = ours["change"].values
         scores = change_scores(change, reference)
         rows.append({"site": name, "sensor": sensor, "dates": dates, "baseline": base, "rsmon": scores,
+                     "coregistration": after.attrs.get("coregistration"),
                      "threshold": ours.attrs["threshold"], "seconds": time.perf_counter() - t0,
                      "classes": np.bincount(ours["change_class"].values[change == 1], minlength=7)})
     return rows
@@ -219,7 +230,7 @@ RULE_COMBINATIONS = ("CVA or rule", "CVA and rule")
 
 def ablation(sites, chunk: int, load=load_site) -> str:
     """F1 of design variants, one column each (the rule combinations are not MMU-cleaned again)."""
-    cols = list(ABLATIONS) + list(RULE_COMBINATIONS)
+    cols = list(ABLATIONS) + ["no co-registration"] + list(RULE_COMBINATIONS)
     lines = ["| site | baseline | " + " | ".join(cols) + " |", "|" + "---|" * (len(cols) + 2)]
     for name in sites:
         before, after, reference, *_ = load(name, chunk)
@@ -228,6 +239,11 @@ def ablation(sites, chunk: int, load=load_site) -> str:
         for changes in ABLATIONS.values():
             ds = detect_change(before, after, dataclasses.replace(ChangeParams(), **changes))
             cells.append(_fmt(change_scores(ds["change"].values, reference).f1))
+        if load is load_site_rsmon:  # the defaults on the scenes as aligned without co-registration
+            plain_before, plain_after, *_ = load(name, chunk, coregister=False)
+            cells.append(_fmt(change_scores(detect_change(plain_before, plain_after)["change"].values, reference).f1))
+        else:
+            cells.append("-")
         ds = detect_change(before, after).compute()
         change, rule, valid = ds["change"].values == 1, ds["rule"].values, ds["valid"].values
         for combined in (change | rule, change & rule):
@@ -354,7 +370,10 @@ def main(argv=None) -> int:
     print()
     for r in rows:
         classes = ", ".join(f"{c}:{n}" for c, n in enumerate(r["classes"]) if c and n)
-        print(f"- {r['site']}: threshold {r['threshold']:.3f}, {r['seconds']:.1f} s, change pixels by class {classes}")
+        reg = r["coregistration"]
+        reg = (f"; co-registration dy {reg['dy']:+.2f} dx {reg['dx']:+.2f} px ({reg['reason']})" if reg else "")
+        print(f"- {r['site']}: threshold {r['threshold']:.3f}, {r['seconds']:.1f} s, change pixels by class {classes}"
+              f"{reg}")
     if args.ablation:
         print()
         print(ablation(sites, args.chunk, load))

@@ -155,7 +155,7 @@ def _cmd_redline_detect(args: argparse.Namespace) -> int:
                                 max_quicklooks=args.max_quicklooks, checksums=not args.no_checksums,
                                 stream=args.stream, whole_scene=args.whole_scene, margin_m=args.redline_margin_m,
                                 landcover=args.landcover, screen=_screen_params(args),
-                                season_zones=args.season_zones)
+                                season_zones=args.season_zones, coregister=not args.no_coregister)
     print(result.summary())
     for name, path in result.paths.items():
         print(f"{name}: {path}")
@@ -411,6 +411,9 @@ def build_parser() -> argparse.ArgumentParser:
     rdet.add_argument("--max-quicklooks", type=int, default=200, metavar="N", help="quicklook PNGs for the N largest patches")
     rdet.add_argument("--no-quicklooks", action="store_true", help="write no quicklook PNGs")
     rdet.add_argument("--no-checksums", action="store_true", help="skip SHA-256 of inputs in provenance")
+    rdet.add_argument("--no-coregister", action="store_true",
+                      help="do not co-register the scenes to the first after scene (default: a global sub-pixel "
+                           "shift is measured and corrected when 0.25-5 px; summary.json says what was done)")
     rdet.add_argument("--stream", action=argparse.BooleanOptionalAction, default=None,
                       help="stream the change rasters through scratch files in OUTDIR: memory that does not "
                            "grow with the scene's area (default: above $RSMON_STREAM_PIXELS, 25 Mpixel)")

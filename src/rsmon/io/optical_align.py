@@ -26,7 +26,7 @@ from rsmon.io.optical_raster import DEFAULT_CHUNK
 
 log = logging.getLogger(__name__)
 
-__all__ = ["align_pair", "dataset_grid"]
+__all__ = ["align_pair", "dataset_grid", "shifted_georeference"]
 
 
 def dataset_grid(ds: xr.Dataset, role: str = "dataset") -> PixelGrid:
@@ -164,8 +164,30 @@ def _warped(data, windows, src: PixelGrid, dst: PixelGrid, fill, dtype):
     return dsa.Array(graph, name, chunks, meta=np.empty((0, 0), dtype=dtype))
 
 
+def shifted_georeference(ds: xr.Dataset, dy: float, dx: float, grid: PixelGrid) -> xr.Dataset:
+    """``ds`` with its georeference moved so that its content lies ``dy`` rows down and ``dx``
+    columns right of where it was, in pixels of ``grid`` (a co-registration correction,
+    :func:`rsmon.products.coregister.estimate_shift`); values untouched. In another CRS than
+    ``grid``'s, the move is that vector at the grid's centre, in ``ds``'s CRS."""
+    from affine import Affine
+
+    src = dataset_grid(ds)
+    move_x, move_y = dx * grid.transform.a, dy * grid.transform.e
+    if src.crs is not None and grid.crs is not None and not src.same_crs(grid):
+        from pyproj import Transformer
+
+        to_src = Transformer.from_crs(grid.crs, src.crs, always_xy=True)
+        cx, cy = grid.transform * (grid.width / 2.0, grid.height / 2.0)
+        (x0, x1), (y0, y1) = to_src.transform([cx, cx + move_x], [cy, cy + move_y])
+        move_x, move_y = x1 - x0, y1 - y0
+    out = ds.assign_coords(x=ds["x"] + move_x, y=ds["y"] + move_y)
+    out.attrs = dict(ds.attrs)
+    return out.rio.write_transform(Affine.translation(move_x, move_y) * src.transform)
+
+
 def align_pair(before: xr.Dataset, after: xr.Dataset,
-               roles: tuple[str, str] = ("before", "after")) -> tuple[xr.Dataset, xr.Dataset]:
+               roles: tuple[str, str] = ("before", "after"),
+               shift: tuple[float, float] | None = None) -> tuple[xr.Dataset, xr.Dataset]:
     """``before`` resampled onto ``after``'s exact grid (CRS, transform, shape); ``after`` unchanged.
 
     Parameters
@@ -176,6 +198,10 @@ def align_pair(before: xr.Dataset, after: xr.Dataset,
     roles : (str, str)
         What the two scenes are, for the error messages (e.g. ``("later after scene", "first
         after scene")`` when a series' scenes are put on one grid).
+    shift : (dy, dx), optional
+        A co-registration correction: ``before``'s content is moved by this many ``after`` pixels
+        (down, right) before it is put on the grid (:func:`shifted_georeference`): one resampling,
+        or a slice when the corrected offset is a whole number of pixels.
 
     Returns
     -------
@@ -191,7 +217,10 @@ def align_pair(before: xr.Dataset, after: xr.Dataset,
     """
     import dask.array as dsa
 
-    src, dst = dataset_grid(before, roles[0]), dataset_grid(after, roles[1])
+    dst = dataset_grid(after, roles[1])
+    if shift is not None and any(shift):
+        before = shifted_georeference(before, float(shift[0]), float(shift[1]), dst)
+    src = dataset_grid(before, roles[0])
     if src.same_as(dst):
         return before, after
     _check_overlap(before, after, src, dst, roles)

@@ -230,6 +230,9 @@ def _redline_parameters() -> dict:
             "previous": {"enum": ["auto", "none"],
                          "description": "auto: keep patch ids of this job's latest earlier run"},
             "checksums": {"type": "boolean"}, "change": _fields_schema("rsmon.products.change_params.ChangeParams"),
+            "coregister": {"type": "boolean",
+                           "description": "co-register the scenes to the first after scene (default true)"},
+            "coreg": _fields_schema("rsmon.products.coregister.CoregParams"),
             "stream": {"type": "boolean",
                        "description": "stream the change pass through scratch files (default: above 25 Mpixel)"},
             "whole_scene": {"type": "boolean",
@@ -242,6 +245,14 @@ def _redline_parameters() -> dict:
             "screen": _fields_schema("rsmon.products.change_screen.ScreenParams"),
             "season_zones": {**_PATH, "description": "vector file of zones with a growing_season column "
                                                      "(MM-DD:MM-DD): each patch counts its zone's season"}}
+
+
+def _coreg_params(fields: dict | None):
+    if not fields:
+        return None
+    from rsmon.products.coregister import CoregParams
+
+    return CoregParams(**fields)
 
 
 def _redline_validation() -> dict:
@@ -273,7 +284,8 @@ def _run_redline(task: JobTask, inputs, out: Path, catalog: Path) -> dict:
                    max_quicklooks=p.get("max_quicklooks", 200), checksums=p.get("checksums", True),
                    stream=p.get("stream"), whole_scene=p.get("whole_scene", False),
                    margin_m=p.get("redline_margin_m"), landcover=p.get("landcover"), screen=screen,
-                   season_zones=p.get("season_zones"))
+                   season_zones=p.get("season_zones"), coregister=p.get("coregister", True),
+                   coreg=_coreg_params(p.get("coreg")))
     plan = plan_tiles(inputs["before"], inputs["after"])
     if plan.multi:  # scenes of several tiles: one run per tile, the patches merged
         s = run_redline_tiles(plan, out, **options)

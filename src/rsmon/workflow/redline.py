@@ -92,6 +92,7 @@ from rsmon.products.change import detect_change_blocks
 from rsmon.products.change_barren import barren_parts
 from rsmon.products.change_blocks import change_sample_names, series_change_blocks
 from rsmon.products.change_composite import latest_clear_composite
+from rsmon.products.coregister import CoregParams, align_coregistered
 from rsmon.products.change_extent import DEFAULT_MARGIN_M, blocks_reached, reaching_pixels
 from rsmon.products.change_indices import BANDS
 from rsmon.products.change_params import ChangeParams
@@ -173,11 +174,13 @@ class RedlineResult:
 
 @contextmanager
 def _stage(seconds: dict[str, float], name: str):
-    """Time one stage of a run into ``seconds`` and log it (``rsmon -v`` shows where a run spends)."""
+    """Time one stage of a run into ``seconds`` (added up when a stage comes back) and log it
+    (``rsmon -v`` shows where a run spends)."""
     t0 = time.perf_counter()
     yield
-    seconds[name] = round(time.perf_counter() - t0, 3)
-    log.info("redline stage %s: %.2f s", name, seconds[name])
+    took = time.perf_counter() - t0
+    seconds[name] = round(seconds.get(name, 0.0) + took, 3)
+    log.info("redline stage %s: %.2f s", name, took)
 
 
 def _as_paths(value, name: str) -> list[Path]:
@@ -215,6 +218,19 @@ def _open(path: Path, band_map, role: str) -> xr.Dataset:
         raise FormatError(f"{role} scene {path}: missing band(s) {', '.join(missing)}; change detection needs "
                           f"{', '.join(BANDS)}")
     return ds
+
+
+def _aligned(scene: xr.Dataset, grid: xr.Dataset, path: Path, roles: tuple[str, str], params: CoregParams | None,
+             records: list[dict]) -> xr.Dataset:
+    """``scene`` on ``grid``, co-registered to it with ``params`` (None: aligned only); the shift
+    measured and what was done are appended to ``records``."""
+    if params is None:
+        return align_pair(scene, grid, roles)[0]
+    aligned, shift = align_coregistered(scene, grid, params, roles)
+    records.append({"role": roles[0], "scene": os.fspath(path), **shift.as_dict()})
+    log.info("co-registration of %s %s to %s: dy %.2f, dx %.2f px; %s", roles[0], path, roles[1], shift.dy, shift.dx,
+             shift.reason)
+    return aligned
 
 
 def _previous_patches(out: Path, previous) -> Any:
@@ -311,6 +327,8 @@ def run_redline_detect(
     landcover: _PathLike | None = None,
     screen: ScreenParams | None = None,
     season_zones: _PathLike | None = None,
+    coregister: bool = True,
+    coreg: CoregParams | None = None,
 ) -> RedlineResult:
     """Detect human-activity change between optical scenes and write the change products.
 
@@ -365,6 +383,14 @@ def run_redline_detect(
         zone's growing season (outside every zone, ``screen.growing_season``). Only with
         ``landcover``.
 
+    coregister : bool
+        Co-register every other scene to the first after scene (:mod:`rsmon.products.coregister`):
+        a global sub-pixel shift measured on matching windows, corrected when most estimates
+        agree and it is between ``coreg.min_shift_px`` and ``coreg.max_shift_px``;
+        ``summary.json`` ``coregistration`` gives each scene's shift and what was done.
+    coreg : CoregParams, optional
+        Its thresholds (default :class:`~rsmon.products.coregister.CoregParams`).
+
     Raises
     ------
     RsmonError
@@ -385,13 +411,20 @@ def run_redline_detect(
         raise InputError(f"--redline-margin-m: expected a distance in metres >= 0, got {margin_m!r}")
 
     seconds: dict[str, float] = {}
+    registration: list[dict] = []
     # 1. read everything (lazily) and align onto the first after scene's grid
     with _stage(seconds, "open"):
         afters = [_open(path, band_map, "after") for path in after_paths]
         befores = [_open(path, band_map, "before") for path in before_paths]
         grid = afters[0]
-        befores = [align_pair(b, grid)[0] for b in befores]
-        afters = [grid] + [align_pair(a, grid, ("later after scene", "first after scene"))[0] for a in afters[1:]]
+    # the other scenes on the first after scene's grid, each co-registered to it
+    with _stage(seconds, "coregister"):
+        cp = (coreg or CoregParams()) if coregister else None
+        befores = [_aligned(b, grid, path, ("before", "after"), cp, registration)
+                   for b, path in zip(befores, before_paths)]
+        afters = [grid] + [_aligned(a, grid, path, ("later after scene", "first after scene"), cp, registration)
+                           for a, path in zip(afters[1:], after_paths[1:])]
+    with _stage(seconds, "open"):
         # checked, repaired and reprojected to the after grid once, before the pass
         if redlines is not None and grid.rio.crs is None:
             raise InputError(f"--after {after_paths[0]}: the scene has no CRS, so the redlines cannot be placed on it")
@@ -561,7 +594,8 @@ def run_redline_detect(
                             _earlier_quicklooks(patches, readmitted, afters[-1], stage, band_map, max_quicklooks)
                     written["quicklooks"] = stage / "quicklooks"
                 written["summary"] = _write_summary(stage / "summary.json", result, ds, before_paths, after_paths,
-                                                    streamed=spill is not None)
+                                                    streamed=spill is not None,
+                                                    registration=registration if coregister else None)
                 if (out / "quicklooks").exists() and "quicklooks" not in written:
                     # an older run's quicklooks would describe patches this run no longer has
                     (stage / "quicklooks").mkdir(exist_ok=True)
@@ -649,7 +683,8 @@ def _grid_distance(grid: xr.Dataset, metres: float) -> float:
     return metres / (factor or 1.0)
 
 
-def _write_summary(path: Path, result: RedlineResult, ds: xr.Dataset, before, after, *, streamed: bool) -> Path:
+def _write_summary(path: Path, result: RedlineResult, ds: xr.Dataset, before, after, *, streamed: bool,
+                   registration: list[dict] | None = None) -> Path:
     body = {
         "before": [os.fspath(p) for p in before], "after": [os.fspath(p) for p in after],
         "before_datetime": ds.attrs.get("before_datetime"), "after_datetime": ds.attrs.get("after_datetime"),
@@ -663,6 +698,7 @@ def _write_summary(path: Path, result: RedlineResult, ds: xr.Dataset, before, af
                      **{k: ds.attrs[f"examined_{k}"] for k in ("blocks", "margin", "added", "passes")
                         if f"examined_{k}" in ds.attrs},
                      "of_blocks": ds.attrs.get("n_blocks")} if "examined_blocks" in ds.attrs else "whole scene",
+        "coregistration": registration if registration is not None else "off",
     }
     with atomic_output(path) as tmp:
         tmp.write_text(json.dumps(body, indent=2, default=str) + "\n", encoding="utf-8")
