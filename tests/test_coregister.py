@@ -107,3 +107,20 @@ def test_cli_reports_the_shift_and_can_leave_it(tmp_path, capsys):
     assert reg["role"] == "before" and reg["scene"] == str(BEIHAI / "imgs_1") and reg["applied"]
     assert 0.6 < reg["dy"] < 0.95 and 0.6 < reg["dx"] < 0.95  # the before scene moves the other way
     assert off["coregistration"] == "off" and on["n_change_pixels"] != off["n_change_pixels"]
+
+
+def test_workflow_parameters(tmp_path):
+    """A redline job may turn co-registration off or set its thresholds; a misspelt field is refused."""
+    from rsmon.workflow.spec import SpecError, load_workflow
+
+    def job(parameters: str):
+        path = tmp_path / "wf.yaml"
+        path.write_text("name: r\nsources: [/in]\njobs:\n  - id: r\n    product: redline\n    inputs:\n"
+                        "      before: {collection: s2-l2a}\n      after: {collection: s2-l2a}\n"
+                        f"    parameters: {parameters}\n", encoding="utf-8")
+        return load_workflow(path).jobs[0].parameters
+
+    assert job("{coregister: false}") == {"coregister": False}
+    assert job("{coreg: {min_shift_px: 0.5, window_px: 256}}")["coreg"] == {"min_shift_px": 0.5, "window_px": 256}
+    with pytest.raises(SpecError, match="shift_px_min"):
+        job("{coreg: {shift_px_min: 0.5}}")

@@ -92,11 +92,11 @@ from rsmon.products.change import detect_change_blocks
 from rsmon.products.change_barren import barren_parts
 from rsmon.products.change_blocks import change_sample_names, series_change_blocks
 from rsmon.products.change_composite import latest_clear_composite
-from rsmon.products.coregister import CoregParams, align_coregistered
 from rsmon.products.change_extent import DEFAULT_MARGIN_M, blocks_reached, reaching_pixels
 from rsmon.products.change_indices import BANDS
 from rsmon.products.change_params import ChangeParams
 from rsmon.products.change_screen import CROP_CYCLE, PERSISTED, ScreenParams, apply_watch, screen_patches
+from rsmon.products.coregister import CoregParams, align_coregistered
 from rsmon.products.patch_regions import kernel_threads
 from rsmon.products.patches import RedlineColumns, patches_from_change
 from rsmon.products.redlines import PREPARED_COLUMNS, prepare_redlines
