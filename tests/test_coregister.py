@@ -124,3 +124,15 @@ def test_workflow_parameters(tmp_path):
     assert job("{coreg: {min_shift_px: 0.5, window_px: 256}}")["coreg"] == {"min_shift_px": 0.5, "window_px": 256}
     with pytest.raises(SpecError, match="shift_px_min"):
         job("{coreg: {shift_px_min: 0.5}}")
+
+
+def test_pixels_the_qa_layer_calls_cloudy_are_not_matched(rennes):
+    """With the readers' ``clear`` layer on both dates, windows mostly under cloud are left out."""
+    off = align_pair(moved(rennes, 0.6, -0.4), rennes)[0]
+    whole = estimate_shift(off, rennes)
+    clear = xr.DataArray(np.ones(rennes["red"].shape, bool), dims=("y", "x"))
+    clear[:, :150] = False  # cloud over the left 150 columns on the after date: a fifth of the left window
+    cloudy = estimate_shift(off.assign(clear=xr.ones_like(clear)), rennes.assign(clear=clear))
+    assert len(whole.estimates) == 4  # two windows (columns 102-358 and 204-460), two bands
+    assert len(cloudy.estimates) == 2  # the left window dropped, in both bands
+    assert (cloudy.dy, cloudy.dx) == pytest.approx((-0.6, 0.4), abs=0.1) and cloudy.applied

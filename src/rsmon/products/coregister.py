@@ -67,7 +67,8 @@ class CoregParams:
     grid : int
         Windows per side of the overlap (up to grid x grid windows).
     min_valid : float
-        A window is matched only when this fraction of its pixels is valid on both dates.
+        A window is matched only when this fraction of its pixels is valid on both dates (a band
+        value, and clear by the scene's QA layer when the reader gives one).
     agree_px : float
         An estimate agrees when it lies within this of the median, on both axes.
     min_agree : float
@@ -198,16 +199,23 @@ def estimate_shift(moving: xr.Dataset, fixed: xr.Dataset, params: CoregParams | 
     while side // 2 >= p.min_window_px and min(shape) < p.grid * side:
         side //= 2
     windows = _windows(shape, side, p.grid)
+    # the readers' QA (SCL, QA_PIXEL) says which pixels are clear: cloud and shadow are not matched
+    qa = "clear" in moving.data_vars and "clear" in fixed.data_vars
     paused = not gc.isenabled()
-    lazy = [(moving[b].data[win], fixed[b].data[win]) for b in bands for win in windows]
+    lazy = [(moving[b].data[win], fixed[b].data[win], *((moving["clear"].data[win], fixed["clear"].data[win])
+                                                        if qa else ()))
+            for b in bands for win in windows]
     if paused:
         # dask's slicing (dask.utils.disable_gc, a decorator that took the collector's state when
         # dask was imported) turns the collector back on: keep a run's pause (rsmon.workflow.redline)
         gc.disable()
     values = dask.compute(*lazy)
     estimates = []
-    for a, b in values:
-        pair = _prepared(np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64), p.min_valid)
+    for a, b, *clear in values:
+        a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+        if clear:
+            a, b = np.where(clear[0], a, np.nan), np.where(clear[1], b, np.nan)
+        pair = _prepared(a, b, p.min_valid)
         if pair is None:
             continue
         shift, _, _ = phase_cross_correlation(pair[1], pair[0], upsample_factor=p.upsample, normalization=None)
