@@ -25,7 +25,7 @@ from rsmon.products.change_blocks import detect_change_blocks, series_change_blo
 from rsmon.products.change_extent import blocks_reached, edge_mask, examined_blocks, reaching_pixels
 from rsmon.products.change_fit import fit_block_indices
 from rsmon.products.change_params import ChangeParams
-from rsmon.workflow.redline import _grid_distance
+from rsmon.io.optical_align import grid_distance as _grid_distance
 from tests import change_scenes as cs
 from tests.patch_tables import assert_same_patches
 

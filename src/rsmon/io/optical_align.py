@@ -26,7 +26,7 @@ from rsmon.io.optical_raster import DEFAULT_CHUNK
 
 log = logging.getLogger(__name__)
 
-__all__ = ["align_pair", "dataset_grid", "shifted_georeference"]
+__all__ = ["align_pair", "dataset_grid", "grid_distance", "shifted_georeference"]
 
 
 def dataset_grid(ds: xr.Dataset, role: str = "dataset") -> PixelGrid:
@@ -38,6 +38,21 @@ def dataset_grid(ds: xr.Dataset, role: str = "dataset") -> PixelGrid:
         raise InputError(f"{role} {_source(ds)}: expected dims y and x, got {tuple(ds.dims)}")
     crs = ds.rio.crs
     return PixelGrid(crs.to_wkt() if crs else None, ds.rio.transform(), ds.sizes["y"], ds.sizes["x"])
+
+
+def grid_distance(grid: xr.Dataset, metres: float) -> float:
+    """``metres`` in the units of ``grid``'s CRS: metres (or feet) on a projected grid; on a
+    geographic grid the degrees of longitude at the grid's latitude farthest from the equator
+    (at least that many metres along both axes)."""
+    import rioxarray  # noqa: F401  (registers the .rio accessor)
+    from pyproj import CRS
+
+    crs = CRS.from_user_input(grid.rio.crs)
+    if crs.is_geographic:
+        lat = min(float(np.nanmax(np.abs(grid["y"].values))), 89.0)
+        return metres / (111_320.0 * np.cos(np.radians(lat)))
+    factor = crs.axis_info[0].unit_conversion_factor if crs.axis_info else 1.0
+    return metres / (factor or 1.0)
 
 
 def _source(ds: xr.Dataset) -> str:

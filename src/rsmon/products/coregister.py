@@ -26,15 +26,12 @@ Products are pure: nothing is written here.
 from __future__ import annotations
 
 import gc
-import logging
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import xarray as xr
 
 from rsmon.errors import InputError
-
-log = logging.getLogger(__name__)
 
 __all__ = ["CoregParams", "CoregResult", "align_coregistered", "estimate_shift"]
 
@@ -146,17 +143,14 @@ def _windows(shape: tuple[int, int], side: int, grid: int) -> list[tuple[slice, 
 
 
 def _pixel_metres(ds: xr.Dataset) -> float | None:
-    """The grid's pixel width in metres (at its centre latitude on a lon/lat grid); None without a CRS."""
+    """The grid's pixel width in metres (:func:`rsmon.io.optical_align.grid_distance`); None without a CRS."""
     import rioxarray  # noqa: F401  (registers the .rio accessor)
-    from pyproj import CRS
+
+    from rsmon.io.optical_align import grid_distance
 
     if ds.rio.crs is None:
         return None
-    width = abs(float(ds.rio.transform().a))
-    crs = CRS.from_user_input(ds.rio.crs)
-    if crs.is_geographic:
-        return width * 111_320.0 * float(np.cos(np.radians(float(ds["y"].values[ds.sizes["y"] // 2]))))
-    return width * (crs.axis_info[0].unit_conversion_factor if crs.axis_info else 1.0)
+    return abs(float(ds.rio.transform().a)) / grid_distance(ds, 1.0)
 
 
 def _prepared(a: np.ndarray, b: np.ndarray, min_valid: float):

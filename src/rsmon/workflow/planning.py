@@ -81,7 +81,7 @@ def plan_job(home: Path, ledger: Ledger, workflow: Workflow, job: Job, day: date
                 log.info("%s: %s %s left out: quarantined earlier (%s)", job.id, role, item.path, reason)
             else:
                 items.append(item)
-        items = drop_repeated_scenes(items, f"{job.id}: {role}")  # a .SAFE.zip beside its unpacked folder
+        items = drop_repeated_scenes(items, f"{job.id}: {role}")  # a zip and its folder, NRTI under OFFL
         if q.group == "tile":  # select and max_count per tile, in the catalog's order
             chosen = {id(i) for group in group_by_tile(items).values() for i in _select(group, q)}
             items = [i for i in items if id(i) in chosen]

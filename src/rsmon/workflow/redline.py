@@ -85,6 +85,7 @@ from rsmon.io.atomic import atomic_output
 from rsmon.io.change_output import CHANGE_COG_PROFILE, ChangeCogJobs, write_quicklooks
 from rsmon.io.landcover import check_landcover_raster, class_share_of_polygons, with_landcover_mosaic
 from rsmon.io.optical import align_pair, open_optical
+from rsmon.io.optical_align import grid_distance
 from rsmon.io.season_zones import read_season_zones, seasons_at
 from rsmon.io.spill import ChangeSpill
 from rsmon.io.vectors import read_vectors, write_patches
@@ -444,7 +445,7 @@ def run_redline_detect(
                 raise InputError(f"--after {after_paths[0]}: the scene has no CRS, so the land cover cannot be placed on it")
             check_landcover_raster(landcover, grid.rio.bounds(), grid.rio.crs)
         within = None if zones is None or whole_scene else zones.geometry.to_numpy()
-        margin = _grid_distance(grid, margin_m) if within is not None else 0.0
+        margin = grid_distance(grid, margin_m) if within is not None else 0.0
         prev = _previous_patches(out, previous)
         watched = _previous_screened(out, previous, prev) if landcover is not None else None
         if watched is not None and len(watched):
@@ -666,21 +667,6 @@ def _json_float(value) -> float | None:
     except (TypeError, ValueError):
         return None
     return value if np.isfinite(value) else None
-
-
-def _grid_distance(grid: xr.Dataset, metres: float) -> float:
-    """``metres`` in the units of ``grid``'s CRS: metres (or feet) on a projected grid; on a
-    geographic grid the degrees of longitude at the grid's latitude farthest from the equator
-    (at least that many metres along both axes)."""
-    import rioxarray  # noqa: F401  (registers the .rio accessor)
-    from pyproj import CRS
-
-    crs = CRS.from_user_input(grid.rio.crs)
-    if crs.is_geographic:
-        lat = min(float(np.nanmax(np.abs(grid["y"].values))), 89.0)
-        return metres / (111_320.0 * np.cos(np.radians(lat)))
-    factor = crs.axis_info[0].unit_conversion_factor if crs.axis_info else 1.0
-    return metres / (factor or 1.0)
 
 
 def _write_summary(path: Path, result: RedlineResult, ds: xr.Dataset, before, after, *, streamed: bool,
