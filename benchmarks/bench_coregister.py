@@ -10,9 +10,13 @@ alternating, best of ``--repeat``:
   (+4 m east, -3 m north: its content must move by dx -0.4, dy -0.3 px of 10 m to lie on the
   after scene's) in ``benchmarks/data/s2tile_shifted/before`` (a copy, made once): the shift is
   found and corrected, so the before bands are resampled onto the after grid;
-- ``shifted --no-coregister``: that pair as it is (the GDAL warper puts it on the grid, unshifted).
+- ``shifted --no-coregister``: that pair as it is (resampled onto the grid, unshifted).
 
-    .venv/bin/python benchmarks/bench_coregister.py [--repeat 2]
+With ``--baseline-src DIR`` (the ``src`` folder of another checkout, e.g. a ``git worktree`` of an
+earlier commit), the ``shifted`` cases run a second time on that code (``PYTHONPATH=DIR``), in
+the same alternation: the peer of a change to the resampling path.
+
+    .venv/bin/python benchmarks/bench_coregister.py [--repeat 2] [--baseline-src /tmp/wt_old/src]
 """
 
 from __future__ import annotations
@@ -56,13 +60,14 @@ def shifted_copy() -> Path:
     return SHIFTED
 
 
-def run(pair: Path, extra: list[str]) -> dict:
+def run(pair: Path, extra: list[str], src: str | None = None) -> dict:
     out = Path(tempfile.mkdtemp(prefix="rsmon-bench-coreg-"))
     try:
         cmd = ["/usr/bin/time", "-f", "%e %U %S %M", str(RSMON), "-v", "redline", "detect",
                "--before", str(pair / "before"), "--after", str(pair / "after"), "-o", str(out / "o"),
                "--no-quicklooks", "--no-checksums", *extra]
-        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        env = dict(os.environ, PYTHONPATH=src) if src else None
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
         if proc.returncode != 0:
             raise SystemExit(f"{' '.join(cmd)} failed:\n{proc.stderr[-2000:]}")
         wall, user, sys_s, kb = proc.stderr.strip().splitlines()[-1].split()
@@ -81,6 +86,7 @@ def run(pair: Path, extra: list[str]) -> dict:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--baseline-src", help="src folder of another checkout: the shifted cases on that code too")
     args = parser.parse_args(argv)
     if not (TILE / "before").is_dir():
         print(f"{TILE} missing: run benchmarks/bench_change_tile.py once to simulate the tile", file=sys.stderr)
@@ -88,10 +94,13 @@ def main(argv=None) -> int:
     shifted = shifted_copy()
     cases = {"aligned": (TILE, []), "aligned --no-coregister": (TILE, ["--no-coregister"]),
              "shifted": (shifted, []), "shifted --no-coregister": (shifted, ["--no-coregister"])}
+    if args.baseline_src:
+        for name in ("shifted", "shifted --no-coregister"):
+            cases[f"{name} (baseline code)"] = (*cases[name], args.baseline_src)
     best: dict[str, dict] = {}
     for _ in range(args.repeat):
-        for name, (pair, extra) in cases.items():
-            r = run(pair, extra)
+        for name, (pair, extra, *src) in cases.items():
+            r = run(pair, extra, *src)
             print(f"{name}: {r['wall']:.2f} s, {r['peak_mb']:.0f} MB", flush=True)
             if name not in best or r["wall"] < best[name]["wall"]:
                 best[name] = r

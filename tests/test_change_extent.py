@@ -25,6 +25,7 @@ from rsmon.products.change_blocks import detect_change_blocks, series_change_blo
 from rsmon.products.change_extent import blocks_reached, edge_mask, examined_blocks, reaching_pixels
 from rsmon.products.change_fit import fit_block_indices
 from rsmon.products.change_params import ChangeParams
+from rsmon.products.coregister import _windows as coreg_windows
 from rsmon.io.optical_align import grid_distance as _grid_distance
 from tests import change_scenes as cs
 from tests.patch_tables import assert_same_patches
@@ -203,7 +204,8 @@ def _redline_file(path, folder, boxes_px, crs_out=None):
 @pytest.mark.parametrize("mode", ["--no-stream", "--stream"])
 def test_redline_run_reads_only_the_blocks_near_the_redlines(s2scene, tmp_path, monkeypatch, mode):
     """Two redlines (given in WGS 84) inside 2 of the 25 blocks: the pass reads those, the fit its
-    own blocks, nothing else; the patches equal the whole-scene run's."""
+    own blocks, the co-registration its 3 x 3 matching windows (spread over the scene: one global
+    shift), nothing else; the patches equal the whole-scene run's."""
     # 108/124 and 64/68 pixels from their block's edges: more than the 500 m (50 pixel) margin
     redlines = _redline_file(s2scene, tmp_path, [(620, 620, 900, 900), (1600, 1600, 1980, 1980)], "EPSG:4326")
     argv = ["redline", "detect", "--before", str(s2scene / "before"), "--after", str(s2scene / "after"),
@@ -226,8 +228,12 @@ def test_redline_run_reads_only_the_blocks_near_the_redlines(s2scene, tmp_path, 
     inside = np.zeros((5, 5), bool)
     inside[1, 1] = inside[3, 3] = True
     fit = fit_block_indices(((512,) * 5, (512,) * 5), ChangeParams().fit_sample_px)
-    expected = Counter([(1, 1), (3, 3)] + fit)
-    # each block position read by both scenes' readers: once for the pass, once for the fit
+    coreg = [(rows.start // 512, cols.start // 512) for rows, cols in coreg_windows((2560, 2560), 512, 3)]
+    assert len(coreg) == 9 and all(rows % 512 == 0 for win in coreg_windows((2560, 2560), 512, 3)
+                                   for rows in (win[0].start, win[1].start))
+    expected = Counter([(1, 1), (3, 3)] + fit + coreg)
+    # each block position read by both scenes' readers: once for the pass, once for the fit, once
+    # for the co-registration's window there
     assert Counter(reads) == Counter({ij: 2 * n for ij, n in expected.items()})
     with rasterio.open(tmp_path / "whole" / "change.tif") as a, rasterio.open(tmp_path / "part" / "change.tif") as b:
         whole, part = a.read(1), b.read(1)

@@ -21,10 +21,12 @@ the pass's first blocks read alongside it) are kept outside the LRU until
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 
 from rsmon.io.archive import file_stat
-from rsmon.io.tiff_tiles import TileCache
+from rsmon.io.tiff_tiles import TileCache, tile_cache
 
 __all__ = ["CACHE_BYTES", "JP2_DRIVERS", "KEEP_BYTES", "TILE_PIXELS_MAX", "keeping_tiles", "read_by_tiles",
            "release_tiles"]
@@ -48,16 +50,20 @@ KEEP_BYTES = 640 << 20
 _CACHE = TileCache(CACHE_BYTES, KEEP_BYTES)
 
 
+@contextlib.contextmanager
 def keeping_tiles():
     """Context: the JPEG 2000 tiles decoded meanwhile are kept until :func:`release_tiles` (up to
     :data:`KEEP_BYTES`), so blocks read early (the fit's, spread over the scene) do not cost a
-    second decode of their tiles when the pass reaches them."""
-    return _CACHE.keeping()
+    second decode of their tiles when the pass reaches them; so are partly read GeoTIFF tiles
+    (:data:`rsmon.io.tiff_tiles.KEEP_BYTES`: a shifted scene's)."""
+    with _CACHE.keeping(), tile_cache().keeping():
+        yield
 
 
 def release_tiles() -> None:
     """Drop the tiles kept by :func:`keeping_tiles` (the pass is over)."""
     _CACHE.release()
+    tile_cache().release()
 
 
 def read_by_tiles(handle, path: str, band: int, row0: int, col0: int, height: int, width: int) -> np.ndarray:

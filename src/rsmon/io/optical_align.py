@@ -5,28 +5,37 @@ Three paths, cheapest first:
 1. same grid (CRS, transform, shape): ``before`` is returned as it is (bit-identical values);
 2. same CRS and pixel size, origins an integer number of pixels apart: slicing and padding, no
    resampling (values bit-identical where the scenes overlap);
-3. anything else (other pixel size, other CRS): every output chunk is one dask task that takes the
-   ``before`` pixels under it (plus a margin) and resamples them with GDAL's warper: bilinear for
-   float variables, nearest for integer QA layers and boolean masks.
+3. anything else (other pixel size, other CRS, a sub-pixel co-registration shift): every output
+   chunk is one dask task that takes the ``before`` pixels under it (plus a margin) and resamples
+   them (:func:`~rsmon.io.optical_grid.warp_array`): bilinear for float variables, nearest for
+   integer QA layers and boolean masks.
 
 Outside ``before``'s footprint the result is NaN (floats), False (masks) or the layer's
 ``_FillValue`` (SCL 0, QA_PIXEL 1 = fill).
+
+When ``before`` has direct block access (a reader's scene, :class:`~rsmon.io.optical_raster.SceneBlocks`,
+or a composite of such scenes), paths 2 and 3 keep it (:class:`AlignedBlocks`): the change pass then
+reads each block's source window once from the scene's reader and shifts or resamples it, instead
+of evaluating the dask graph per block (which decodes the up to four ``before`` blocks under every
+output block again for each of them: a co-registered Sentinel-2 tile took 2.5-2.9 times as long).
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import xarray as xr
 
 from rsmon.errors import InputError
 from rsmon.io.optical_grid import PixelGrid, integer_offset, source_window, warp_array
-from rsmon.io.optical_raster import DEFAULT_CHUNK
+from rsmon.io.optical_raster import DEFAULT_CHUNK, SCENE_BLOCKS, BlockSource
 
 log = logging.getLogger(__name__)
 
-__all__ = ["align_pair", "dataset_grid", "grid_distance", "shifted_georeference"]
+__all__ = ["AlignedBlocks", "align_pair", "dataset_grid", "grid_distance", "shifted_georeference"]
 
 
 def dataset_grid(ds: xr.Dataset, role: str = "dataset") -> PixelGrid:
@@ -131,9 +140,13 @@ def _windows(src: PixelGrid, dst: PixelGrid, chunks) -> list[list[tuple]]:
 
 
 def _block_ranges(bounds: np.ndarray, lo: int, hi: int) -> list[tuple[int, int, int]]:
-    """(block index, start, stop inside the block) of the blocks covering [lo, hi) of one axis."""
+    """(block index, start, stop inside the block) of the blocks covering [lo, hi) of one axis
+    (``bounds``: the blocks' edges, the end included)."""
     out = []
-    for b in range(len(bounds) - 1):
+    first = max(int(np.searchsorted(bounds, lo, side="right")) - 1, 0)
+    for b in range(first, len(bounds) - 1):
+        if bounds[b] >= hi:
+            break
         start, stop = max(lo, int(bounds[b])), min(hi, int(bounds[b + 1]))
         if start < stop:
             out.append((b, start - int(bounds[b]), stop - int(bounds[b])))
@@ -149,34 +162,122 @@ def _window_and_warp(blocks: list, pieces: list, window_shape, transforms, crss,
     return _warp_block(window, transforms[0], crss[0], transforms[1], crss[1], shape, fill)
 
 
-def _warped(data, windows, src: PixelGrid, dst: PixelGrid, fill, dtype):
+def _warp_plan(windows, src: PixelGrid, source_chunks) -> list[list]:
+    """Per output chunk: None (outside the source), or the source blocks under its window
+    (``(bi, bj)`` each), their placement in the window, the window's shape and its transform.
+    The same for every variable on ``source_chunks`` (computed once per alignment)."""
+    row_bounds, col_bounds = np.cumsum((0,) + source_chunks[0]), np.cumsum((0,) + source_chunks[1])
+    plan = []
+    for line in windows:
+        out = []
+        for *_, window in line:
+            if window is None:
+                out.append(None)
+                continue
+            r0, c0, wh, ww = window
+            blocks, pieces = [], []
+            cols = _block_ranges(col_bounds, c0, c0 + ww)
+            for bi, ra, rb in _block_ranges(row_bounds, r0, r0 + wh):
+                for bj, ca, cb in cols:
+                    blocks.append((bi, bj))
+                    pieces.append((int(row_bounds[bi]) + ra - r0, int(col_bounds[bj]) + ca - c0, slice(ra, rb),
+                                   slice(ca, cb)))
+            out.append((blocks, pieces, (wh, ww), src.window_transform(r0, c0)))
+        plan.append(out)
+    return plan
+
+
+def _warped(data, windows, plan, src: PixelGrid, dst: PixelGrid, fill, dtype):
     """A dask array on ``dst``: one task per chunk taking the ``before`` blocks under it (its source
-    window plus a margin) and resampling them. The graph is written directly (one task per chunk)
-    because slicing the source array per chunk costs seconds per variable on a full tile."""
+    window plus a margin, :func:`_warp_plan`) and resampling them. The graph is written directly
+    (one task per chunk) because slicing the source array per chunk costs seconds per variable on a
+    full tile."""
     import dask.array as dsa
     from dask.base import tokenize
     from dask.highlevelgraph import HighLevelGraph
 
     name = "align-" + tokenize(data.name, src, dst, fill, str(dtype))
-    row_bounds, col_bounds = np.cumsum((0,) + data.chunks[0]), np.cumsum((0,) + data.chunks[1])
     dsk = {}
-    for i, line in enumerate(windows):
-        for j, (_, _, h, w, transform, window) in enumerate(line):
-            if window is None:
+    for i, (line, steps) in enumerate(zip(windows, plan)):
+        for j, ((_, _, h, w, transform, _), step) in enumerate(zip(line, steps)):
+            if step is None:
                 dsk[(name, i, j)] = (np.full, (h, w), fill, dtype)
                 continue
-            r0, c0, wh, ww = window
-            keys, pieces = [], []
-            for bi, ra, rb in _block_ranges(row_bounds, r0, r0 + wh):
-                for bj, ca, cb in _block_ranges(col_bounds, c0, c0 + ww):
-                    keys.append((data.name, bi, bj))
-                    pieces.append((int(row_bounds[bi]) + ra - r0, int(col_bounds[bj]) + ca - c0, slice(ra, rb),
-                                   slice(ca, cb)))
-            dsk[(name, i, j)] = (_window_and_warp, keys, pieces, (wh, ww),
-                                 (src.window_transform(r0, c0), transform), (src.crs, dst.crs), (h, w), fill)
+            blocks, pieces, window_shape, src_transform = step
+            dsk[(name, i, j)] = (_window_and_warp, [(data.name, bi, bj) for bi, bj in blocks], pieces, window_shape,
+                                 (src_transform, transform), (src.crs, dst.crs), (h, w), fill)
     chunks = (tuple(line[0][2] for line in windows), tuple(item[3] for item in windows[0]))
     graph = HighLevelGraph.from_collections(name, dsk, dependencies=[data])
     return dsa.Array(graph, name, chunks, meta=np.empty((0, 0), dtype=dtype))
+
+
+@dataclass(frozen=True)
+class AlignedBlocks(BlockSource):
+    """Direct block access of a scene put on another grid by :func:`align_pair` (its paths 2 and 3).
+
+    ``read(rows, cols)`` reads the ``before`` pixels under the window from ``before``'s own block
+    access (``inner``) and shifts them (``offset``: the integer-offset path, :func:`_shifted`) or
+    resamples them (:func:`_warp_block` on :func:`~rsmon.io.optical_grid.source_window`, the
+    window and margin the lazy task takes, :func:`_warped`): on a block window the values are those
+    of the aligned lazy arrays (tested); the inner window is read in one call, so a source tile
+    under several blocks is decoded once (the tile reader's cache) rather than once per block.
+    """
+
+    inner: BlockSource
+    src: PixelGrid
+    dst: PixelGrid
+    offset: tuple[int, int] | None  # (row, col) of dst's first pixel in src, or None: resampled
+    fills: tuple[tuple[str, Any, Any], ...]  # (variable, fill value, dtype) of every aligned variable
+    chunks: tuple[tuple[int, ...], tuple[int, ...]]
+    names: tuple[tuple[str, str], ...]
+
+    def _filled(self, shape, present=None) -> dict[str, np.ndarray]:
+        return {name: np.full(shape, fill, dtype) for name, fill, dtype in self.fills
+                if present is None or name in present}
+
+    def read(self, rows: slice, cols: slice, bands=None) -> dict[str, np.ndarray]:
+        """Every aligned variable on the window ``rows`` x ``cols`` (unit step) of the target grid
+        (with ``bands``: those the inner source gives for them, at least these bands and the QA
+        variables)."""
+        shape = (rows.stop - rows.start, cols.stop - cols.start)
+        if self.offset is not None:
+            r0, c0 = rows.start + self.offset[0], cols.start + self.offset[1]
+            a0, a1 = max(r0, 0), min(r0 + shape[0], self.src.height)
+            b0, b1 = max(c0, 0), min(c0 + shape[1], self.src.width)
+            if a1 <= a0 or b1 <= b0:
+                return self._filled(shape)  # every variable (also beyond ``bands``)
+            values = self.inner.read(slice(a0, a1), slice(b0, b1), bands=bands)
+            if (a1 - a0, b1 - b0) == shape:
+                return {name: values[name] for name, _, _ in self.fills if name in values}
+            out = self._filled(shape, values)
+            for name in out:
+                out[name][a0 - r0:a1 - r0, b0 - c0:b1 - c0] = values[name]
+            return out
+        transform = self.dst.window_transform(rows.start, cols.start)
+        window = source_window(self.src, self.dst.crs, transform, *shape)
+        if window is None:
+            return self._filled(shape)
+        r0, c0, h, w = window
+        values = self.inner.read(slice(r0, r0 + h), slice(c0, c0 + w), bands=bands)
+        src_transform = self.src.window_transform(r0, c0)
+        return {name: _warp_block(values[name], src_transform, self.src.crs, transform, self.dst.crs, shape, fill)
+                for name, fill, _ in self.fills if name in values}
+
+
+def _aligned_blocks(before: xr.Dataset, out: xr.Dataset, src: PixelGrid, dst: PixelGrid,
+                    offset: tuple[int, int] | None, chunks) -> AlignedBlocks | None:
+    """The :class:`AlignedBlocks` of ``out`` (``before`` aligned), or None when ``before`` has no
+    direct block access of all its aligned variables."""
+    aligned = [name for name, var in out.data_vars.items() if var.dims == ("y", "x")]
+    if not aligned:
+        return None
+    first = before[aligned[0]]
+    inner = BlockSource.of(before, aligned, first.chunks) if first.chunks else None
+    if inner is None:
+        return None
+    fills = tuple((name, _fill(before[name]), before[name].dtype) for name in aligned)
+    return AlignedBlocks(inner, src, dst, offset, fills, tuple(map(tuple, chunks)),
+                         tuple((name, out[name].data.name) for name in aligned))
 
 
 def shifted_georeference(ds: xr.Dataset, dy: float, dx: float, grid: PixelGrid) -> xr.Dataset:
@@ -197,7 +298,7 @@ def shifted_georeference(ds: xr.Dataset, dy: float, dx: float, grid: PixelGrid) 
         move_x, move_y = x1 - x0, y1 - y0
     out = ds.assign_coords(x=ds["x"] + move_x, y=ds["y"] + move_y)
     out.attrs = dict(ds.attrs)
-    return out.rio.write_transform(Affine.translation(move_x, move_y) * src.transform)
+    return out.rio.write_transform(Affine.translation(move_x, move_y) @ src.transform)
 
 
 def align_pair(before: xr.Dataset, after: xr.Dataset,
@@ -242,6 +343,7 @@ def align_pair(before: xr.Dataset, after: xr.Dataset,
     chunks = _chunks(after)
     shift = integer_offset(src, dst)
     windows = None if shift is not None else _windows(src, dst, chunks)
+    plans: dict = {}  # per source chunking (the same for a reader's variables)
     data_vars = {}
     for name, var in before.data_vars.items():
         if "y" not in var.dims and "x" not in var.dims:
@@ -254,13 +356,19 @@ def align_pair(before: xr.Dataset, after: xr.Dataset,
         if shift is not None:
             data = _shifted(data, shift, src, dst, fill, chunks)
         else:
-            data = _warped(data, windows, src, dst, fill, var.dtype)
+            if data.chunks not in plans:
+                plans[data.chunks] = _warp_plan(windows, src, data.chunks)
+            data = _warped(data, windows, plans[data.chunks], src, dst, fill, var.dtype)
         data_vars[name] = xr.DataArray(data, dims=("y", "x"), attrs=dict(var.attrs))
     out = xr.Dataset(data_vars, coords={"y": after["y"], "x": after["x"]}, attrs=dict(before.attrs))
     out.attrs["aligned_to"] = _source(after)
     out.attrs["alignment"] = "shift" if shift is not None else "resampled"
+    blocks = _aligned_blocks(before, out, src, dst, shift, chunks)
     log.info("aligned %s onto the grid of %s (%s)", _source(before), _source(after), out.attrs["alignment"])
     if dst.crs is not None:
         out = out.rio.write_crs(dst.crs)
-    return out.rio.write_transform(dst.transform), after
+    out = out.rio.write_transform(dst.transform)
+    if blocks is not None:
+        out.encoding[SCENE_BLOCKS] = blocks
+    return out, after
 

@@ -389,7 +389,8 @@ class BlockSource:
     :data:`SCENE_BLOCKS`): :class:`SceneBlocks` (a reader's scene) or a product's own (a composite,
     :class:`rsmon.products.change_composite.CompositeBlocks`). Subclasses have ``chunks`` (the
     block grid), ``names`` ((variable, dask name) pairs of the arrays they stand for) and
-    ``read(rows, cols)``."""
+    ``read(rows, cols, bands=None)`` (``bands``: only these bands and the QA variables are
+    needed; a source may still give more)."""
 
     chunks: tuple[tuple[int, ...], tuple[int, ...]]
     names: tuple[tuple[str, str], ...]
@@ -407,7 +408,7 @@ class BlockSource:
                 return None
         return blocks
 
-    def read(self, rows: slice, cols: slice) -> dict[str, np.ndarray]:  # pragma: no cover - abstract
+    def read(self, rows: slice, cols: slice, bands=None) -> dict[str, np.ndarray]:  # pragma: no cover - abstract
         raise NotImplementedError
 
 

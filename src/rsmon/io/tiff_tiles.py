@@ -41,14 +41,21 @@ import numpy as np
 from rsmon.errors import FormatError
 from rsmon.io.archive import file_stat, member_location
 
-__all__ = ["CACHE_BYTES", "TileCache", "TiledTiff", "tiled_tiff"]
+__all__ = ["CACHE_BYTES", "KEEP_BYTES", "TileCache", "tile_cache", "TiledTiff", "tiled_tiff"]
 
 #: TIFF compressions read directly: none, LZW, Adobe deflate, deflate, ZSTD (imagecodecs decodes
 #: each faster than GDAL's libtiff path); the others are left to GDAL.
 DIRECT_COMPRESSIONS = frozenset({1, 5, 8, 32946, 50000})
 
-#: Bytes of decoded partial tiles kept for later reads (all files together).
-CACHE_BYTES = 256 << 20
+#: Bytes of decoded partial tiles kept for later reads (all files together): about three tile
+#: rows of a Sentinel-2 tile pair whose before scene is read on shifted windows (a co-registered
+#: or re-gridded scene, :class:`rsmon.io.optical_align.AlignedBlocks`, reads every tile in parts):
+#: the pass has ~2 block rows in flight and a window reaches into the tile rows on both sides.
+CACHE_BYTES = 512 << 20
+#: Partial tiles decoded by a change fit (:func:`rsmon.io.jp2_blocks.keeping_tiles`: its blocks
+#: spread over the scene) kept outside the LRU until the pass is over: 16 blocks of a shifted
+#: scene lie in ~9 tiles each (seven bands).
+KEEP_BYTES = 384 << 20
 
 _FILES_KEPT = 64
 _TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
@@ -86,6 +93,13 @@ class TileCache:
         with self._lock:
             self._kept.clear()
             self.kept_size = 0
+
+    def clear(self) -> None:
+        """Drop every tile (kept or cached)."""
+        with self._lock:
+            self._items.clear()
+            self._kept.clear()
+            self.size = self.kept_size = 0
 
     def get_or_make(self, key, make):
         """The tile of ``key``, kept read-only; ``make()`` decodes it once even when several threads
@@ -131,7 +145,12 @@ class TileCache:
                 self.size -= self._items.popitem(last=False)[1].nbytes
 
 
-_CACHE = TileCache(CACHE_BYTES)
+_CACHE = TileCache(CACHE_BYTES, KEEP_BYTES)
+
+
+def tile_cache() -> TileCache:
+    """The cache of decoded partial tiles (all files together)."""
+    return _CACHE
 
 
 class TiledTiff:

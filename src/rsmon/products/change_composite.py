@@ -151,9 +151,9 @@ class CompositeBlocks(BlockSource):
         radiometry = check_scene(ordered[-1])
         return cls(tuple(sources), radiometry, pack_thresholds(params, radiometry), tuple(map(tuple, chunks)), names)
 
-    def read(self, rows: slice, cols: slice) -> dict[str, np.ndarray]:
+    def read(self, rows: slice, cols: slice, bands=None) -> dict[str, np.ndarray]:
         """The six bands, ``clear``, ``observation_index`` and (when the scenes have one)
-        ``water`` of the composite on a block window (one numba pass,
+        ``water`` of the composite on a block window (every band: ``bands`` is not used) (one numba pass,
         :func:`rsmon.kernels.change.latest_clear`: the tests of
         :func:`~rsmon.products.change_indices.spectral_masks` per pixel, bit-identical)."""
         shape = (rows.stop - rows.start, cols.stop - cols.start)

@@ -26,6 +26,7 @@ Products are pure: nothing is written here.
 from __future__ import annotations
 
 import gc
+import os
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -171,13 +172,43 @@ def _prepared(a: np.ndarray, b: np.ndarray, min_valid: float):
     return out
 
 
+def _window_values(moving: xr.Dataset, fixed: xr.Dataset, bands: list[str], windows: list, qa: bool) -> list[tuple]:
+    """Per band and window: the moving and fixed values (and their ``clear`` masks with ``qa``).
+    Read by the scenes' own block access when both have it (a reader's scene, or one aligned onto
+    the grid, :class:`rsmon.io.optical_align.AlignedBlocks`: each window once, only these bands),
+    else computed from the dask graphs in one go."""
+    import dask
+
+    from rsmon.io.optical_raster import BlockSource
+
+    names = [*bands, *(["clear"] if qa else [])]
+    sources = [BlockSource.of(ds, names, ds[bands[0]].chunks) if ds[bands[0]].chunks else None
+               for ds in (moving, fixed)]
+    if all(source is not None for source in sources):
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max(1, min(4, os.cpu_count() or 1))) as pool:
+            read = list(pool.map(lambda job: job[0].read(*job[1], bands=bands),
+                                 [(source, win) for win in windows for source in sources]))
+        by_window = [(read[2 * k], read[2 * k + 1]) for k in range(len(windows))]
+        return [(m[b], f[b], *((m["clear"], f["clear"]) if qa else ())) for b in bands for m, f in by_window]
+    paused = not gc.isenabled()
+    lazy = [(moving[b].data[win], fixed[b].data[win], *((moving["clear"].data[win], fixed["clear"].data[win])
+                                                        if qa else ()))
+            for b in bands for win in windows]
+    if paused:
+        # dask's slicing (dask.utils.disable_gc, a decorator that took the collector's state when
+        # dask was imported) turns the collector back on: keep a run's pause (rsmon.workflow.redline)
+        gc.disable()
+    return list(dask.compute(*lazy))
+
+
 def estimate_shift(moving: xr.Dataset, fixed: xr.Dataset, params: CoregParams | None = None) -> CoregResult:
     """The sub-pixel shift of ``moving`` against ``fixed``, both on ``fixed``'s grid (``moving``
     from :func:`rsmon.io.optical_align.align_pair`). Only the matching windows are read.
 
     Returns a :class:`CoregResult`; ``applied`` says whether it passes the thresholds of ``params``
     (see :class:`CoregParams`), ``reason`` why not."""
-    import dask
     from skimage.registration import phase_cross_correlation
 
     p = params or CoregParams()
@@ -195,15 +226,7 @@ def estimate_shift(moving: xr.Dataset, fixed: xr.Dataset, params: CoregParams | 
     windows = _windows(shape, side, p.grid)
     # the readers' QA (SCL, QA_PIXEL) says which pixels are clear: cloud and shadow are not matched
     qa = "clear" in moving.data_vars and "clear" in fixed.data_vars
-    paused = not gc.isenabled()
-    lazy = [(moving[b].data[win], fixed[b].data[win], *((moving["clear"].data[win], fixed["clear"].data[win])
-                                                        if qa else ()))
-            for b in bands for win in windows]
-    if paused:
-        # dask's slicing (dask.utils.disable_gc, a decorator that took the collector's state when
-        # dask was imported) turns the collector back on: keep a run's pause (rsmon.workflow.redline)
-        gc.disable()
-    values = dask.compute(*lazy)
+    values = _window_values(moving, fixed, bands, windows, qa)
     estimates = []
     for a, b, *clear in values:
         a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
@@ -216,7 +239,7 @@ def estimate_shift(moving: xr.Dataset, fixed: xr.Dataset, params: CoregParams | 
         estimates.append((float(shift[0]), float(shift[1])))
     result = CoregResult(estimates=estimates, pixel_size=pixel)
     if len(estimates) < 2:
-        result.reason = (f"{len(estimates)} of {len(lazy)} matching windows clear on both dates; "
+        result.reason = (f"{len(estimates)} of {len(values)} matching windows clear on both dates; "
                          "need at least 2")
         return result
     est = np.array(estimates)
