@@ -185,3 +185,22 @@ def test_block_ranges_by_hand():
     assert _block_ranges(bounds, 1024, 1100) == [(2, 0, 76)]
     assert _block_ranges(bounds, 600, 601) == [(1, 88, 89)]
     assert _block_ranges(bounds, 1100, 1200) == []
+
+
+def test_a_composite_of_shifted_scenes_keeps_direct_access(pair):
+    """Two before scenes, each co-registered by another sub-pixel shift, composited: the
+    composite reads them by their aligned blocks (the pass's direct path), equal to its lazy value."""
+    from rsmon.products.change_composite import CompositeBlocks, latest_clear_composite
+
+    after = open_optical(pair.after)
+    grid = dataset_grid(after)
+    scenes = [align_pair(shifted_georeference(open_optical(pair.before), dy, dx, grid), after)[0]
+              for dy, dx in ((0.4, 0.3), (-0.2, 0.6))]
+    composite = latest_clear_composite(scenes)
+    blocks = composite.encoding.get(SCENE_BLOCKS)
+    assert isinstance(blocks, CompositeBlocks)
+    assert all(isinstance(source, AlignedBlocks) for source, _, _ in blocks.scenes)
+    assert pair_inputs(composite, after, ChangeParams(), "reflectance").scenes is not None
+    got = blocks.read(slice(512, 1024), slice(0, 512))
+    for name in ("red", "nir", "clear", "observation_index"):
+        np.testing.assert_array_equal(got[name], composite[name].values[512:1024, 0:512], err_msg=name)
