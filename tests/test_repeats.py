@@ -4,6 +4,7 @@ inbox holding both (the job's inputs and its L3 counts)."""
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from pathlib import Path
 from types import SimpleNamespace
@@ -14,7 +15,8 @@ import xarray as xr
 from rsmon.io.s5p_layout import parse_s5p_filename
 from rsmon.sim.s5p import orbits_of_day, scanlines_crossing, simulate_orbit
 from rsmon.workflow.ledger import Ledger, ledger_url
-from rsmon.workflow.repeats import drop_covered_granules, drop_repeated_scenes
+from rsmon.workflow.repeats import (drop_covered_granules, drop_repeated_scenes, remeasured_scanlines,
+                                    without_remeasured)
 from rsmon.workflow.runner import run_workflow
 from workflow_scenes import BBOX, DAY, write_workflow
 
@@ -109,3 +111,72 @@ def test_daily_no2_job_uses_each_measurement_once(tmp_path):
         assert counted, list(got.data_vars)
         for var in got.data_vars:
             np.testing.assert_array_equal(got[var].values, want[var].values, err_msg=var)
+
+
+def _swath(times_s, mode="NRTI", processor="020600", product="NO2"):
+    base = np.datetime64("2023-12-15T05:30:00.000", "ms")
+    times = base + (np.asarray(times_s) * 1000).astype("timedelta64[ms]")
+    return xr.Dataset(coords={"time_utc": ("scanline", times)},
+                      attrs={"product": product, "mode": mode, "processor": processor, "platform": "Sentinel-5P"})
+
+
+def test_scanlines_held_again_by_a_newer_processing_by_hand():
+    """Times in seconds after 05:30; scanlines 0.84 s apart. The offline orbit ends at 12.6 s; the
+    near-real-time granule runs from 8.4 s to 16.8 s: its first six scanlines (8.4-12.6 s) are
+    in the orbit, to a few milliseconds."""
+    step = 0.84
+    offl = _swath(np.arange(16) * step, mode="OFFL")                    # 0 .. 12.6 s
+    nrti = _swath(10 * step + np.arange(11) * step + 0.003, mode="NRTI")  # 8.403 .. 16.803 s
+    ch4 = _swath(np.arange(16) * step, mode="NRTI", product="CH4")      # another product: apart
+    again = remeasured_scanlines({"offl.nc": offl, "nrti.nc": nrti, "ch4.nc": ch4})
+    assert list(again) == ["nrti.nc"]
+    np.testing.assert_array_equal(again["nrti.nc"], [True] * 6 + [False] * 5)
+    # scanlines half a scanline apart are different measurements
+    shifted = _swath(10 * step + np.arange(11) * step + step / 2, mode="NRTI")
+    assert remeasured_scanlines({"offl.nc": offl, "nrti.nc": shifted}) == {}
+    # a reprocessing holds the offline orbit again (all of it); a newer processor version wins too
+    rpro = _swath(np.arange(16) * step, mode="RPRO")
+    got = remeasured_scanlines({"offl.nc": offl, "rpro.nc": rpro, "nrti.nc": nrti})
+    assert got["offl.nc"].all() and got["nrti.nc"].sum() == 6 and "rpro.nc" not in got
+    newer = _swath(np.arange(16) * step, mode="OFFL", processor="020700")
+    assert remeasured_scanlines({"a.nc": offl, "b.nc": newer})["a.nc"].all()
+    # two equal copies: the one whose name sorts last keeps the scanlines (counted once)
+    got = remeasured_scanlines({"copy-2.nc": offl, "copy-1.nc": offl.copy()})
+    assert list(got) == ["copy-1.nc"] and got["copy-1.nc"].all()
+    # a granule is left out whole, or cut
+    assert without_remeasured(offl, got["copy-1.nc"]) is None
+    assert without_remeasured(nrti, None) is nrti
+    cut = without_remeasured(nrti, remeasured_scanlines({"o": offl, "n": nrti})["n"])
+    assert cut.sizes["scanline"] == 5 and cut["time_utc"].values[0] == nrti["time_utc"].values[6]
+
+
+def test_l3_counts_an_orbit_part_held_by_two_processings_once(tmp_path):
+    """The offline orbit part over the box ends mid-box; a near-real-time granule runs on from 40
+    scanlines before that end. The L3 of the two equals the L3 of the offline part and the
+    near-real-time granule cut at the orbit part's end (the simulator writes the same values for a
+    scanline in any granule of its orbit); without the cut, the overlap counted twice."""
+    from rsmon.grid import LonLatGrid
+    from rsmon.workflow.l3 import run_l3
+
+    orbit = next(o for o in orbits_of_day(DAY) if scanlines_crossing(o, BBOX))
+    a, b = scanlines_crossing(orbit, BBOX)
+    end = (a + b) // 2
+    both, cut = tmp_path / "both", tmp_path / "cut"
+    for folder, nrti_from in ((both, end - 40), (cut, end)):
+        simulate_orbit(folder, orbit, seed=1, scanline_range=(a, end))
+        simulate_orbit(folder, orbit, seed=1, scanline_range=(nrti_from, b), mode="NRTI")
+    # (rsmon l3 takes the files as given; the planner would drop this granule by its name, as the
+    # simulator names a subset by its whole orbit: a granule past the orbit's end stays in a job)
+    grid = LonLatGrid(west=BBOX[0], south=BBOX[1], res=0.1, width=60, height=60)
+    outputs = {}
+    for folder in (both, cut):
+        result = run_l3([folder], grid, tmp_path / f"out-{folder.name}", fmt="nc", checksums=False)
+        [outputs[folder.name]] = result.outputs
+    with xr.open_dataset(outputs["both"]) as got, xr.open_dataset(outputs["cut"]) as want:
+        counts = [v for v in got.data_vars if "count" in v or v.startswith("n_")]
+        assert counts and float(got[counts[0]].sum()) > 0
+        for var in got.data_vars:
+            np.testing.assert_array_equal(got[var].values, want[var].values, err_msg=var)
+        prov = json.loads(got.attrs["rsmon_provenance"])
+    [(name, n)] = prov["parameters"]["scanlines_held_by_newer_processing"].items()
+    assert name.startswith("S5P_NRTI_") and n == 40

@@ -90,6 +90,7 @@ def run_l3(
     from rsmon.io.netcdf import write_netcdf
     from rsmon.io.s5p import open_s5p
     from rsmon.provenance import InputRef, Provenance, sha256_file
+    from rsmon.workflow.repeats import remeasured_scanlines, without_remeasured
 
     if product not in COLLECTION_IDS:
         raise InputError(f"--product: expected one of {', '.join(COLLECTION_IDS)}, got {product!r}")
@@ -107,10 +108,15 @@ def run_l3(
         # keyed like the pixel sets' ``source``, so provenance finds its dataset again
         datasets[str(ds.attrs.get("source_path", p))] = ds
 
+    # an orbit part held by two processings (a near-real-time granule past the end of the offline
+    # orbit there) counts once: the older processing's copy of those scanlines is left out
+    again = remeasured_scanlines(datasets)
+
     def work(path: str):
         ds = datasets[path]
         try:
-            return no2.extract_pixels(ds, grid, params)
+            part = without_remeasured(ds, again.get(path))
+            return {} if part is None else no2.extract_pixels(part, grid, params)
         finally:
             # the pixel sets hold all that is needed: release the file and its HDF5 chunk caches
             ds.close()
@@ -145,8 +151,10 @@ def run_l3(
                 start=src_ds.attrs.get("time_coverage_start"),
                 end=src_ds.attrs.get("time_coverage_end"),
             ))
+        left_out = {Path(p).name: int(mask.sum()) for p, mask in again.items()}
         prov = Provenance(inputs=refs, parameters={
             "product": product, **params.to_dict(), "grid": grid.to_dict(), "bbox": list(grid.bounds),
+            **({"scanlines_held_by_newer_processing": left_out} if left_out else {}),
         })
         name = output_name(product, params.period, label, grid, fmt)
         path = out_dir / name

@@ -9,7 +9,10 @@ A centre's inbox often holds a product twice:
   within three hours for quick looks) and, days later, the offline orbit (``OFFL``) that holds the
   same measurements again, or a reprocessing (``RPRO``) of it. Their names give different start
   times, so the acquisition key above does not match them; :func:`drop_covered_granules` leaves out
-  a granule whose whole time span newer processings of the same product cover.
+  a granule whose whole time span newer processings of the same product cover, and
+  :func:`remeasured_scanlines` finds the scanlines of a granule only partly covered (one running
+  past the end of the offline orbit there) that a newer processing holds again, for the L3 job and
+  the validation to leave out.
 
 Counted twice, one clear observation would confirm itself (confidence high) in a redline series,
 and an orbit part would weigh double in an L3 mean. Of the copies, the newest processing by
@@ -23,6 +26,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
+
 from rsmon.io.optical_landsat import parse_landsat_id
 from rsmon.io.optical_s2 import s2_processing_of_name
 from rsmon.io.s5p_layout import S5PFileName, parse_s5p_filename
@@ -30,7 +35,8 @@ from rsmon.workflow.redline_tiles import tile_key
 
 log = logging.getLogger(__name__)
 
-__all__ = ["drop_covered_granules", "drop_repeated_scenes", "processing_rank"]
+__all__ = ["drop_covered_granules", "drop_repeated_scenes", "processing_rank", "remeasured_scanlines",
+           "without_remeasured"]
 
 #: Sentinel-5P processing streams, newest processing last (reprocessing over offline over near real
 #: time; Sentinel-5P Level 2 Product User Manual, "File name convention", processing modes).
@@ -73,6 +79,78 @@ def processing_rank(item) -> tuple:
     return ()
 
 
+#: Two scanlines of one instrument are one measurement when their times differ by less than this
+#: (seconds): the processings of one orbit part share the level-1b times to the millisecond, and
+#: TROPOMI's scanlines are 0.84 s apart (1.08 s before 2019-08-06; Sentinel-5P Level 2 Product
+#: User Manual, "time_utc" and the along-track sampling).
+SAME_SCANLINE_S = 0.1
+
+
+def _s5p_order(path: str, ds) -> tuple | None:
+    """(platform, product, level) and the sort key of a granule's processing (newest last: the
+    stream, processor and production time of its name, else its ``mode``/``processor``
+    attributes; then the file name, so two equal copies are still ordered); None if it says
+    nothing of its product."""
+    attrs = getattr(ds, "attrs", {})
+    s5p = parse_s5p_filename(Path(path).name)
+    product = s5p.product if s5p is not None else attrs.get("product")
+    if not product:
+        return None
+    rank = processing_rank(path)
+    if not rank:
+        mode = str(attrs.get("mode", ""))
+        rank = (_S5P_STREAMS.index(mode) if mode in _S5P_STREAMS else -1, str(attrs.get("processor", "")), "")
+    level = s5p.level if s5p is not None else "L2"
+    return (str(attrs.get("platform", "Sentinel-5P")), str(product).strip("_"), level), (rank, Path(path).name)
+
+
+def remeasured_scanlines(datasets) -> dict[str, np.ndarray]:
+    """Per Sentinel-5P granule (``{path: dataset}`` as :func:`rsmon.io.s5p.open_s5p` gives them,
+    with ``time_utc`` per scanline), which of its scanlines a newer processing of the same product
+    among ``datasets`` holds again (a scanline of the other granule within :data:`SAME_SCANLINE_S`
+    of it): a near-real-time granule running past the end of an offline orbit (the part inside the
+    orbit), an offline orbit part also in a reprocessing. Only granules with such scanlines are
+    listed (bool per scanline, True = measured again: leave it out). Of two copies of one
+    processing, the one whose file name sorts last keeps the shared scanlines."""
+    granules: dict[tuple, list[tuple[tuple, str, np.ndarray]]] = {}
+    for path, ds in datasets.items():
+        order = _s5p_order(path, ds)
+        if order is None or "time_utc" not in getattr(ds, "variables", {}):
+            continue
+        times = np.asarray(ds["time_utc"].values).astype("datetime64[ms]").astype(np.int64)
+        granules.setdefault(order[0], []).append((order[1], path, times))
+    out: dict[str, np.ndarray] = {}
+    tolerance = int(SAME_SCANLINE_S * 1000)
+    for group in granules.values():
+        group.sort(key=lambda g: g[0])
+        for k, (_, path, times) in enumerate(group):
+            again = np.zeros(times.shape, bool)
+            for _, _, newer in group[k + 1:]:
+                newer = np.sort(newer)
+                if not newer.size or not times.size:
+                    continue
+                i = np.searchsorted(newer, times)  # the newer scanlines on both sides of each time
+                below, above = newer[np.clip(i - 1, 0, newer.size - 1)], newer[np.clip(i, 0, newer.size - 1)]
+                again |= np.minimum(np.abs(times - below), np.abs(times - above)) <= tolerance
+            if again.any():
+                out[path] = again
+    return out
+
+
+def without_remeasured(ds, again: np.ndarray | None, role: str = "granule"):
+    """``ds`` without the scanlines ``again`` marks (:func:`remeasured_scanlines`), logged; None
+    when none is left; ``ds`` itself when ``again`` is None or marks none."""
+    if again is None or not again.any():
+        return ds
+    source = ds.attrs.get("source_path", "")
+    if again.all():
+        log.warning("%s %s: all %d scanlines are held by a newer processing; left out", role, source, again.size)
+        return None
+    log.warning("%s %s: %d of %d scanlines are held by a newer processing; those are left out", role, source,
+                int(again.sum()), again.size)
+    return ds.isel(scanline=np.flatnonzero(~again))
+
+
 def _acquisition(item) -> tuple:
     """What makes two catalogued scenes one observation: tile, sensing start, platform, product and
     footprint (rounded to ~100 m, so two scenes without a tile in their names stay apart)."""
@@ -113,7 +191,8 @@ def drop_covered_granules(items: Sequence, role: str) -> list:
     names, to a second): near-real-time granules once the offline orbit has arrived (also across
     the orbit's end when the next offline orbit is there), an offline orbit once its reprocessing
     has. A granule only partly covered is kept: left out, the part no newer copy holds would be
-    lost (its overlap then counts twice, as before). Other items are kept, in their order."""
+    lost; the readers of its pixels leave out the overlap (:func:`remeasured_scanlines`). Other
+    items are kept, in their order."""
     parsed = [(item, _s5p_name(item)) for item in items]
     by_product: dict[tuple[str, str], list[tuple[tuple, S5PFileName, object]]] = {}
     for item, s5p in parsed:

@@ -173,14 +173,21 @@ def run_validation(
     table = read_station_files(stations, variable, sites)
     parts = []
     sat_units: set[str] = set()
+    swaths = {str(Path(raw)): Path(raw) for raw in products if _product_kind(Path(raw)) == "swath"}
+    if swaths:
+        from rsmon.io.s5p import open_s5p
+        from rsmon.workflow.repeats import remeasured_scanlines, without_remeasured
+
+        swaths = {key: open_s5p(path) for key, path in swaths.items()}
+        again = remeasured_scanlines(swaths)  # an orbit part in two processings is matched once
     for raw in products:
         path = Path(raw)
         what = _product_kind(path)
         try:
             if what == "swath":
-                from rsmon.io.s5p import open_s5p
-
-                ds = open_s5p(path)
+                ds = without_remeasured(swaths[str(path)], again.get(str(path)), "product")
+                if ds is None:
+                    continue
                 sat_units.add(str(ds[ds.attrs["main_variable"]].attrs.get("units", "")))
                 qa = QA_DEFAULTS[kind] if qa_min is None else qa_min
                 rule = "bracket_hours" if kind == "no2" else "window"
