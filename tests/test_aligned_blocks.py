@@ -204,3 +204,40 @@ def test_a_composite_of_shifted_scenes_keeps_direct_access(pair):
     got = blocks.read(slice(512, 1024), slice(0, 512))
     for name in ("red", "nir", "clear", "observation_index"):
         np.testing.assert_array_equal(got[name], composite[name].values[512:1024, 0:512], err_msg=name)
+
+
+def test_quicklook_chips_of_a_shifted_scene_are_read_directly(pair, monkeypatch):
+    """The patch quicklooks of a co-registered before scene read each chip through its aligned
+    blocks (no dask graph), equal to the chips the graph gives, at the scene's edges and strided."""
+    import dask
+
+    from rsmon.io.change_output import _Image, _read_chips, _Window
+
+    after = open_optical(pair.after)
+    aligned, _ = align_pair(shifted_georeference(open_optical(pair.before), 0.35, -0.6, dataset_grid(after)), after)
+    names = ["red", "green", "blue"]
+    windows = {0: [_Window(slice(0, 37), slice(1050, 1100), (0, 0, 0, 0))],
+               1: [_Window(slice(400, 700, 3), slice(300, 611, 3), (0, 0, 0, 0))],
+               2: [_Window(slice(1093, 1100), slice(0, 5), (0, 0, 0, 0))]}
+
+    def chips(ds):
+        image = _Image(ds, names, "before", np.empty(0), ds.rio.transform(), (SIZE, SIZE))
+        return _read_chips([image], windows, threads=2)
+
+    computed = []
+    original = dask.compute
+
+    def counting(*args, **kwargs):
+        computed.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(dask, "compute", counting)
+    direct = chips(aligned)
+    assert not computed  # no graph evaluated
+    graph = aligned.copy()
+    graph.encoding = {}
+    through_graph = chips(graph)
+    assert computed
+    for k in windows:
+        np.testing.assert_array_equal(direct[k][0], through_graph[k][0], err_msg=str(k))
+        assert np.isfinite(direct[k][0]).mean() > 0.5

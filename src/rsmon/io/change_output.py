@@ -272,18 +272,20 @@ class _Image:
 def _read_chips(images: list[_Image], windows: dict[int, list[_Window | None]], threads: int) -> dict[int, list]:
     """Chips (bands x rows x cols, float64; None outside an image) of several patches, both dates.
 
-    An image the optical reader opened (and nobody changed since) is read window by window by the
-    reader itself (:class:`rsmon.io.optical_raster.SceneBlocks`: only the chip's pixels, no dask
-    graph); any other image in one dask computation of the windows. Both in ``threads`` threads."""
+    An image with direct block access (one the optical reader opened and nobody changed since,
+    :class:`rsmon.io.optical_raster.SceneBlocks`; one aligned or co-registered onto the after grid,
+    :class:`rsmon.io.optical_align.AlignedBlocks`; a composite of such) is read window by window
+    by it (only the chip's pixels and their resampling margin, no dask graph); any other image in
+    one dask computation of the windows. Both in ``threads`` threads."""
     import dask
 
-    from rsmon.io.optical_raster import SceneBlocks
+    from rsmon.io.optical_raster import BlockSource
 
-    def direct(image: _Image, w: _Window, scene: SceneBlocks) -> np.ndarray:
+    def direct(image: _Image, w: _Window, scene: BlockSource) -> np.ndarray:
         values = scene.read(slice(w.rows.start, w.rows.stop), slice(w.cols.start, w.cols.stop), image.names)
         return np.stack([values[n][::w.rows.step, ::w.cols.step].astype(np.float64) for n in image.names])
 
-    scenes = [SceneBlocks.of(image.ds, image.names, image.ds[image.names[0]].chunks or ()) for image in images]
+    scenes = [BlockSource.of(image.ds, image.names, image.ds[image.names[0]].chunks or ()) for image in images]
     jobs = [(k, i) for k, wins in windows.items() for i, w in enumerate(wins) if w is not None]
     chips: dict[tuple[int, int], np.ndarray] = {}
     lazy = [(k, i) for k, i in jobs if scenes[i] is None]
