@@ -143,6 +143,13 @@ def test_scanlines_held_again_by_a_newer_processing_by_hand():
     # two equal copies: the one whose name sorts last keeps the scanlines (counted once)
     got = remeasured_scanlines({"copy-2.nc": offl, "copy-1.nc": offl.copy()})
     assert list(got) == ["copy-1.nc"] and got["copy-1.nc"].all()
+    # scanlines without a time (NaT) are never taken for one another
+    gaps = _swath(np.arange(16) * step, mode="OFFL")
+    gaps["time_utc"].values[3:5] = np.datetime64("NaT")
+    holes = _swath(np.arange(16) * step, mode="NRTI")
+    holes["time_utc"].values[[4, 9]] = np.datetime64("NaT")
+    np.testing.assert_array_equal(remeasured_scanlines({"o": gaps, "n": holes})["n"],
+                                  [k not in (3, 4, 9) for k in range(16)])
     # a granule is left out whole, or cut
     assert without_remeasured(offl, got["copy-1.nc"]) is None
     assert without_remeasured(nrti, None) is nrti

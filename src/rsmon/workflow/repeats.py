@@ -84,6 +84,7 @@ def processing_rank(item) -> tuple:
 #: TROPOMI's scanlines are 0.84 s apart (1.08 s before 2019-08-06; Sentinel-5P Level 2 Product
 #: User Manual, "time_utc" and the along-track sampling).
 SAME_SCANLINE_S = 0.1
+_NAT = np.iinfo(np.int64).min  # a scanline without a time (NaT): never the same as another
 
 
 def _s5p_order(path: str, ds) -> tuple | None:
@@ -117,7 +118,8 @@ def remeasured_scanlines(datasets) -> dict[str, np.ndarray]:
         order = _s5p_order(path, ds)
         if order is None or "time_utc" not in getattr(ds, "variables", {}):
             continue
-        times = np.asarray(ds["time_utc"].values).astype("datetime64[ms]").astype(np.int64)
+        stamps = np.asarray(ds["time_utc"].values).astype("datetime64[ms]")
+        times = np.where(np.isnat(stamps), _NAT, stamps.astype(np.int64))
         granules.setdefault(order[0], []).append((order[1], path, times))
     out: dict[str, np.ndarray] = {}
     tolerance = int(SAME_SCANLINE_S * 1000)
@@ -125,13 +127,15 @@ def remeasured_scanlines(datasets) -> dict[str, np.ndarray]:
         group.sort(key=lambda g: g[0])
         for k, (_, path, times) in enumerate(group):
             again = np.zeros(times.shape, bool)
+            timed = times != _NAT
             for _, _, newer in group[k + 1:]:
-                newer = np.sort(newer)
-                if not newer.size or not times.size:
+                newer = np.sort(newer[newer != _NAT])
+                if not newer.size or not timed.any():
                     continue
                 i = np.searchsorted(newer, times)  # the newer scanlines on both sides of each time
                 below, above = newer[np.clip(i - 1, 0, newer.size - 1)], newer[np.clip(i, 0, newer.size - 1)]
-                again |= np.minimum(np.abs(times - below), np.abs(times - above)) <= tolerance
+                near = np.minimum(np.abs(times[timed] - below[timed]), np.abs(times[timed] - above[timed]))
+                again[timed] |= near <= tolerance
             if again.any():
                 out[path] = again
     return out
