@@ -36,7 +36,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from validate_change_sites import ALL_SITES, LANDSAT, SHARED_DATA, SITES  # noqa: E402
+from validate_change_sites import ALL_SITES, open_site  # noqa: E402
 
 #: Planted moves of a real before scene against itself: (site, dy, dx), the content put dy rows
 #: down and dx columns right, so the shift to find is (-dy, -dx).
@@ -51,15 +51,6 @@ cr = COREG(ref, tgt, ws=(ws, ws), max_shift=5, q=True, nodata=(-9999.0, -9999.0)
 cr.calculate_spatial_shifts()
 print(json.dumps({"x": cr.x_shift_px, "y": cr.y_shift_px, "success": bool(cr.success)}, default=str))
 """
-
-
-def _scenes(site: str):
-    from rsmon.io.optical import open_optical
-
-    if site in SITES:
-        before, _, after, _, _ = SITES[site]
-        return open_optical(SHARED_DATA / LANDSAT / before), open_optical(SHARED_DATA / LANDSAT / after)
-    return (open_optical(SHARED_DATA / "oscd" / site / "imgs_1"), open_optical(SHARED_DATA / "oscd" / site / "imgs_2"))
 
 
 def _write_nir(ds, path: Path) -> Path:
@@ -116,11 +107,11 @@ def main(argv=None) -> int:
     with warnings.catch_warnings(), tempfile.TemporaryDirectory() as tmp:
         warnings.simplefilter("ignore")
         for site in ALL_SITES:
-            before, after = _scenes(site)
+            before, after = open_site(site)
             rows.append(_case(site, before, after, args.arosics_python, Path(tmp), args.ws))
             print(f"{site} done", file=sys.stderr, flush=True)
         for site, dy, dx in PLANTED:
-            before, _ = _scenes(site)
+            before, _ = open_site(site)
             moved = shifted_georeference(before, dy, dx, dataset_grid(before))
             rows.append(_case(f"{site} moved ({_fmt(dy, dx)})", before, moved, args.arosics_python, Path(tmp),
                               args.ws, truth=(-dy, -dx)))

@@ -129,6 +129,19 @@ def load_site(name: str, chunk: int = 512):
     return before, after, reference, sensor, f"{before.attrs['datetime']} -> {after.attrs['datetime']}"
 
 
+def open_site(name: str, chunk: int = 512):
+    """The before and after scenes of a site as ``rsmon.io.optical.open_optical`` reads them
+    (each on its own grid)."""
+    from rsmon.io.optical import open_optical
+
+    if name in SITES:
+        b_path, _, a_path, _, _ = SITES[name]
+        folder = SHARED_DATA / LANDSAT
+        return open_optical(folder / b_path, chunks=chunk), open_optical(folder / a_path, chunks=chunk)
+    folder = SHARED_DATA / "oscd" / name
+    return open_optical(folder / "imgs_1", chunks=chunk), open_optical(folder / "imgs_2", chunks=chunk)
+
+
 def load_site_rsmon(name: str, chunk: int = 512, coregister: bool = True):
     """As :func:`load_site`, with ``rsmon.io.optical.open_optical`` and ``align_pair``.
 
@@ -138,21 +151,16 @@ def load_site_rsmon(name: str, chunk: int = 512, coregister: bool = True):
     scene (``rsmon.products.coregister.align_coregistered``); its measured shift is the after
     scene's ``coregistration`` attribute.
     """
-    from rsmon.io.optical import open_optical
     from rsmon.io.optical_align import align_pair
     from rsmon.products.coregister import align_coregistered
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
+        before, after = open_site(name, chunk)
         if name in SITES:
-            b_path, _, a_path, _, sensor = SITES[name]
-            folder = SHARED_DATA / LANDSAT
-            before = open_optical(folder / b_path, chunks=chunk)
-            after = open_optical(folder / a_path, chunks=chunk)
-            reference = read_reference_mask(folder / Path(b_path).parent)
+            b_path, _, _, _, sensor = SITES[name]
+            reference = read_reference_mask(SHARED_DATA / LANDSAT / Path(b_path).parent)
         else:
-            before = open_optical(SHARED_DATA / "oscd" / name / "imgs_1", chunks=chunk)
-            after = open_optical(SHARED_DATA / "oscd" / name / "imgs_2", chunks=chunk)
             reference = read_reference_mask(SHARED_DATA / "oscd" / name / "cm" / f"{name}-cm.tif")
             sensor = "Sentinel-2 L1C"
         if coregister:

@@ -493,10 +493,10 @@ def _examined(within, margin: float, after: xr.Dataset, inputs: PairInputs, attr
 
 @contextlib.contextmanager
 def _tiles_kept_for_the_pass():
-    """Around a fit and its pass: the JPEG 2000 code tiles decoded for the fit's blocks (spread
-    over the scene, :func:`rsmon.io.jp2_blocks.keeping_tiles`) are kept until the pass is over,
-    so they are not decoded again when the pass reaches them (a Sentinel-2 SAFE tile pair decoded
-    ~25 % more than once before)."""
+    """Around a fit and its pass: the JPEG 2000 code tiles (and partly read GeoTIFF tiles)
+    decoded for the fit's blocks (spread over the scene, :func:`rsmon.io.jp2_blocks.keeping_tiles`)
+    are kept until the pass is over, so they are not decoded again when the pass reaches them (a
+    Sentinel-2 SAFE tile pair decoded ~25 % more than once before)."""
     try:
         yield
     finally:

@@ -60,6 +60,11 @@ def _s5p_name(item) -> S5PFileName | None:
     return None
 
 
+def _stream_rank(mode: str) -> int:
+    """Rank of a Sentinel-5P processing stream (:data:`_S5P_STREAMS`; -1 for an unknown one)."""
+    return _S5P_STREAMS.index(mode) if mode in _S5P_STREAMS else -1
+
+
 def processing_rank(item) -> tuple:
     """How recent a copy's processing is, from its names (larger is newer): Sentinel-5P stream
     (reprocessing, offline, near real time), processor version and production time; Sentinel-2
@@ -68,8 +73,7 @@ def processing_rank(item) -> tuple:
     for name in _names(item):
         s5p = parse_s5p_filename(name)
         if s5p is not None:
-            stream = _S5P_STREAMS.index(s5p.mode) if s5p.mode in _S5P_STREAMS else -1
-            return (stream, s5p.processor, s5p.production.strftime("%Y%m%dT%H%M%S"))
+            return (_stream_rank(s5p.mode), s5p.processor, s5p.production.strftime("%Y%m%dT%H%M%S"))
         s2 = s2_processing_of_name(name)
         if s2 is not None:
             return s2
@@ -99,8 +103,7 @@ def _s5p_order(path: str, ds) -> tuple | None:
         return None
     rank = processing_rank(path)
     if not rank:
-        mode = str(attrs.get("mode", ""))
-        rank = (_S5P_STREAMS.index(mode) if mode in _S5P_STREAMS else -1, str(attrs.get("processor", "")), "")
+        rank = (_stream_rank(str(attrs.get("mode", ""))), str(attrs.get("processor", "")), "")
     level = s5p.level if s5p is not None else "L2"
     return (str(attrs.get("platform", "Sentinel-5P")), str(product).strip("_"), level), (rank, Path(path).name)
 
@@ -113,23 +116,23 @@ def remeasured_scanlines(datasets) -> dict[str, np.ndarray]:
     orbit), an offline orbit part also in a reprocessing. Only granules with such scanlines are
     listed (bool per scanline, True = measured again: leave it out). Of two copies of one
     processing, the one whose file name sorts last keeps the shared scanlines."""
-    granules: dict[tuple, list[tuple[tuple, str, np.ndarray]]] = {}
+    granules: dict[tuple, list[tuple[tuple, str, np.ndarray, np.ndarray]]] = {}
     for path, ds in datasets.items():
         order = _s5p_order(path, ds)
         if order is None or "time_utc" not in getattr(ds, "variables", {}):
             continue
         stamps = np.asarray(ds["time_utc"].values).astype("datetime64[ms]")
         times = np.where(np.isnat(stamps), _NAT, stamps.astype(np.int64))
-        granules.setdefault(order[0], []).append((order[1], path, times))
+        known = np.sort(times[times != _NAT])  # what an older granule's scanlines are matched against
+        granules.setdefault(order[0], []).append((order[1], path, times, known))
     out: dict[str, np.ndarray] = {}
     tolerance = int(SAME_SCANLINE_S * 1000)
     for group in granules.values():
         group.sort(key=lambda g: g[0])
-        for k, (_, path, times) in enumerate(group):
+        for k, (_, path, times, _) in enumerate(group):
             again = np.zeros(times.shape, bool)
             timed = times != _NAT
-            for _, _, newer in group[k + 1:]:
-                newer = np.sort(newer[newer != _NAT])
+            for *_, newer in group[k + 1:]:
                 if not newer.size or not timed.any():
                     continue
                 i = np.searchsorted(newer, times)  # the newer scanlines on both sides of each time
